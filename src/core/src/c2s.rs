@@ -1,0 +1,617 @@
+//! Client-to-server streams (RFC 6120): stream headers and features, STARTTLS, SASL, resource
+//! binding, then the bound session's read/write loop with keep-alive pings. One task per
+//! connection; it owns its buffers and hands complete stanzas to the router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hearth_auth::{ChannelBindings, Mechanism, SaslServer, Step};
+use hearth_xml::{StreamEvent, StreamHeader, StreamParser};
+use minidom::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until};
+
+use crate::jid::Jid;
+use crate::module::{FeaturePhase, IqTarget, IqType, SessionEvent};
+use crate::ns;
+use crate::router::{Context, Origin};
+use crate::server::Server;
+use crate::session::{Outgoing, Session, SessionQueue, Sessions};
+use crate::stanza::{Condition, EnvelopeError, Kind, Stanza, StanzaError, ncname};
+use crate::transport::Transport;
+
+/// Failed SASL attempts allowed on one stream before it is closed.
+const MAX_SASL_ATTEMPTS: u32 = 5;
+/// Write buffer size at which queued stanzas are flushed even if more are waiting.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Why the stream ends.
+#[derive(Debug)]
+enum End {
+    /// The peer closed the stream or the connection: answer `</stream:stream>` if still open.
+    Graceful,
+    /// Close with a stream error (RFC 6120 §4.9.3 condition).
+    Error { condition: &'static str, text: Option<String> },
+}
+
+fn stream_error(condition: &'static str, text: impl Into<String>) -> End {
+    End::Error { condition, text: Some(text.into()) }
+}
+
+/// What the connection loop must do after an element was handled.
+enum Action {
+    Continue,
+    StartTls,
+    Bound(SessionQueue),
+}
+
+struct Conn {
+    server: Arc<Server>,
+    peer: SocketAddr,
+    parser: StreamParser,
+    out: Vec<u8>,
+    header_sent: bool,
+    secure: bool,
+    cb: ChannelBindings,
+    /// Authenticated account (local part) once SASL succeeded.
+    user: Option<String>,
+    sasl: Option<(SaslServer, Mechanism)>,
+    sasl_failures: u32,
+    session: Option<Arc<Session>>,
+    ping_id: Option<String>,
+}
+
+pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let handshake = Duration::from_secs(server.config.c2s.handshake_timeout_secs);
+    let io = if direct_tls {
+        let acceptor = server.tls.direct_tls_acceptor();
+        match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Transport::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "direct TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "direct TLS handshake timed out");
+                return;
+            }
+        }
+    } else {
+        Transport::Plain(tcp)
+    };
+    let c2s = &server.config.c2s;
+    let limits = hearth_xml::Limits {
+        max_stanza_size: c2s.max_stanza_size,
+        max_depth: c2s.max_depth,
+        max_attributes: c2s.max_attributes,
+    };
+    let mut conn = Conn {
+        server: server.clone(),
+        peer,
+        parser: StreamParser::new(limits),
+        out: Vec::new(),
+        header_sent: false,
+        secure: false,
+        cb: ChannelBindings { tls_exporter: None, tls_server_end_point: None },
+        user: None,
+        sasl: None,
+        sasl_failures: 0,
+        session: None,
+        ping_id: None,
+    };
+    if direct_tls {
+        conn.secured(&io);
+    }
+    conn.run(io).await;
+}
+
+impl Conn {
+    async fn run(&mut self, mut io: Transport) {
+        let cfg = self.server.config.c2s.clone();
+        let handshake_deadline = Instant::now() + Duration::from_secs(cfg.handshake_timeout_secs);
+        let mut shutdown = self.server.shutdown_signal();
+        let mut queue: Option<SessionQueue> = None;
+        let mut rbuf: Vec<u8> = Vec::new();
+        let mut last_read = Instant::now();
+        let end = 'conn: loop {
+            // Handle everything already buffered before waiting for more input.
+            loop {
+                let event = match self.parser.next_event() {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer, error = %e, "closing stream on bad XML");
+                        break 'conn End::Error { condition: e.condition(), text: Some(e.to_string()) };
+                    }
+                };
+                match self.handle_event(event).await {
+                    Ok(Action::Continue) => {}
+                    Ok(Action::StartTls) => match self.start_tls(io).await {
+                        Ok(tls) => io = tls,
+                        Err(()) => return,
+                    },
+                    Ok(Action::Bound(q)) => queue = Some(q),
+                    Err(end) => break 'conn end,
+                }
+            }
+            if self.flush(&mut io).await.is_err() {
+                break End::Graceful;
+            }
+            let deadline = if self.session.is_none() {
+                handshake_deadline
+            } else if self.ping_id.is_some() {
+                last_read + Duration::from_secs(cfg.ping_after_secs + cfg.ping_timeout_secs)
+            } else {
+                last_read + Duration::from_secs(cfg.ping_after_secs)
+            };
+            rbuf.reserve(4096);
+            tokio::select! {
+                read = io.read_buf(&mut rbuf) => match read {
+                    Ok(0) | Err(_) => break End::Graceful,
+                    Ok(_) => {
+                        self.parser.feed(&rbuf);
+                        // Idle sessions hold no read buffer: memory per connection matters.
+                        rbuf = Vec::new();
+                        last_read = Instant::now();
+                        self.ping_id = None;
+                    }
+                },
+                item = recv(&mut queue) => match item {
+                    Some(Outgoing::Stanza(bytes)) => {
+                        self.out.extend_from_slice(&bytes);
+                        while self.out.len() < WRITE_BATCH {
+                            match queue.as_mut().and_then(SessionQueue::try_recv) {
+                                Some(Outgoing::Stanza(b)) => self.out.extend_from_slice(&b),
+                                Some(Outgoing::Close { condition, text }) => break 'conn End::Error { condition, text },
+                                None => break,
+                            }
+                        }
+                    }
+                    Some(Outgoing::Close { condition, text }) => break End::Error { condition, text },
+                    None => break End::Graceful,
+                },
+                _ = sleep_until(deadline) => {
+                    if self.session.is_none() {
+                        break stream_error("connection-timeout", "authentication took too long");
+                    } else if self.ping_id.is_some() {
+                        tracing::debug!(peer = %self.peer, "no answer to ping; closing dead connection");
+                        break stream_error("connection-timeout", "no answer to ping");
+                    } else {
+                        self.send_ping();
+                    }
+                },
+                _ = shutdown.changed() => break stream_error("system-shutdown", "the server is shutting down"),
+            }
+            self.parser.idle_shrink();
+        };
+        self.close(&mut io, end).await;
+    }
+
+    /// Marks the stream as encrypted and computes its channel-binding data.
+    fn secured(&mut self, io: &Transport) {
+        self.secure = true;
+        if let Some(conn) = io.tls() {
+            let (tls_exporter, tls_server_end_point) = self.server.tls.channel_binding_data(conn);
+            self.cb = ChannelBindings { tls_exporter, tls_server_end_point };
+        }
+    }
+
+    async fn start_tls(&mut self, mut io: Transport) -> Result<Transport, ()> {
+        self.out.extend_from_slice(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes());
+        if self.flush(&mut io).await.is_err() {
+            return Err(());
+        }
+        // Bytes pipelined after <starttls/> would be taken as if they came over TLS (CVE-2011-1431 class).
+        if self.parser.has_buffered() {
+            tracing::warn!(peer = %self.peer, "client sent data after <starttls/> before the TLS handshake; closing");
+            return Err(());
+        }
+        let Transport::Plain(tcp) = io else { return Err(()) };
+        let timeout = Duration::from_secs(self.server.config.c2s.handshake_timeout_secs);
+        match tokio::time::timeout(timeout, self.server.tls.starttls_acceptor().accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                let io = Transport::Tls(Box::new(tls));
+                self.secured(&io);
+                self.parser.reset();
+                self.header_sent = false;
+                Ok(io)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "STARTTLS handshake failed");
+                Err(())
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    async fn handle_event(&mut self, event: StreamEvent) -> Result<Action, End> {
+        match event {
+            StreamEvent::Header(h) => self.open_stream(h).map(|()| Action::Continue),
+            StreamEvent::End => Err(End::Graceful),
+            StreamEvent::Element(el) => self.handle_element(el).await,
+        }
+    }
+
+    fn open_stream(&mut self, h: StreamHeader) -> Result<(), End> {
+        self.send_header(h.lang.as_deref());
+        if h.name != "stream" || h.ns != ns::STREAM {
+            return Err(stream_error("invalid-namespace", "expected <stream:stream> in http://etherx.jabber.org/streams"));
+        }
+        if h.default_ns.as_deref() != Some(ns::CLIENT) {
+            return Err(stream_error("invalid-namespace", "client streams use the jabber:client namespace"));
+        }
+        if h.version.as_deref() != Some("1.0") {
+            return Err(stream_error("unsupported-version", "hearth speaks XMPP 1.0 (RFC 6120)"));
+        }
+        if let Some(to) = &h.to {
+            let known = Jid::domain_jid(to).map(|j| self.server.is_local_domain(j.domain())).unwrap_or(false);
+            if !known {
+                return Err(stream_error("host-unknown", format!("this server does not serve {to}")));
+            }
+        }
+        self.send_features();
+        Ok(())
+    }
+
+    fn send_header(&mut self, lang: Option<&str>) {
+        if self.header_sent {
+            return;
+        }
+        self.header_sent = true;
+        let header = StreamHeader {
+            name: "stream".into(),
+            ns: ns::STREAM.into(),
+            default_ns: Some(ns::CLIENT.into()),
+            to: None,
+            from: Some(self.server.domain().to_string()),
+            id: Some(random_id()),
+            version: Some("1.0".into()),
+            lang: Some(lang.unwrap_or("en").to_string()),
+        };
+        self.out.extend_from_slice(hearth_xml::stream_header(&header).as_bytes());
+    }
+
+    fn send_features(&mut self) {
+        let mut features: Vec<Element> = Vec::new();
+        if !self.secure {
+            features.push(Element::builder("starttls", ns::TLS).append(Element::bare("required", ns::TLS)).build());
+        } else if self.user.is_none() {
+            let mut mechs = Element::bare("mechanisms", ns::SASL);
+            for m in hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain) {
+                mechs.append_child(Element::builder("mechanism", ns::SASL).append(m.name()).build());
+            }
+            features.push(mechs);
+            let mut cb = Element::bare("sasl-channel-binding", ns::SASL_CB);
+            for t in self.cb.type_names() {
+                cb.append_child(Element::builder("channel-binding", ns::SASL_CB).attr(ncname("type"), t).build());
+            }
+            features.push(cb);
+            features.extend(self.server.stream_features(FeaturePhase::PreAuth).cloned());
+        } else {
+            features.push(Element::bare("bind", ns::BIND));
+            features.push(Element::builder("session", ns::SESSION).append(Element::bare("optional", ns::SESSION)).build());
+            features.extend(self.server.stream_features(FeaturePhase::PostAuth).cloned());
+        }
+        self.out.extend_from_slice(b"<stream:features>");
+        for f in &features {
+            hearth_xml::write_element(f, ns::CLIENT, &mut self.out);
+        }
+        self.out.extend_from_slice(b"</stream:features>");
+    }
+
+    async fn handle_element(&mut self, el: Element) -> Result<Action, End> {
+        let ns = el.ns();
+        if let Some(session) = self.session.clone() {
+            return self.handle_stanza(&session, el).await.map(|()| Action::Continue);
+        }
+        match (el.name(), ns.as_str()) {
+            ("starttls", ns::TLS) if !self.secure => Ok(Action::StartTls),
+            ("auth", ns::SASL) if !self.secure => {
+                self.sasl_failure(hearth_auth::Condition::EncryptionRequired, Some("use STARTTLS first"));
+                Ok(Action::Continue)
+            }
+            ("auth" | "response" | "abort", ns::SASL) if self.user.is_none() => self.handle_sasl(el).await,
+            ("iq", ns::CLIENT) => self.handle_pre_session_iq(el).await,
+            ("message" | "presence", ns::CLIENT) => Err(stream_error("not-authorized", "authenticate and bind a resource before sending stanzas")),
+            (name, _) => Err(stream_error("unsupported-stanza-type", format!("<{name}/> is not expected here"))),
+        }
+    }
+
+    /// A top-level element on a bound session: a stanza, stamped and handed to the router.
+    async fn handle_stanza(&mut self, session: &Arc<Session>, el: Element) -> Result<(), End> {
+        let mut stanza = match Stanza::from_element(el) {
+            Ok(st) => st,
+            Err(EnvelopeError::NotAStanza(name)) => {
+                return Err(stream_error("unsupported-stanza-type", format!("<{name}/> is not a stanza this server understands")));
+            }
+            Err(EnvelopeError::BadAddress { attr, stanza }) => {
+                let err = StanzaError::new(Condition::JidMalformed).with_text(format!("the '{attr}' address is not a valid JID"));
+                if let Some(mut reply) = stanza.error_reply(err) {
+                    reply.set_to(None);
+                    self.write_stanza(&reply);
+                }
+                return Ok(());
+            }
+        };
+        // RFC 6120 §8.1.2.1: the server stamps 'from'; a client claiming another address is cut off.
+        if let Some(from) = stanza.from() {
+            if *from != session.jid && *from != session.jid.to_bare() {
+                tracing::warn!(jid = %session.jid, claimed = %from, "client sent a stanza with a spoofed 'from'; closing its stream");
+                return Err(stream_error("invalid-from", "the 'from' address does not match this session"));
+            }
+        }
+        if stanza.kind() == Kind::Iq && matches!(stanza.type_attr(), Some("result" | "error")) && stanza.id().is_some() && stanza.id() == self.ping_id.as_deref() {
+            return Ok(());
+        }
+        stanza.set_from(Some(session.jid.clone()));
+        self.server.process_from_client(session, stanza).await;
+        Ok(())
+    }
+
+    /// IQs before a resource is bound: resource binding and the legacy session after login,
+    /// and pre-authentication IQs (in-band registration) that a module offers.
+    async fn handle_pre_session_iq(&mut self, el: Element) -> Result<Action, End> {
+        let stanza = match Stanza::from_element(el) {
+            Ok(st) => st,
+            Err(_) => return Err(stream_error("bad-format", "malformed IQ before binding")),
+        };
+        if !self.secure {
+            return Err(stream_error("not-authorized", "use STARTTLS and authenticate first"));
+        }
+        let iq_type = match stanza.type_attr() {
+            Some("get") => IqType::Get,
+            Some("set") => IqType::Set,
+            _ => return Ok(Action::Continue),
+        };
+        let Some(user) = self.user.clone() else {
+            let cx = Context { server: self.server.clone(), origin: Origin::Server };
+            let reply = match self.server.call_iq(cx, iq_type, IqTarget::Unauthenticated, &stanza).await {
+                Some(Ok(payload)) => Some(stanza.iq_result(payload)),
+                Some(Err(err)) => stanza.error_reply(err),
+                None => return Err(stream_error("not-authorized", "authenticate before sending stanzas")),
+            };
+            if let Some(mut reply) = reply {
+                reply.set_from(None);
+                self.write_stanza(&reply);
+            }
+            return Ok(Action::Continue);
+        };
+        let payload = stanza.iq_payload().cloned();
+        match (iq_type, payload) {
+            (IqType::Set, Some(p)) if p.is("bind", ns::BIND) => self.bind(&user, &stanza, &p).await,
+            (IqType::Set, Some(p)) if p.is("session", ns::SESSION) => {
+                self.write_stanza(&stanza.iq_result(None));
+                Ok(Action::Continue)
+            }
+            _ => Err(stream_error("not-authorized", "bind a resource before sending stanzas")),
+        }
+    }
+
+    async fn bind(&mut self, user: &str, iq: &Stanza, payload: &Element) -> Result<Action, End> {
+        let requested = payload.get_child("resource", ns::BIND).map(Element::text).filter(|r| !r.trim().is_empty());
+        let account = Jid::parse(&format!("{user}@{}", self.server.domain()))
+            .map_err(|_| stream_error("internal-server-error", "account name is not a valid JID"))?;
+        let resource = requested.unwrap_or_else(Sessions::generate_resource);
+        let jid = match account.with_resource(&resource) {
+            Ok(j) => j,
+            Err(_) => {
+                let err = StanzaError::new(Condition::BadRequest).with_text("this resource is not allowed (RFC 7622)");
+                if let Some(reply) = iq.error_reply(err) {
+                    self.write_stanza(&reply);
+                }
+                return Ok(Action::Continue);
+            }
+        };
+        let (session, queue) = self.server.sessions.bind(jid.clone(), self.server.config.c2s.max_queued_stanzas);
+        tracing::info!(jid = %jid, peer = %self.peer, "session bound");
+        let mut reply = iq.iq_result(Some(
+            Element::builder("bind", ns::BIND).append(Element::builder("jid", ns::BIND).append(jid.to_string()).build()).build(),
+        ));
+        reply.set_to(None);
+        self.write_stanza(&reply);
+        self.session = Some(session);
+        self.server.session_event(SessionEvent::Bound(jid)).await;
+        Ok(Action::Bound(queue))
+    }
+
+    async fn handle_sasl(&mut self, el: Element) -> Result<Action, End> {
+        let ip = self.peer.ip();
+        let step = match el.name() {
+            "abort" => {
+                self.sasl = None;
+                self.sasl_failure(hearth_auth::Condition::Aborted, None);
+                return Ok(Action::Continue);
+            }
+            "auth" => {
+                let offered = hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain);
+                let Some(mech) = el.attr("mechanism").and_then(Mechanism::from_name).filter(|m| offered.contains(m)) else {
+                    self.sasl_failure(hearth_auth::Condition::InvalidMechanism, None);
+                    return Ok(Action::Continue);
+                };
+                if !self.server.throttle.check(ip, None) {
+                    tracing::warn!(%ip, "too many failed logins from this address; refusing for now");
+                    self.sasl_failure(hearth_auth::Condition::TemporaryAuthFailure, Some("too many failed attempts; try again later"));
+                    return Ok(Action::Continue);
+                }
+                let Some(data) = decode_sasl(&el.text()) else {
+                    self.sasl_failure(hearth_auth::Condition::IncorrectEncoding, None);
+                    return Ok(Action::Continue);
+                };
+                let mut sasl = SaslServer::new(mech, self.cb.clone());
+                let step = sasl.start(&data);
+                self.sasl = Some((sasl, mech));
+                step
+            }
+            _ => {
+                let Some((sasl, _)) = self.sasl.as_mut() else {
+                    return Err(stream_error("policy-violation", "SASL response without an exchange in progress"));
+                };
+                let Some(data) = decode_sasl(&el.text()) else {
+                    self.sasl = None;
+                    self.sasl_failure(hearth_auth::Condition::IncorrectEncoding, None);
+                    return Ok(Action::Continue);
+                };
+                sasl.step(&data)
+            }
+        };
+        self.sasl_step(step).await
+    }
+
+    /// Drives the SASL exchange through credential look-ups until it needs the client again.
+    async fn sasl_step(&mut self, mut step: Result<Step, hearth_auth::SaslFailure>) -> Result<Action, End> {
+        let ip = self.peer.ip();
+        loop {
+            match step {
+                Ok(Step::NeedCredentials { username }) => {
+                    if !self.server.throttle.check(ip, Some(&username)) {
+                        tracing::warn!(%ip, account = %username, "too many failed logins for this account; refusing for now");
+                        self.sasl = None;
+                        self.sasl_failure(hearth_auth::Condition::TemporaryAuthFailure, Some("too many failed attempts; try again later"));
+                        return Ok(Action::Continue);
+                    }
+                    let creds = match self.server.store.credentials(&username).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::error!(error = %e, "credential look-up failed");
+                            self.sasl = None;
+                            self.sasl_failure(hearth_auth::Condition::TemporaryAuthFailure, None);
+                            return Ok(Action::Continue);
+                        }
+                    };
+                    let Some((sasl, _)) = self.sasl.as_mut() else { return Ok(Action::Continue) };
+                    step = sasl.credentials(creds.as_ref());
+                }
+                Ok(Step::Challenge(data)) => {
+                    self.out.extend_from_slice(format!("<challenge xmlns='{}'>{}</challenge>", ns::SASL, B64.encode(data)).as_bytes());
+                    return Ok(Action::Continue);
+                }
+                Ok(Step::Success { username, additional }) => {
+                    let mech = self.sasl.take().map(|(_, m)| m.name()).unwrap_or("?");
+                    self.server.throttle.record_success(ip, &username);
+                    tracing::info!(account = %username, %ip, mechanism = mech, "authenticated");
+                    let data = additional.map(|d| B64.encode(d)).unwrap_or_default();
+                    self.out.extend_from_slice(format!("<success xmlns='{}'>{data}</success>", ns::SASL).as_bytes());
+                    self.user = Some(username);
+                    // RFC 6120 §6.4.6: a new stream follows; the client may already have sent its header.
+                    self.parser.reset();
+                    self.header_sent = false;
+                    return Ok(Action::Continue);
+                }
+                Err(failure) => {
+                    self.sasl = None;
+                    self.server.throttle.record_failure(ip, failure.username.as_deref());
+                    tracing::info!(%ip, account = failure.username.as_deref().unwrap_or("-"), condition = failure.condition.element_name(), "authentication failed");
+                    self.sasl_failure(failure.condition, failure.text);
+                    self.sasl_failures += 1;
+                    if self.sasl_failures >= MAX_SASL_ATTEMPTS {
+                        return Err(stream_error("policy-violation", "too many failed authentication attempts"));
+                    }
+                    return Ok(Action::Continue);
+                }
+            }
+        }
+    }
+
+    fn sasl_failure(&mut self, condition: hearth_auth::Condition, text: Option<&str>) {
+        let text = text.map(|t| format!("<text xml:lang='en'>{}</text>", xml_escape(t))).unwrap_or_default();
+        self.out.extend_from_slice(
+            format!("<failure xmlns='{}'><{}/>{text}</failure>", ns::SASL, condition.element_name()).as_bytes(),
+        );
+    }
+
+    fn send_ping(&mut self) {
+        let Some(session) = &self.session else { return };
+        let id = format!("ping-{}", random_id());
+        let mut ping = Stanza::new(Kind::Iq);
+        ping.set_type(Some("get"));
+        ping.set_id(Some(&id));
+        ping.set_from(Jid::domain_jid(self.server.domain()).ok());
+        ping.set_to(Some(session.jid.clone()));
+        ping.element_mut().append_child(Element::bare("ping", ns::PING));
+        self.write_stanza(&ping);
+        self.ping_id = Some(id);
+    }
+
+    fn write_stanza(&mut self, stanza: &Stanza) {
+        hearth_xml::write_element(stanza.element(), ns::CLIENT, &mut self.out);
+    }
+
+    async fn flush(&mut self, io: &mut Transport) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = async {
+            io.write_all(&self.out).await?;
+            io.flush().await
+        }
+        .await;
+        self.out.clear();
+        if self.out.capacity() > WRITE_BATCH {
+            self.out = Vec::new();
+        }
+        r
+    }
+
+    async fn close(&mut self, io: &mut Transport, end: End) {
+        match &end {
+            End::Error { condition, text } => {
+                self.send_header(None);
+                let text = text
+                    .as_deref()
+                    .map(|t| format!("<text xmlns='{}' xml:lang='en'>{}</text>", ns::STREAMS_ERRORS, xml_escape(t)))
+                    .unwrap_or_default();
+                self.out.extend_from_slice(
+                    format!("<stream:error><{condition} xmlns='{}'/>{text}</stream:error></stream:stream>", ns::STREAMS_ERRORS).as_bytes(),
+                );
+            }
+            End::Graceful if self.header_sent => self.out.extend_from_slice(b"</stream:stream>"),
+            End::Graceful => {}
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = self.flush(io).await;
+            let _ = io.shutdown().await;
+        })
+        .await;
+        if let Some(session) = self.session.take() {
+            let reason = match &end {
+                End::Graceful => "closed by client".to_string(),
+                End::Error { condition, .. } => (*condition).to_string(),
+            };
+            let was_available = session.is_available();
+            if self.server.sessions.unbind(&session) || was_available {
+                tracing::info!(jid = %session.jid, reason = %reason, "session closed");
+            }
+            self.server.session_event(SessionEvent::Closed { jid: session.jid.clone(), was_available, reason }).await;
+        }
+    }
+}
+
+/// Decodes a SASL payload: `=` is an empty response (RFC 6120 §6.4.2).
+fn decode_sasl(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text == "=" || text.is_empty() {
+        return Some(Vec::new());
+    }
+    B64.decode(text).ok()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&apos;").replace('"', "&quot;")
+}
+
+async fn recv(queue: &mut Option<SessionQueue>) -> Option<Outgoing> {
+    match queue {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn random_id() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("{n:032x}")
+}

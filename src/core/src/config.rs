@@ -1,0 +1,239 @@
+//! The server configuration: `hearth.toml`, typed. Every section denies unknown keys so a typo is an
+//! error at startup (and in `hearth check`), not a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The embedded default: `localhost`, data in `./data`, self-signed certificate, SQLite.
+pub const DEFAULT_CONFIG: &str = r#"
+domain = "localhost"
+data_dir = "./data"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The XMPP domain served (the part after `@` in user addresses).
+    pub domain: String,
+    /// Where the database and the generated certificate live. Relative paths are taken from the
+    /// directory hearth is started in.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub c2s: C2sConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// `[modules.<name>]` sections, each deserialized by its module into its own typed config.
+    #[serde(default)]
+    pub modules: BTreeMap<String, toml::Table>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter such as `info,hearth_core=debug`.
+    /// The `RUST_LOG` environment variable overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain for the domain (leaf first). When both `certificate` and `key` are
+    /// unset, hearth generates a self-signed certificate in `data_dir` on first start.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sConfig {
+    /// Client listeners with STARTTLS (RFC 6120). TLS is required before authentication.
+    pub listen: Vec<SocketAddr>,
+    /// Client listeners with direct TLS (XEP-0368, ALPN `xmpp-client`).
+    pub direct_tls_listen: Vec<SocketAddr>,
+    /// Largest stanza accepted, in bytes; larger ones close the stream with `policy-violation`.
+    pub max_stanza_size: usize,
+    /// Deepest element nesting accepted inside a stanza.
+    pub max_depth: usize,
+    /// Most attributes accepted on one element.
+    pub max_attributes: usize,
+    /// Seconds a new connection has to authenticate and bind before it is closed.
+    pub handshake_timeout_secs: u64,
+    /// Seconds of silence after which the server pings the client (XEP-0199).
+    pub ping_after_secs: u64,
+    /// Seconds to wait for any traffic after that ping before the connection is declared dead.
+    pub ping_timeout_secs: u64,
+    /// Most stanzas queued for one client before it is disconnected as too slow.
+    pub max_queued_stanzas: usize,
+    /// Most connections open at once; further ones are refused at accept time.
+    pub max_connections: usize,
+}
+
+impl Default for C2sConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["[::]:5222".parse().expect("literal")],
+            direct_tls_listen: vec!["[::]:5223".parse().expect("literal")],
+            max_stanza_size: 256 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            handshake_timeout_secs: 60,
+            ping_after_secs: 300,
+            ping_timeout_secs: 60,
+            max_queued_stanzas: 10_000,
+            max_connections: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// PBKDF2 iterations used when a password is set (SCRAM; at least 4096).
+    pub scram_iterations: u32,
+    /// Offer PLAIN (always only inside TLS). Needed by some old clients; SCRAM is preferred.
+    pub allow_plain: bool,
+    /// Failed logins allowed from one IP address per `throttle_window_secs`; 0 disables the limit.
+    pub max_failures_per_ip: u32,
+    /// Failed logins allowed for one account per `throttle_window_secs`; 0 disables the limit.
+    pub max_failures_per_account: u32,
+    pub throttle_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            scram_iterations: 10_000,
+            allow_plain: true,
+            max_failures_per_ip: 20,
+            max_failures_per_account: 10,
+            throttle_window_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite database file; relative to `data_dir`.
+    pub sqlite: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { sqlite: PathBuf::from("hearth.sqlite") }
+    }
+}
+
+impl Config {
+    /// Parses a configuration text; errors name the offending key (`c2s.max_depth: invalid type`).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let de = toml::Deserializer::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            anyhow::anyhow!("{}: {}", e.path(), e.inner().message())
+        })?;
+        cfg.domain = normalise_domain(&cfg.domain)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Loads `path`, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        match path {
+            None => Self::parse(DEFAULT_CONFIG),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                Self::parse(&text).with_context(|| format!("in config file {}", p.display()))
+            }
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.auth.scram_iterations >= 4096,
+            "auth.scram_iterations must be at least 4096 (RFC 7677)"
+        );
+        anyhow::ensure!(
+            self.tls.certificate.is_some() == self.tls.key.is_some(),
+            "tls.certificate and tls.key must be set together"
+        );
+        anyhow::ensure!(self.c2s.max_stanza_size >= 10_000, "c2s.max_stanza_size must be at least 10000 (RFC 6120 §13.12)");
+        anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
+        anyhow::ensure!(self.c2s.max_attributes >= 8, "c2s.max_attributes must be at least 8");
+        Ok(())
+    }
+
+    /// `storage.sqlite` resolved against `data_dir`.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join(&self.storage.sqlite)
+    }
+
+    /// The raw `[modules.<name>]` table, empty when absent.
+    pub fn module_section(&self, name: &str) -> toml::Table {
+        self.modules.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// Lower-cases and IDNA-checks the configured domain the way JIDs are normalised.
+fn normalise_domain(domain: &str) -> anyhow::Result<String> {
+    let bare = jid::BareJid::new(domain)
+        .map_err(|e| anyhow::anyhow!("domain {domain:?} is not a valid XMPP domain: {e}"))?;
+    anyhow::ensure!(bare.node().is_none(), "domain {domain:?} must not contain '@'");
+    Ok(bare.domain().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let cfg = Config::load(None).unwrap();
+        assert_eq!(cfg.domain, "localhost");
+        assert_eq!(cfg.c2s.max_stanza_size, 256 * 1024);
+        assert_eq!(cfg.sqlite_path(), PathBuf::from("./data/hearth.sqlite"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("domain = \"a.example\"\n[c2s]\nmax_stanza = 5\n").unwrap_err();
+        assert!(format!("{err:#}").contains("max_stanza"), "{err:#}");
+    }
+
+    #[test]
+    fn domain_is_lowercased() {
+        assert_eq!(Config::parse("domain = \"Example.COM\"").unwrap().domain, "example.com");
+    }
+}

@@ -1,0 +1,225 @@
+//! The module interface. A module is loaded once at startup: `init` gets its typed config section
+//! (`[modules.<NAME>]`) and registers what it provides on the `Registrar` — stanza hooks, IQ
+//! handlers, disco features, stream features, background workers. The core owns the registrations
+//! and knows no module by name; `hearth-modules` lists the modules to load.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use minidom::Element;
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::router::{Context, Flow, IqResult};
+use crate::server::Server;
+use crate::stanza::Stanza;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How far hearth implements a specification; feeds `hearth xeps` and `xeps/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SupportStatus {
+    Complete,
+    Partial,
+}
+
+impl SupportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportStatus::Complete => "complete",
+            SupportStatus::Partial => "partial",
+        }
+    }
+}
+
+/// A specification a module implements: `"XEP-0199"` or `"RFC 6121"`, the version implemented,
+/// the status and a short note on deviations.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub id: &'static str,
+    pub version: &'static str,
+    pub status: SupportStatus,
+    pub note: &'static str,
+}
+
+pub trait Module: Send + Sync + Sized + 'static {
+    /// Config key (`[modules.NAME]`) and log target.
+    const NAME: &'static str;
+    /// What it implements.
+    const SPECS: &'static [Spec];
+    /// Loaded unless `[modules.NAME] enabled = false` (or, when false here, unless `enabled = true`).
+    const ENABLED_BY_DEFAULT: bool = true;
+    type Config: DeserializeOwned + Default;
+    fn init(config: Self::Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>>;
+}
+
+/// Where a disco feature or identity is advertised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoScope {
+    /// The server's own JID (the domain).
+    Host,
+    /// Every account's bare JID (PEP, MAM, push live there).
+    Account,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub category: String,
+    pub type_: String,
+    pub name: Option<String>,
+}
+
+/// When a stream feature is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeaturePhase {
+    /// After TLS, before authentication (e.g. in-band registration).
+    PreAuth,
+    /// After authentication, beside resource binding (e.g. roster versioning).
+    PostAuth,
+}
+
+/// Events about sessions, for modules that keep per-session behaviour (presence broadcast on
+/// disconnect, offline delivery on first presence).
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A resource was bound.
+    Bound(crate::jid::Jid),
+    /// A session ended; `was_available` tells whether it had sent available presence.
+    Closed { jid: crate::jid::Jid, was_available: bool, reason: String },
+}
+
+pub(crate) type HookFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<Flow> + Send + Sync>;
+pub(crate) type IqFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<IqResult> + Send + Sync>;
+pub(crate) type SessionFn = Arc<dyn Fn(Arc<Server>, SessionEvent) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type WorkerFn = Box<dyn FnOnce(Arc<Server>) -> BoxFuture<anyhow::Result<()>> + Send>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IqType {
+    Get,
+    Set,
+}
+
+/// Who answers an IQ: `Host` for the domain, `Account` for a bare account JID (including an IQ
+/// without `to`, which RFC 6120 §10.3.3 addresses to the sender's own account), `Unauthenticated`
+/// for IQs on a secured stream before login (in-band registration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IqTarget {
+    Host,
+    Account,
+    Unauthenticated,
+}
+
+/// Everything the modules registered, owned by the server.
+#[derive(Default)]
+pub struct Registrations {
+    pub(crate) hooks: std::collections::HashMap<String, Vec<(i32, HookFn)>>,
+    pub(crate) iq: std::collections::HashMap<(IqType, IqTarget, String, String), IqFn>,
+    pub(crate) session_hooks: Vec<SessionFn>,
+    pub(crate) workers: Vec<(&'static str, WorkerFn)>,
+    pub features: Vec<(DiscoScope, String)>,
+    pub identities: Vec<(DiscoScope, Identity)>,
+    pub(crate) stream_features: Vec<(FeaturePhase, Element)>,
+    pub specs: Vec<(&'static str, Spec)>,
+    pub loaded: Vec<&'static str>,
+}
+
+pub struct Registrar<'a> {
+    config: &'a Config,
+    regs: Registrations,
+}
+
+impl<'a> Registrar<'a> {
+    pub fn new(config: &'a Config) -> Self {
+        Self { config, regs: Registrations::default() }
+    }
+
+    pub fn config(&self) -> &Config {
+        self.config
+    }
+
+    /// Loads module `M` if enabled: deserializes its section (unknown keys are errors) and runs
+    /// `init`. Returns the module instance, or `None` when disabled.
+    pub fn load<M: Module>(&mut self) -> anyhow::Result<Option<Arc<M>>> {
+        let mut table = self.config.module_section(M::NAME);
+        let enabled = match table.remove("enabled") {
+            None => M::ENABLED_BY_DEFAULT,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(_) => anyhow::bail!("modules.{}.enabled must be true or false", M::NAME),
+        };
+        if !enabled {
+            tracing::debug!(module = M::NAME, "module disabled");
+            return Ok(None);
+        }
+        let de = toml::Value::Table(table);
+        let cfg: M::Config = serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow::anyhow!("modules.{}.{}: {}", M::NAME, e.path(), e.inner()))?;
+        let module = M::init(cfg, self).map_err(|e| e.context(format!("module {} failed to start", M::NAME)))?;
+        for spec in M::SPECS {
+            self.regs.specs.push((M::NAME, *spec));
+        }
+        self.regs.loaded.push(M::NAME);
+        Ok(Some(module))
+    }
+
+    /// Hooks a stanza event (`message/bare`, `pre-presence/full`, or a custom event another module
+    /// fires, such as `message/offline`). Higher priority runs first; a handler returning
+    /// `Flow::Stop` ends the chain.
+    pub fn hook<F, Fut>(&mut self, event: &str, priority: i32, f: F)
+    where
+        F: Fn(Context, Stanza) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Flow> + Send + 'static,
+    {
+        let f: HookFn = Arc::new(move |cx, st| Box::pin(f(cx, st)));
+        let list = self.regs.hooks.entry(event.to_string()).or_default();
+        list.push((priority, f));
+        list.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
+    }
+
+    /// Claims IQs of `type_` to `target` whose payload is `<name xmlns=ns>`. The handler's
+    /// `Ok(payload)` becomes the `result`, `Err` the `error` reply.
+    pub fn iq<F, Fut>(&mut self, type_: IqType, target: IqTarget, ns: &str, name: &str, f: F)
+    where
+        F: Fn(Context, Stanza) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = IqResult> + Send + 'static,
+    {
+        let key = (type_, target, ns.to_string(), name.to_string());
+        let f: IqFn = Arc::new(move |cx, st| Box::pin(f(cx, st)));
+        let previous = self.regs.iq.insert(key.clone(), f);
+        assert!(previous.is_none(), "two modules claim IQ {key:?}");
+    }
+
+    pub fn on_session<F, Fut>(&mut self, f: F)
+    where
+        F: Fn(Arc<Server>, SessionEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.regs.session_hooks.push(Arc::new(move |s, e| Box::pin(f(s, e))));
+    }
+
+    /// A background task started once the server runs (expiry, timers).
+    pub fn worker<F, Fut>(&mut self, name: &'static str, f: F)
+    where
+        F: FnOnce(Arc<Server>) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.regs.workers.push((name, Box::new(move |s| Box::pin(f(s)))));
+    }
+
+    pub fn feature(&mut self, scope: DiscoScope, var: &str) {
+        self.regs.features.push((scope, var.to_string()));
+    }
+
+    pub fn identity(&mut self, scope: DiscoScope, category: &str, type_: &str, name: Option<&str>) {
+        let id = Identity { category: category.into(), type_: type_.into(), name: name.map(Into::into) };
+        self.regs.identities.push((scope, id));
+    }
+
+    pub fn stream_feature(&mut self, phase: FeaturePhase, el: Element) {
+        self.regs.stream_features.push((phase, el));
+    }
+
+    pub fn finish(self) -> Registrations {
+        self.regs
+    }
+}

@@ -1,0 +1,188 @@
+//! The running server: configuration, storage, sessions and the modules' registrations, plus the
+//! listeners and signal handling that drive it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use minidom::Element;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::module::{DiscoScope, FeaturePhase, Identity, Registrations, SessionEvent};
+use crate::session::Sessions;
+use crate::tls::Tls;
+
+pub struct Server {
+    pub config: Config,
+    pub store: hearth_store::Store,
+    pub sessions: Sessions,
+    pub tls: Tls,
+    pub throttle: hearth_auth::Throttle,
+    pub(crate) regs: Registrations,
+    workers: std::sync::Mutex<Vec<(&'static str, crate::module::WorkerFn)>>,
+    pub started: Instant,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Server {
+    pub fn new(config: Config, store: hearth_store::Store, tls: Tls, mut regs: Registrations) -> Arc<Self> {
+        let workers = std::mem::take(&mut regs.workers);
+        let auth = &config.auth;
+        let throttle = hearth_auth::Throttle::new(
+            auth.max_failures_per_ip,
+            auth.max_failures_per_account,
+            Duration::from_secs(auth.throttle_window_secs),
+        );
+        Arc::new(Server {
+            config,
+            store,
+            sessions: Sessions::default(),
+            tls,
+            throttle,
+            regs,
+            workers: std::sync::Mutex::new(workers),
+            started: Instant::now(),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.config.domain
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        domain == self.config.domain
+    }
+
+    pub fn features(&self, scope: DiscoScope) -> impl Iterator<Item = &str> {
+        self.regs.features.iter().filter(move |(s, _)| *s == scope).map(|(_, f)| f.as_str())
+    }
+
+    pub fn identities(&self, scope: DiscoScope) -> impl Iterator<Item = &Identity> {
+        self.regs.identities.iter().filter(move |(s, _)| *s == scope).map(|(_, i)| i)
+    }
+
+    pub fn stream_features(&self, phase: FeaturePhase) -> impl Iterator<Item = &Element> {
+        self.regs.stream_features.iter().filter(move |(p, _)| *p == phase).map(|(_, e)| e)
+    }
+
+    /// Names of the loaded modules, in load order.
+    pub fn loaded_modules(&self) -> &[&'static str] {
+        &self.regs.loaded
+    }
+
+    pub(crate) async fn session_event(self: &Arc<Self>, event: SessionEvent) {
+        for hook in &self.regs.session_hooks {
+            hook(self.clone(), event.clone()).await;
+        }
+    }
+
+    /// A receiver that turns true when the server is shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Binds the listeners, starts the modules' workers and serves until SIGTERM/SIGINT. SIGHUP
+    /// reloads the TLS certificate without touching live sessions.
+    pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
+        let limit = Arc::new(Semaphore::new(self.config.c2s.max_connections));
+        let mut listeners = Vec::new();
+        for (addrs, direct_tls) in [(&self.config.c2s.listen, false), (&self.config.c2s.direct_tls_listen, true)] {
+            for addr in addrs {
+                let l = listen(*addr).await?;
+                tracing::info!(address = %addr, direct_tls, "listening for clients");
+                listeners.push((l, direct_tls));
+            }
+        }
+        let workers = std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        for (name, worker) in workers {
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = worker(server).await {
+                    tracing::error!(worker = name, error = %e, "module worker stopped");
+                }
+            });
+        }
+        for (listener, direct_tls) in listeners {
+            tokio::spawn(accept_loop(self.clone(), listener, direct_tls, limit.clone()));
+        }
+        notify_ready();
+        self.wait_for_signals().await;
+        let _ = self.shutdown.send(true);
+        // Give connection tasks a moment to send their closing stream errors.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.sessions.count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.store.close().await;
+        tracing::info!("hearth stopped");
+        Ok(())
+    }
+
+    async fn wait_for_signals(&self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            tracing::error!("cannot install signal handlers; stop hearth with SIGKILL");
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match self.tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded; live sessions keep their connections"),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: certificate reload failed; still using the previous certificate"),
+                },
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return }
+            }
+        }
+    }
+}
+
+async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr).map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr}: {e} — is another XMPP server running, or does hearth lack the right to bind this port?")
+    })?;
+    Ok(socket.listen(1024)?)
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: bool, limit: Arc<Semaphore>) {
+    let mut shutdown = server.shutdown_signal();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = Duration::from_millis(10);
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = server.config.c2s.max_connections, "connection limit reached (c2s.max_connections); refusing connection");
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let server = server.clone();
+                tokio::spawn(async move {
+                    crate::c2s::serve(server, tcp, peer, direct_tls).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::error!(error = %e, "accept failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Tells systemd (Type=notify) that hearth is ready; a no-op elsewhere.
+fn notify_ready() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}

@@ -1,0 +1,196 @@
+//! Bound client sessions: who is online with which resources, and the per-session presence state
+//! RFC 6121 delivery rules need (availability, priority, directed presence).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use minidom::Element;
+use tokio::sync::mpsc;
+
+use crate::jid::{BareJid, Jid};
+
+/// What a connection task is asked to write.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A serialised stanza.
+    Stanza(Bytes),
+    /// Close the stream with this stream error condition (RFC 6120 §4.9.3) and optional text.
+    Close { condition: &'static str, text: Option<String> },
+}
+
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Initial presence sent and not yet withdrawn (RFC 6121 §4.2).
+    pub available: bool,
+    pub priority: i8,
+    /// The last broadcast available presence, re-sent in answer to probes.
+    pub last: Option<Element>,
+    /// Entities this session sent directed presence to (RFC 6121 §4.6), told when it goes offline.
+    pub directed: HashSet<Jid>,
+    /// Requested the roster, so it gets roster pushes (RFC 6121 §2.1.6 "interested resource").
+    pub interested: bool,
+}
+
+pub struct Session {
+    pub id: u64,
+    pub jid: Jid,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    pub presence: Mutex<PresenceState>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Session({}, {})", self.id, self.jid)
+    }
+}
+
+/// The receiving half, owned by the connection task.
+pub struct SessionQueue {
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl SessionQueue {
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        let item = self.rx.recv().await;
+        if matches!(item, Some(Outgoing::Stanza(_))) {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        item
+    }
+
+    pub fn try_recv(&mut self) -> Option<Outgoing> {
+        let item = self.rx.try_recv().ok();
+        if matches!(item, Some(Outgoing::Stanza(_))) {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        item
+    }
+}
+
+impl Session {
+    /// Queues a stanza. A client that does not read while stanzas pile up past the configured
+    /// bound is disconnected instead of growing the server's memory without limit.
+    pub fn send(&self, bytes: Bytes) -> bool {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(jid = %self.jid, limit = self.max_queued, "client is not reading its stanzas; disconnecting it (c2s.max_queued_stanzas)");
+            self.close("policy-violation", Some("too many unread stanzas".into()));
+            return false;
+        }
+        self.tx.send(Outgoing::Stanza(bytes)).is_ok()
+    }
+
+    pub fn close(&self, condition: &'static str, text: Option<String>) {
+        let _ = self.tx.send(Outgoing::Close { condition, text });
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.presence.lock().expect("presence lock").available
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.presence.lock().expect("presence lock").priority
+    }
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    by_bare: RwLock<HashMap<BareJid, Vec<Arc<Session>>>>,
+    next_id: AtomicU64,
+}
+
+impl Sessions {
+    /// Binds `jid` (full). An existing session with the same full JID is told `conflict` and
+    /// replaced: the new session wins (RFC 6120 §7.7.2.2, the policy most clients expect).
+    pub fn bind(&self, jid: Jid, max_queued: usize) -> (Arc<Session>, SessionQueue) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let session = Arc::new(Session {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            jid: jid.clone(),
+            tx,
+            queued: queued.clone(),
+            max_queued,
+            presence: Mutex::new(PresenceState::default()),
+        });
+        let mut map = self.by_bare.write().expect("sessions lock");
+        let list = map.entry(jid.bare().clone()).or_default();
+        if let Some(pos) = list.iter().position(|s| s.jid == jid) {
+            let old = list.swap_remove(pos);
+            tracing::info!(jid = %jid, "resource conflict: the new session replaces the old one");
+            old.close("conflict", Some("replaced by a new connection with the same resource".into()));
+        }
+        list.push(session.clone());
+        (session, SessionQueue { rx, queued })
+    }
+
+    /// Removes the session if it is still the one bound (it may have been replaced already).
+    /// Returns whether it was removed.
+    pub fn unbind(&self, session: &Session) -> bool {
+        let mut map = self.by_bare.write().expect("sessions lock");
+        let Some(list) = map.get_mut(session.jid.bare()) else { return false };
+        let Some(pos) = list.iter().position(|s| s.id == session.id) else { return false };
+        list.swap_remove(pos);
+        if list.is_empty() {
+            map.remove(session.jid.bare());
+        }
+        true
+    }
+
+    pub fn get(&self, full: &Jid) -> Option<Arc<Session>> {
+        let map = self.by_bare.read().expect("sessions lock");
+        map.get(full.bare())?.iter().find(|s| s.jid == *full).cloned()
+    }
+
+    /// All sessions of an account.
+    pub fn of(&self, bare: &BareJid) -> Vec<Arc<Session>> {
+        let map = self.by_bare.read().expect("sessions lock");
+        map.get(bare).cloned().unwrap_or_default()
+    }
+
+    pub fn count(&self) -> usize {
+        self.by_bare.read().expect("sessions lock").values().map(Vec::len).sum()
+    }
+
+    /// A fresh resource for clients that let the server pick (RFC 6120 §7.6.2.1).
+    pub fn generate_resource() -> String {
+        use rand::Rng;
+        let n: u64 = rand::rng().random();
+        format!("hearth-{n:016x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conflict_replaces_old_session() {
+        let sessions = Sessions::default();
+        let jid = Jid::parse("a@b/r").unwrap();
+        let (old, mut old_q) = sessions.bind(jid.clone(), 10);
+        let (new, _q) = sessions.bind(jid.clone(), 10);
+        assert!(matches!(old_q.recv().await, Some(Outgoing::Close { condition: "conflict", .. })));
+        assert!(!sessions.unbind(&old), "old session is no longer bound");
+        assert_eq!(sessions.get(&jid).unwrap().id, new.id);
+        assert!(sessions.unbind(&new));
+        assert_eq!(sessions.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn slow_reader_is_closed() {
+        let sessions = Sessions::default();
+        let (s, mut q) = sessions.bind(Jid::parse("a@b/r").unwrap(), 2);
+        assert!(s.send(Bytes::from_static(b"<a/>")));
+        assert!(s.send(Bytes::from_static(b"<a/>")));
+        assert!(!s.send(Bytes::from_static(b"<a/>")));
+        assert!(matches!(q.recv().await, Some(Outgoing::Stanza(_))));
+        assert!(matches!(q.recv().await, Some(Outgoing::Stanza(_))));
+        assert!(matches!(q.recv().await, Some(Outgoing::Close { condition: "policy-violation", .. })));
+    }
+}
