@@ -1,1 +1,218 @@
-fn main() {}
+//! The `hearth` command: run the server, manage accounts, check the setup, list supported XEPs.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hearth_core::accounts::{self, AccountError};
+use hearth_core::config::{Config, LogFormat};
+use hearth_core::module::{CORE_SPECS, Registrar};
+
+mod check;
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "A self-hosted XMPP server")]
+struct Cli {
+    /// Configuration file (TOML). Without it, the embedded default: domain localhost, data in ./data.
+    #[arg(long, short, global = true, env = "HEARTH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server in the foreground (the default command).
+    Serve,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Check the configuration, the certificate and the DNS records.
+    Check,
+    /// List the specifications (RFCs and XEPs) hearth implements.
+    Xeps {
+        /// Print a DOAP (RDF/XML) description instead of a table.
+        #[arg(long)]
+        doap: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account. The password is asked on the terminal, or read from the first line of
+    /// standard input; with --stdin, read "user password" lines (bulk provisioning).
+    Add {
+        /// Username (the part before @) or full address.
+        user: Option<String>,
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Delete an account and all its data (roster, offline messages).
+    Del { user: String },
+    /// Set a new password (read like `add`).
+    Passwd { user: String },
+    /// List accounts.
+    List,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("hearth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let config = Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_logging(&config);
+            runtime.block_on(serve(config))?;
+            Ok(true)
+        }
+        Command::User { action } => runtime.block_on(user(config, action)),
+        Command::Check => runtime.block_on(check::run(&config, cli.config.as_deref())),
+        Command::Xeps { doap } => {
+            xeps(&config, doap)?;
+            Ok(true)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load_modules(config: &Config) -> anyhow::Result<hearth_core::module::Registrations> {
+    let mut reg = Registrar::new(config);
+    hearth_modules::load_all(&mut reg)?;
+    Ok(reg.finish())
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<hearth_store::Store> {
+    let path = config.sqlite_path();
+    hearth_store::Store::open(&path, Default::default())
+        .with_context(|| format!("cannot open the database {}", path.display()))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {} — check its permissions", config.data_dir.display()))?;
+    let regs = load_modules(&config)?;
+    let tls = hearth_core::tls::Tls::load(&config)?;
+    let store = open_store(&config).await?;
+    tracing::info!(
+        domain = %config.domain,
+        data_dir = %config.data_dir.display(),
+        modules = ?regs.loaded,
+        version = env!("CARGO_PKG_VERSION"),
+        "hearth starting"
+    );
+    let server = hearth_core::server::Server::new(config, store, tls, regs);
+    Arc::clone(&server).run().await
+}
+
+/// Reads a password: from the terminal without echo is not available without extra crates, so
+/// the first line of standard input is used (pipe it, or type it).
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(!password.is_empty(), "no password given on standard input");
+    Ok(password)
+}
+
+async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
+    let store = open_store(&config).await?;
+    let domain = config.domain.clone();
+    let iterations = config.auth.scram_iterations;
+    let result = match action {
+        UserAction::Add { user: None, stdin: true } => {
+            let mut accounts_in = Vec::new();
+            for (n, line) in std::io::stdin().lock().lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let (user, password) = line
+                    .split_once(' ')
+                    .with_context(|| format!("line {}: expected \"user password\"", n + 1))?;
+                accounts_in.push((accounts::normalise_username(&domain, user)?, password.to_string()));
+            }
+            let total = accounts_in.len();
+            let created = accounts::create_many(&store, accounts_in, iterations).await?;
+            println!("created {created} of {total} accounts ({} existed already)", total - created);
+            Ok(())
+        }
+        UserAction::Add { user: Some(user), stdin: false } => {
+            let user = accounts::normalise_username(&domain, &user)?;
+            let password = read_password()?;
+            accounts::create(&store, &user, &password, iterations).await.map(|()| println!("created {user}@{domain}"))
+        }
+        UserAction::Add { .. } => anyhow::bail!("give either a username or --stdin"),
+        UserAction::Del { user } => {
+            let user = accounts::normalise_username(&domain, &user)?;
+            match store.delete_account(&user).await {
+                Ok(()) => {
+                    println!("deleted {user}@{domain} and all its data");
+                    Ok(())
+                }
+                Err(hearth_store::StoreError::NoSuchAccount) => Err(AccountError::NotFound),
+                Err(e) => Err(AccountError::Other(e.into())),
+            }
+        }
+        UserAction::Passwd { user } => {
+            let user = accounts::normalise_username(&domain, &user)?;
+            let password = read_password()?;
+            accounts::set_password(&store, &user, &password, iterations)
+                .await
+                .map(|()| println!("password changed for {user}@{domain}"))
+        }
+        UserAction::List => {
+            for user in store.list_accounts().await? {
+                println!("{user}@{domain}");
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            Ok(false)
+        }
+    }
+}
+
+fn xeps(config: &Config, doap: bool) -> anyhow::Result<()> {
+    let regs = load_modules(config)?;
+    let mut specs: Vec<(&str, hearth_core::module::Spec)> = CORE_SPECS.iter().map(|s| ("core", *s)).collect();
+    specs.extend(regs.specs.iter().copied());
+    specs.sort_by(|a, b| a.1.id.cmp(b.1.id).then(a.0.cmp(b.0)));
+    if doap {
+        print!("{}", hearth_core::module::doap(&specs));
+    } else {
+        println!("| Specification | Version | Status | Module | Notes |\n|---|---|---|---|---|");
+        for (module, s) in &specs {
+            println!("| {} | {} | {} | {} | {} |", s.id, s.version, s.status.as_str(), module, s.note);
+        }
+    }
+    Ok(())
+}

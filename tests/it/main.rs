@@ -1,1 +1,9 @@
+//! Integration tests: the real `hearth` binary over real sockets on 127.0.0.x.
 
+mod harness;
+
+mod abuse;
+mod auth;
+mod cli;
+mod im;
+mod streams;

@@ -70,6 +70,13 @@ pub struct Identity {
     pub name: Option<String>,
 }
 
+/// An entity listed in the server's disco#items (a MUC service, an upload service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoItem {
+    pub jid: String,
+    pub name: Option<String>,
+}
+
 /// When a stream feature is offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeaturePhase {
@@ -119,6 +126,7 @@ pub struct Registrations {
     pub(crate) workers: Vec<(&'static str, WorkerFn)>,
     pub features: Vec<(DiscoScope, String)>,
     pub identities: Vec<(DiscoScope, Identity)>,
+    pub disco_items: Vec<DiscoItem>,
     pub(crate) stream_features: Vec<(FeaturePhase, Element)>,
     pub specs: Vec<(&'static str, Spec)>,
     pub loaded: Vec<&'static str>,
@@ -215,6 +223,10 @@ impl<'a> Registrar<'a> {
         self.regs.identities.push((scope, id));
     }
 
+    pub fn disco_item(&mut self, jid: &str, name: Option<&str>) {
+        self.regs.disco_items.push(DiscoItem { jid: jid.into(), name: name.map(Into::into) });
+    }
+
     pub fn stream_feature(&mut self, phase: FeaturePhase, el: Element) {
         self.regs.stream_features.push((phase, el));
     }
@@ -222,4 +234,56 @@ impl<'a> Registrar<'a> {
     pub fn finish(self) -> Registrations {
         self.regs
     }
+}
+
+/// What the core itself implements (stream layer, TLS, SASL, binding), for `hearth xeps`.
+pub const CORE_SPECS: &[Spec] = &[
+    Spec { id: "RFC 6120", version: "", status: SupportStatus::Complete, note: "c2s streams, STARTTLS required, SASL, resource binding; s2s not yet" },
+    Spec { id: "RFC 7590", version: "", status: SupportStatus::Complete, note: "TLS 1.2 and 1.3 only (rustls)" },
+    Spec { id: "RFC 7622", version: "", status: SupportStatus::Partial, note: "bare JIDs by RFC 6122 stringprep (as Prosody and ejabberd); resources by resourceprep, else PRECIS OpaqueString" },
+    Spec { id: "RFC 9266", version: "", status: SupportStatus::Complete, note: "tls-exporter channel binding on TLS 1.3" },
+    Spec { id: "XEP-0368", version: "1.1.0", status: SupportStatus::Complete, note: "direct TLS on c2s.direct_tls_listen, ALPN xmpp-client" },
+    Spec { id: "XEP-0440", version: "1.0.0", status: SupportStatus::Complete, note: "tls-exporter and tls-server-end-point advertised" },
+    Spec { id: "XEP-0199", version: "2.0.1", status: SupportStatus::Complete, note: "the server pings silent clients (c2s.ping_after_secs) and closes dead connections" },
+];
+
+/// A DOAP description (the XSF's `xmpp:SupportedXep` vocabulary) of what `specs` implement,
+/// for `xeps/hearth.doap`. RFCs are listed as `implements` links.
+pub fn doap(specs: &[(&str, Spec)]) -> String {
+    let mut out = String::from(concat!(
+        "<?xml version='1.0' encoding='UTF-8'?>\n",
+        "<rdf:RDF xmlns='http://usefulinc.com/ns/doap#' xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'\n",
+        "         xmlns:foaf='http://xmlns.com/foaf/0.1/' xmlns:xmpp='https://linkmauve.fr/ns/xmpp-doap#'>\n",
+        "  <Project>\n",
+        "    <name>hearth</name>\n",
+        "    <shortdesc>A self-hosted XMPP server</shortdesc>\n",
+        "    <license rdf:resource='https://www.apache.org/licenses/LICENSE-2.0'/>\n",
+        "    <programming-language>Rust</programming-language>\n",
+        "    <category rdf:resource='https://linkmauve.fr/ns/xmpp-doap#category-server'/>\n",
+    ));
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, s) in specs {
+        if !seen.insert(s.id) {
+            continue;
+        }
+        if let Some(rfc) = s.id.strip_prefix("RFC ") {
+            out.push_str(&format!("    <implements rdf:resource='https://www.rfc-editor.org/info/rfc{rfc}'/>\n"));
+        } else if let Some(xep) = s.id.strip_prefix("XEP-") {
+            out.push_str(&format!(
+                concat!(
+                    "    <implements>\n      <xmpp:SupportedXep>\n",
+                    "        <xmpp:xep rdf:resource='https://xmpp.org/extensions/xep-{}.html'/>\n",
+                    "        <xmpp:version>{}</xmpp:version>\n        <xmpp:status>{}</xmpp:status>\n",
+                    "        <xmpp:note>{}</xmpp:note>\n",
+                    "      </xmpp:SupportedXep>\n    </implements>\n"
+                ),
+                xep,
+                s.version,
+                s.status.as_str(),
+                s.note.replace('&', "&amp;").replace('<', "&lt;")
+            ));
+        }
+    }
+    out.push_str("  </Project>\n</rdf:RDF>\n");
+    out
 }

@@ -63,6 +63,10 @@ impl Server {
         self.regs.identities.iter().filter(move |(s, _)| *s == scope).map(|(_, i)| i)
     }
 
+    pub fn disco_items(&self) -> &[crate::module::DiscoItem] {
+        &self.regs.disco_items
+    }
+
     pub fn stream_features(&self, phase: FeaturePhase) -> impl Iterator<Item = &Element> {
         self.regs.stream_features.iter().filter(move |(p, _)| *p == phase).map(|(_, e)| e)
     }

@@ -3,8 +3,20 @@
 
 use hearth_core::module::Registrar;
 
+pub mod disco;
+pub mod message;
+pub mod offline;
+pub mod ping;
+pub mod register;
+pub mod version;
+
 /// Loads every module that is enabled in the configuration.
 pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
-    let _ = reg;
+    reg.load::<message::Message>()?;
+    reg.load::<offline::Offline>()?;
+    reg.load::<disco::Disco>()?;
+    reg.load::<version::Version>()?;
+    reg.load::<ping::Ping>()?;
+    reg.load::<register::Register>()?;
     Ok(())
 }

@@ -1,0 +1,126 @@
+//! XEP-0030: Service Discovery for the server and for accounts. Features, identities and items
+//! come from what the loaded modules registered; this module only answers.
+
+use std::sync::Arc;
+
+use hearth_core::jid::Jid;
+use hearth_core::module::{DiscoScope, IqTarget, IqType, Module, Registrar, Spec, SupportStatus};
+use hearth_core::ns::{DISCO_INFO, DISCO_ITEMS};
+use hearth_core::router::{Context, IqResult};
+use hearth_core::stanza::{Condition, Stanza, StanzaError, ncname, set_attr};
+use hearth_store::Subscription;
+use minidom::Element;
+use serde::Deserialize;
+
+pub struct Disco;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
+
+impl Module for Disco {
+    const NAME: &'static str = "disco";
+    const SPECS: &'static [Spec] =
+        &[Spec { id: "XEP-0030", version: "2.5.0", status: SupportStatus::Complete, note: "server and account JIDs; no nodes yet" }];
+    type Config = Config;
+
+    fn init(_: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
+        for scope in [DiscoScope::Host, DiscoScope::Account] {
+            reg.feature(scope, DISCO_INFO);
+            reg.feature(scope, DISCO_ITEMS);
+        }
+        reg.identity(DiscoScope::Host, "server", "im", Some("hearth"));
+        reg.identity(DiscoScope::Account, "account", "registered", None);
+        reg.iq(IqType::Get, IqTarget::Host, DISCO_INFO, "query", |cx, iq| async move { host_info(&cx, &iq) });
+        reg.iq(IqType::Get, IqTarget::Host, DISCO_ITEMS, "query", |cx, iq| async move { host_items(&cx, &iq) });
+        reg.iq(IqType::Get, IqTarget::Account, DISCO_INFO, "query", |cx, iq| async move { account_info(&cx, &iq).await });
+        reg.iq(IqType::Get, IqTarget::Account, DISCO_ITEMS, "query", |cx, iq| async move {
+            account_visible(&cx, &iq).await?;
+            Ok(Some(query(DISCO_ITEMS, None)))
+        });
+        Ok(Arc::new(Disco))
+    }
+}
+
+fn query(ns: &str, node: Option<&str>) -> Element {
+    let mut q = Element::bare("query", ns);
+    if let Some(n) = node {
+        set_attr(&mut q, "node", Some(n.to_string()));
+    }
+    q
+}
+
+/// Nodes are not offered yet: a query for one is `item-not-found` (XEP-0030 §3.1).
+fn no_node(iq: &Stanza) -> Result<(), StanzaError> {
+    match iq.iq_payload().and_then(|q| q.attr("node")) {
+        Some(_) => Err(StanzaError::new(Condition::ItemNotFound)),
+        None => Ok(()),
+    }
+}
+
+/// A disco#info result from identities and features, sorted and de-duplicated.
+pub fn info_result<'a>(
+    identities: impl Iterator<Item = &'a hearth_core::module::Identity>,
+    features: impl Iterator<Item = &'a str>,
+) -> Element {
+    let mut q = query(DISCO_INFO, None);
+    for id in identities {
+        let mut el = Element::builder("identity", DISCO_INFO)
+            .attr(ncname("category"), id.category.as_str())
+            .attr(ncname("type"), id.type_.as_str())
+            .build();
+        if let Some(name) = &id.name {
+            set_attr(&mut el, "name", Some(name.clone()));
+        }
+        q.append_child(el);
+    }
+    let mut features: Vec<&str> = features.collect();
+    features.sort_unstable();
+    features.dedup();
+    for f in features {
+        q.append_child(Element::builder("feature", DISCO_INFO).attr(ncname("var"), f).build());
+    }
+    q
+}
+
+fn host_info(cx: &Context, iq: &Stanza) -> IqResult {
+    no_node(iq)?;
+    let s = &cx.server;
+    Ok(Some(info_result(s.identities(DiscoScope::Host), s.features(DiscoScope::Host))))
+}
+
+fn host_items(cx: &Context, iq: &Stanza) -> IqResult {
+    no_node(iq)?;
+    let mut q = query(DISCO_ITEMS, None);
+    for item in cx.server.disco_items() {
+        let mut el = Element::builder("item", DISCO_ITEMS).attr(ncname("jid"), item.jid.as_str()).build();
+        if let Some(name) = &item.name {
+            set_attr(&mut el, "name", Some(name.clone()));
+        }
+        q.append_child(el);
+    }
+    Ok(Some(q))
+}
+
+/// Account information is shown to the account itself and to contacts it shares presence with;
+/// anyone else gets `service-unavailable`, which tells nothing about whether the account exists.
+async fn account_visible(cx: &Context, iq: &Stanza) -> Result<(), StanzaError> {
+    no_node(iq)?;
+    let unavailable = || StanzaError::new(Condition::ServiceUnavailable);
+    let (Some(from), to) = (iq.from(), iq.to()) else { return Err(unavailable()) };
+    let account: Jid = to.map(Jid::to_bare).unwrap_or_else(|| from.to_bare());
+    if from.bare() == account.bare() {
+        return Ok(());
+    }
+    let Some(user) = account.node() else { return Err(unavailable()) };
+    match cx.store().roster_item(user, &from.bare().to_string()).await {
+        Ok(Some(item)) if matches!(item.subscription, Subscription::From | Subscription::Both) => Ok(()),
+        _ => Err(unavailable()),
+    }
+}
+
+async fn account_info(cx: &Context, iq: &Stanza) -> IqResult {
+    account_visible(cx, iq).await?;
+    let s = &cx.server;
+    Ok(Some(info_result(s.identities(DiscoScope::Account), s.features(DiscoScope::Account))))
+}

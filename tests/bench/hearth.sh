@@ -1,0 +1,53 @@
+#!/bin/bash
+# hearth's adapter for ../shared/bench (interface: shared/bench/README.md, "Adapter interface").
+# From the project root: ../shared/bench/compare.sh prosody ejabberd tests/bench/hearth.sh
+# Builds the release binary if it is missing (set HEARTH_BIN to use another one).
+set -euo pipefail
+here=${BENCH_HOME:?run through shared/bench/compare.sh}
+project=$(cd "$(dirname "$0")/../.." && pwd)
+. "$here/lib/adapter-lib.sh"
+: "${BENCH_DIR:?}" "${BENCH_IP:?}" "${BENCH_PORT:?}" "${BENCH_DOMAIN:?}"
+HEARTH=${HEARTH_BIN:-$project/target/release/hearth}
+CFG=$BENCH_DIR/hearth.toml
+
+case ${1:?usage: hearth.sh start|stop|provision COUNT|info} in
+  start)
+    [ -x "$HEARTH" ] || (cd "$project" && cargo build --release --quiet)
+    mkdir -p "$BENCH_DIR/data"
+    # Same ground as the anchors: SQLite, STARTTLS, SCRAM-SHA-1 offered, no login throttling
+    # (all bench clients come from one address), log level warn.
+    cat >"$CFG" <<CONF
+domain = "$BENCH_DOMAIN"
+data_dir = "$BENCH_DIR/data"
+[log]
+level = "warn"
+[tls]
+certificate = "$BENCH_CERT"
+key = "$BENCH_KEY"
+[c2s]
+listen = ["$BENCH_IP:$BENCH_PORT"]
+direct_tls_listen = []
+max_connections = 30000
+[auth]
+max_failures_per_ip = 0
+max_failures_per_account = 0
+CONF
+    ulimit -n "$(ulimit -Hn)"
+    setsid "$HEARTH" --config "$CFG" serve >>"$BENCH_DIR/stdout.log" 2>&1 </dev/null &
+    echo $! >"$BENCH_DIR/server.pids"
+    wait_port "$BENCH_IP" "$BENCH_PORT" 30 "$!"
+    ;;
+  stop) stop_pids ;;
+  provision)
+    for i in $(seq 1 "${2:?count}"); do echo "${BENCH_PREFIX:-user}$i ${BENCH_PASSWORD:-benchpass}"; done |
+      "$HEARTH" --config "$CFG" user add --stdin >/dev/null
+    ;;
+  info)
+    echo "version=$("$HEARTH" --version 2>/dev/null || echo unknown)"
+    echo "storage=SQLite (WAL)"
+    echo "auth=SCRAM-SHA-1/-256 (+PLUS), 10000 iterations"
+    echo "provisioning=hearth user add --stdin (PBKDF2 on all cores)"
+    echo "archiving=none yet (MAM is issue 3): chat figures exclude archive writes the anchors do"
+    ;;
+  *) echo "unknown command $1" >&2; exit 2 ;;
+esac
