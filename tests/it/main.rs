@@ -6,4 +6,5 @@ mod abuse;
 mod auth;
 mod cli;
 mod im;
+mod presence;
 mod streams;

@@ -581,11 +581,15 @@ impl Conn {
                 End::Graceful => "closed by client".to_string(),
                 End::Error { condition, .. } => (*condition).to_string(),
             };
-            let was_available = session.is_available();
-            if self.server.sessions.unbind(&session) || was_available {
-                tracing::info!(jid = %session.jid, reason = %reason, "session closed");
+            // A session replaced by a newer one with the same resource (conflict) is already
+            // unbound; telling contacts it went away would contradict the new session.
+            if !self.server.sessions.unbind(&session) {
+                return;
             }
-            self.server.session_event(SessionEvent::Closed { jid: session.jid.clone(), was_available, reason }).await;
+            let was_available = session.is_available();
+            tracing::info!(jid = %session.jid, reason = %reason, "session closed");
+            let jid = session.jid.clone();
+            self.server.session_event(SessionEvent::Closed { jid, was_available, reason, session }).await;
         }
     }
 }

@@ -92,8 +92,9 @@ pub enum FeaturePhase {
 pub enum SessionEvent {
     /// A resource was bound.
     Bound(crate::jid::Jid),
-    /// A session ended; `was_available` tells whether it had sent available presence.
-    Closed { jid: crate::jid::Jid, was_available: bool, reason: String },
+    /// A session ended and is no longer bound; `was_available` tells whether it had sent
+    /// available presence. `session` still holds its last presence state (directed presence).
+    Closed { jid: crate::jid::Jid, was_available: bool, reason: String, session: Arc<crate::session::Session> },
 }
 
 pub(crate) type HookFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<Flow> + Send + Sync>;
