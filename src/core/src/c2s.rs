@@ -491,7 +491,7 @@ impl Conn {
                 }
                 Ok(Step::Success { username, additional }) => {
                     let mech = self.sasl.take().map(|(_, m)| m.name()).unwrap_or("?");
-                    self.server.throttle.record_success(ip, &username);
+                    self.server.throttle.record_success(&username);
                     tracing::info!(account = %username, %ip, mechanism = mech, "authenticated");
                     let data = additional.map(|d| B64.encode(d)).unwrap_or_default();
                     self.out.extend_from_slice(format!("<success xmlns='{}'>{data}</success>", ns::SASL).as_bytes());
