@@ -155,6 +155,18 @@ pub struct SaslFailure {
     pub username: Option<String>,
 }
 
+impl std::fmt::Display for SaslFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.condition.element_name())?;
+        match self.text {
+            Some(t) => write!(f, ": {t}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for SaslFailure {}
+
 impl SaslFailure {
     fn new(condition: Condition, text: &'static str) -> Self {
         Self { condition, text: Some(text), username: None }

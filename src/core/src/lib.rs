@@ -2,8 +2,15 @@
 //! interface, sessions, TLS and the configuration. The core knows no module by name: modules
 //! register hooks and handlers through `module::Registrar`.
 
+pub mod accounts;
+mod c2s;
 pub mod config;
 pub mod jid;
+pub mod module;
 pub mod ns;
+pub mod router;
+pub mod server;
 pub mod session;
 pub mod stanza;
+pub mod tls;
+mod transport;

@@ -124,7 +124,7 @@ pub struct Registrations {
     pub(crate) hooks: std::collections::HashMap<String, Vec<(i32, HookFn)>>,
     pub(crate) iq: std::collections::HashMap<(IqType, IqTarget, String, String), IqFn>,
     pub(crate) session_hooks: Vec<SessionFn>,
-    pub(crate) workers: Vec<(&'static str, WorkerFn)>,
+    pub(crate) workers: std::sync::Mutex<Vec<(&'static str, WorkerFn)>>,
     pub features: Vec<(DiscoScope, String)>,
     pub identities: Vec<(DiscoScope, Identity)>,
     pub disco_items: Vec<DiscoItem>,
@@ -212,7 +212,7 @@ impl<'a> Registrar<'a> {
         F: FnOnce(Arc<Server>) -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        self.regs.workers.push((name, Box::new(move |s| Box::pin(f(s)))));
+        self.regs.workers.lock().expect("workers lock").push((name, Box::new(move |s| Box::pin(f(s)))));
     }
 
     pub fn feature(&mut self, scope: DiscoScope, var: &str) {

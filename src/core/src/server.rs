@@ -20,14 +20,12 @@ pub struct Server {
     pub tls: Tls,
     pub throttle: hearth_auth::Throttle,
     pub(crate) regs: Registrations,
-    workers: std::sync::Mutex<Vec<(&'static str, crate::module::WorkerFn)>>,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
 }
 
 impl Server {
-    pub fn new(config: Config, store: hearth_store::Store, tls: Tls, mut regs: Registrations) -> Arc<Self> {
-        let workers = std::mem::take(&mut regs.workers);
+    pub fn new(config: Config, store: hearth_store::Store, tls: Tls, regs: Registrations) -> Arc<Self> {
         let auth = &config.auth;
         let throttle = hearth_auth::Throttle::new(
             auth.max_failures_per_ip,
@@ -41,7 +39,6 @@ impl Server {
             tls,
             throttle,
             regs,
-            workers: std::sync::Mutex::new(workers),
             started: Instant::now(),
             shutdown: watch::channel(false).0,
         })
@@ -99,7 +96,7 @@ impl Server {
                 listeners.push((l, direct_tls));
             }
         }
-        let workers = std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        let workers = std::mem::take(&mut *self.regs.workers.lock().expect("workers lock"));
         for (name, worker) in workers {
             let server = self.clone();
             tokio::spawn(async move {
@@ -188,5 +185,5 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: boo
 
 /// Tells systemd (Type=notify) that hearth is ready; a no-op elsewhere.
 fn notify_ready() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }

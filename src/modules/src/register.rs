@@ -66,6 +66,24 @@ impl Module for Register {
             let m = m.clone();
             async move { m.register(&cx, &iq).await }
         });
+        // Removal answers and then closes the account's sessions, in that order, so it answers
+        // the IQ itself instead of returning a result to the router.
+        for event in ["iq/host", "iq/bare"] {
+            reg.hook(event, 10, |cx, iq| async move {
+                let own = match (iq.from(), iq.to()) {
+                    (Some(from), Some(to)) => to.node().is_none() || to.bare() == from.bare(),
+                    _ => true,
+                };
+                let removal = own
+                    && iq.type_attr() == Some("set")
+                    && iq.iq_payload().is_some_and(|q| q.is("query", NS) && q.has_child("remove", NS));
+                if !removal {
+                    return Flow::Continue(iq);
+                }
+                remove_account(&cx, &iq).await;
+                Flow::Stop
+            });
+        }
         for target in [IqTarget::Host, IqTarget::Account] {
             reg.iq(IqType::Get, target, NS, "query", |_, iq| async move { registered(&iq) });
             let m = this.clone();
