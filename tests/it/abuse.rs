@@ -75,7 +75,7 @@ async fn unclosed_stanza_at_eof_ends_the_session_cleanly() {
     let (mut again, jid) = login(&server, "alice", "alicepass1", "a").await;
     assert_eq!(jid, "alice@localhost/a");
     again.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    again.expect("id='p'").await;
+    again.expect_stanza("id=\'p\'").await;
     assert!(server.log().contains("session closed"), "{}", server.log());
 }
 

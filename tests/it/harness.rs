@@ -148,6 +148,9 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- hearth log ({}) ---\n{}", self.config.display(), self.log());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -212,6 +215,9 @@ impl Raw {
     }
 
     pub async fn send(&mut self, data: &str) {
+        if std::env::var_os("HEARTH_TEST_TRACE").is_some() {
+            eprintln!(">>> {data}");
+        }
         let r = match self.io.as_mut().expect("open") {
             Io::Plain(s) => s.write_all(data.as_bytes()).await,
             Io::Tls(s) => s.write_all(data.as_bytes()).await,
@@ -234,6 +240,9 @@ impl Raw {
             Io::Tls(s) => s.read(&mut chunk).await,
         }
         .unwrap_or(0);
+        if std::env::var_os("HEARTH_TEST_TRACE").is_some() {
+            eprintln!("<<< {}", String::from_utf8_lossy(&chunk[..n]));
+        }
         self.buf.push_str(&String::from_utf8_lossy(&chunk[..n]).replace('"', "'"));
         n
     }
@@ -255,6 +264,41 @@ impl Raw {
                 Err(_) => panic!("timed out waiting for {needle:?}; received: {:?}", self.buf),
             }
         }
+    }
+
+    /// Waits for whichever of `needles` comes first; returns everything up to and including it.
+    pub async fn expect_one_of(&mut self, needles: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let first = needles.iter().filter_map(|n| self.buf.find(&n.replace('"', "'")).map(|p| p + n.len())).min();
+            if let Some(end) = first {
+                return self.buf.drain(..end).collect();
+            }
+            match tokio::time::timeout_at(deadline, self.read_more()).await {
+                Ok(0) => panic!("connection closed while waiting for {needles:?}; received: {:?}", self.buf),
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for {needles:?}; received: {:?}", self.buf),
+            }
+        }
+    }
+
+    /// The start tag (and everything before it) of the next element containing `needle`.
+    pub async fn expect_tag(&mut self, needle: &str) -> String {
+        let head = self.expect(needle).await;
+        let rest = self.expect(">").await;
+        format!("{head}{rest}")
+    }
+
+    /// The whole top-level stanza whose start tag contains `needle`.
+    pub async fn expect_stanza(&mut self, needle: &str) -> String {
+        let tag = self.expect_tag(needle).await;
+        if tag.ends_with("/>") {
+            return tag;
+        }
+        let start = tag.rfind(['<']).expect("a start tag");
+        let name: String = tag[start + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == ':').collect();
+        let rest = self.expect(&format!("</{name}>")).await;
+        format!("{tag}{rest}")
     }
 
     /// Reads until the server closes the connection; returns all that was received.
@@ -314,9 +358,7 @@ impl Raw {
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
         self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")).await;
-        let reply = self.expect("</").await;
-        let rest = if reply.contains("<success") { String::new() } else { self.expect("</failure>").await };
-        format!("{reply}{rest}")
+        self.expect_one_of(&["</success>", "</failure>"]).await
     }
 
     /// Binds `resource` and returns the full JID.

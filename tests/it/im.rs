@@ -128,18 +128,18 @@ async fn disco_version_ping() {
     for f in ["msgoffline", "jabber:iq:version", "urn:xmpp:ping", "http://jabber.org/protocol/disco#info", "jabber:iq:register"] {
         assert!(r.contains(&format!("<feature var='{f}'/>")), "{f} missing: {r}");
     }
-    assert!(r.contains("<identity category='server' type='im'"), "{r}");
+    assert!(r.contains("<identity category='server' name='hearth' type='im'/>"), "{r}");
     a.send("<iq type='get' id='d2' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
     let r = a.expect("</iq>").await;
     assert!(r.contains("type='result'"), "{r}");
     a.send("<iq type='get' id='d3'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
     let r = a.expect("</iq>").await;
-    assert!(r.contains("<identity category='account' type='registered'"), "{r}");
+    assert!(r.contains("<identity category='account' type='registered'/>"), "{r}");
     a.send("<iq type='get' id='v1' to='localhost'><query xmlns='jabber:iq:version'/></iq>").await;
     let r = a.expect("</iq>").await;
     assert!(r.contains("<name>hearth</name>") && !r.contains("<os>"), "{r}");
     a.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    let r = a.expect("</iq>").await;
+    let r = a.expect_stanza("id='p1'").await;
     assert!(r.contains("id='p1'") && r.contains("type='result'"), "{r}");
     // Another account's disco is not shown to strangers.
     server.add_user("carol", "carolpass1");
@@ -182,7 +182,7 @@ async fn in_band_registration_when_enabled() {
     e.send("<iq type='set' id='pw' to='localhost'><query xmlns='jabber:iq:register'><username>eve</username><password>newpassword</password></query></iq>").await;
     assert!(e.expect("</iq>").await.contains("type='result'"));
     e.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>").await;
-    let r = e.expect("id='rm'").await;
+    let r = e.expect_tag("id='rm'").await;
     assert!(r.contains("type='result'"), "{r}");
     e.expect_stream_error("not-authorized").await;
     let (ok, out) = open.cli(&["user", "list"], "");

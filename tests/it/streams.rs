@@ -122,7 +122,7 @@ async fn whitespace_keepalive_and_graceful_close() {
     let (mut c, _) = login(&server, "alice", "alicepass1", "ws").await;
     c.send(" \n \t ").await;
     c.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    c.expect("id='p1'").await;
+    c.expect_stanza("id=\'p1\'").await;
     c.send("</stream:stream>").await;
     let rest = c.closed().await;
     assert!(rest.trim_end().ends_with("</stream:stream>"), "{rest:?}");
@@ -150,7 +150,7 @@ async fn resource_conflict_new_session_wins_and_generated_resources() {
     assert_eq!(jid2, jid1);
     first.expect_stream_error("conflict").await;
     second.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    second.expect("id='p'").await;
+    second.expect_stanza("id=\'p\'").await;
 
     let mut c = Raw::connect(server.addr).await;
     c.open().await;
@@ -163,7 +163,7 @@ async fn resource_conflict_new_session_wins_and_generated_resources() {
     let reply = c.expect("</iq>").await;
     assert!(reply.contains("<jid>alice@localhost/"), "{reply}");
     c.send("<iq type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>").await;
-    let reply = c.expect("id='s'").await;
+    let reply = c.expect_tag("id='s'").await;
     assert!(reply.contains("type='result'"), "{reply}");
 }
 
@@ -175,7 +175,7 @@ async fn sighup_reloads_certificate_without_dropping_sessions() {
     server.signal("HUP");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     c.send("<iq type='get' id='after-hup' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    c.expect("id='after-hup'").await;
+    c.expect_stanza("id=\'after-hup\'").await;
     assert!(server.log().contains("reloaded"), "{}", server.log());
     // New handshakes still work.
     let _ = login(&server, "alice", "alicepass1", "r2").await;

@@ -347,6 +347,13 @@ impl Conn {
         if stanza.kind() == Kind::Iq && matches!(stanza.type_attr(), Some("result" | "error")) && stanza.id().is_some() && stanza.id() == self.ping_id.as_deref() {
             return Ok(());
         }
+        // The legacy session IQ (RFC 3921) some clients send after binding: a no-op.
+        if stanza.kind() == Kind::Iq && stanza.type_attr() == Some("set") && stanza.iq_payload().is_some_and(|p| p.is("session", ns::SESSION)) {
+            let mut reply = stanza.iq_result(None);
+            reply.set_to(Some(session.jid.clone()));
+            self.write_stanza(&reply);
+            return Ok(());
+        }
         stanza.set_from(Some(session.jid.clone()));
         self.server.process_from_client(session, stanza).await;
         Ok(())

@@ -135,6 +135,18 @@ impl Stanza {
         self.el
     }
 
+    /// Self-contained XML (namespace declared) for storage.
+    pub fn to_storage_xml(&self) -> String {
+        let mut out = Vec::new();
+        hearth_xml::write_element(&self.el, "", &mut out);
+        String::from_utf8(out).expect("serialised from strings")
+    }
+
+    /// A stanza stored with `to_storage_xml`; `None` if it cannot be read back.
+    pub fn from_storage_xml(xml: &str) -> Option<Stanza> {
+        Stanza::from_element(xml.parse::<Element>().ok()?).ok()
+    }
+
     /// The single child of an IQ get/set (RFC 6120 §8.2.3), if there is exactly one.
     pub fn iq_payload(&self) -> Option<&Element> {
         let mut children = self.el.children();

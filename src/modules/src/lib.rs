@@ -7,11 +7,15 @@ pub mod disco;
 pub mod message;
 pub mod offline;
 pub mod ping;
+pub mod presence;
 pub mod register;
+pub mod roster;
 pub mod version;
 
 /// Loads every module that is enabled in the configuration.
 pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
+    reg.load::<roster::Roster>()?;
+    reg.load::<presence::Presence>()?;
     reg.load::<message::Message>()?;
     reg.load::<offline::Offline>()?;
     reg.load::<disco::Disco>()?;

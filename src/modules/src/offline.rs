@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use hearth_core::module::{DiscoScope, Module, Registrar, Spec, SupportStatus};
 use hearth_core::router::{Context, Flow};
-use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError, ncname};
+use hearth_core::stanza::{Condition, Stanza, StanzaError, ncname};
 use minidom::Element;
 use serde::Deserialize;
 
@@ -51,7 +51,7 @@ impl Module for Offline {
             let m = m.clone();
             async move { m.store(cx, st).await }
         });
-        reg.hook("presence/initial", 0, |cx, st| async move {
+        reg.hook(crate::presence::INITIAL_EVENT, 0, |cx, st| async move {
             deliver_stored(&cx).await;
             Flow::Continue(st)
         });
@@ -78,9 +78,7 @@ impl Offline {
             return Flow::Stop;
         }
         let Some(user) = st.to().and_then(|t| t.node()).map(str::to_string) else { return Flow::Continue(st) };
-        let xml = hearth_xml::element_to_bytes(st.element(), hearth_core::ns::CLIENT);
-        let xml = String::from_utf8_lossy(&xml);
-        match cx.store().offline_push(&user, &xml, self.max_per_user).await {
+        match cx.store().offline_push(&user, &st.to_storage_xml(), self.max_per_user).await {
             Ok(true) => Flow::Stop,
             Ok(false) => {
                 tracing::info!(account = %user, limit = self.max_per_user, "offline storage full; bouncing message (modules.offline.max_messages_per_user)");
@@ -117,12 +115,10 @@ async fn deliver_stored(cx: &Context) {
     let domain = cx.server.domain().to_string();
     let mut delivered = 0usize;
     for m in &messages {
-        let Ok(el) = m.stanza_xml.parse::<Element>() else {
+        let Some(mut st) = Stanza::from_storage_xml(&m.stanza_xml) else {
             tracing::warn!(account = %user, id = m.id, "dropping unreadable offline message");
             continue;
         };
-        let Ok(mut st) = Stanza::from_element(el) else { continue };
-        debug_assert_eq!(st.kind(), Kind::Message);
         st.element_mut().append_child(delay(&domain, m.stamp));
         if cx.server.deliver(session, &st) {
             delivered += 1;
