@@ -68,6 +68,7 @@ async fn offline_messages_are_stored_and_delivered_with_delay() {
     // Delivered messages are gone: a new session does not get them again.
     let (mut b2, _) = login(&server, "bob", "bobpass12", "b2").await;
     b2.send("<presence/>").await;
+    b2.expect_stanza("from='bob@localhost/b'").await;
     b2.expect_silence(300).await;
 }
 
@@ -156,7 +157,7 @@ async fn in_band_registration_when_enabled() {
     let features = c.starttls(&closed.tls_connector()).await;
     assert!(!features.contains("iq-register"), "{features}");
     c.send("<iq type='set' id='r1'><query xmlns='jabber:iq:register'><username>eve</username><password>evepassword</password></query></iq>").await;
-    let r = c.expect("</iq>").await;
+    let r = c.expect_stanza("id='r1'").await;
     assert!(r.contains("<service-unavailable"), "{r}");
 
     let open = TestServer::start_with("[modules.register]\nallow_registration = true\n");
@@ -168,19 +169,19 @@ async fn in_band_registration_when_enabled() {
     let r = c.expect("</iq>").await;
     assert!(r.contains("<username/>") && r.contains("<password/>"), "{r}");
     c.send("<iq type='set' id='r1'><query xmlns='jabber:iq:register'><username>Eve</username><password>evepassword</password></query></iq>").await;
-    let r = c.expect("</iq>").await;
+    let r = c.expect_stanza("id='r1'").await;
     assert!(r.contains("type='result'"), "{r}");
     c.send("<iq type='set' id='r2'><query xmlns='jabber:iq:register'><username>eve</username><password>evepassword</password></query></iq>").await;
-    let r = c.expect("</iq>").await;
+    let r = c.expect_stanza("id='r2'").await;
     assert!(r.contains("<conflict"), "{r}");
     c.send("<iq type='set' id='r3'><query xmlns='jabber:iq:register'><username>frank</username><password>short</password></query></iq>").await;
-    let r = c.expect("</iq>").await;
+    let r = c.expect_stanza("id='r3'").await;
     assert!(r.contains("<not-acceptable"), "{r}");
     let (mut e, jid) = login(&open, "eve", "evepassword", "x").await;
     assert_eq!(jid, "eve@localhost/x");
     // Password change, then account removal closes the session.
     e.send("<iq type='set' id='pw' to='localhost'><query xmlns='jabber:iq:register'><username>eve</username><password>newpassword</password></query></iq>").await;
-    assert!(e.expect("</iq>").await.contains("type='result'"));
+    assert!(e.expect_stanza("id='pw'").await.contains("type='result'"));
     e.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>").await;
     let r = e.expect_tag("id='rm'").await;
     assert!(r.contains("type='result'"), "{r}");
