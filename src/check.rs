@@ -29,8 +29,23 @@ pub async fn run(cfg: &Config, config_path: Option<&Path>) -> anyhow::Result<boo
         Some(p) => r.ok(format!("configuration {} is valid", p.display())),
         None => r.warn("no --config given: checking the embedded default (domain localhost)"),
     }
-    r.ok(format!("domain {}, data in {}", cfg.domain, cfg.data_dir.display()));
-    let listeners: Vec<String> = cfg.c2s.listen.iter().map(|a| format!("{a} (STARTTLS)")).chain(cfg.c2s.direct_tls_listen.iter().map(|a| format!("{a} (direct TLS)"))).collect();
+    r.ok(format!(
+        "domain {}, data in {}",
+        cfg.domain,
+        cfg.data_dir.display()
+    ));
+    let listeners: Vec<String> = cfg
+        .c2s
+        .listen
+        .iter()
+        .map(|a| format!("{a} (STARTTLS)"))
+        .chain(
+            cfg.c2s
+                .direct_tls_listen
+                .iter()
+                .map(|a| format!("{a} (direct TLS)")),
+        )
+        .collect();
     r.ok(format!("client listeners: {}", listeners.join(", ")));
     check_data_dir(&mut r, &cfg.data_dir);
     check_certificate(&mut r, cfg);
@@ -41,7 +56,10 @@ pub async fn run(cfg: &Config, config_path: Option<&Path>) -> anyhow::Result<boo
 
 fn check_data_dir(r: &mut Report, dir: &Path) {
     if let Err(e) = std::fs::create_dir_all(dir) {
-        r.error(format!("data_dir {} cannot be created: {e} — create it and give it to the user hearth runs as", dir.display()));
+        r.error(format!(
+            "data_dir {} cannot be created: {e} — create it and give it to the user hearth runs as",
+            dir.display()
+        ));
         return;
     }
     let probe = dir.join(".hearth-check");
@@ -50,7 +68,10 @@ fn check_data_dir(r: &mut Report, dir: &Path) {
             let _ = std::fs::remove_file(&probe);
             r.ok(format!("data_dir {} is writable", dir.display()));
         }
-        Err(e) => r.error(format!("data_dir {} is not writable: {e} — fix its owner or permissions", dir.display())),
+        Err(e) => r.error(format!(
+            "data_dir {} is not writable: {e} — fix its owner or permissions",
+            dir.display()
+        )),
     }
 }
 
@@ -63,7 +84,11 @@ fn check_certificate(r: &mut Report, cfg: &Config) {
         }
     };
     let info = tls.certificate_info();
-    let path = info.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+    let path = info
+        .path
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     if info.self_signed {
         r.warn(format!("certificate {path} is self-signed: clients will warn; set [tls] certificate and key to a real one"));
     } else {
@@ -78,18 +103,30 @@ fn check_certificate(r: &mut Report, cfg: &Config) {
         Ok(left) => r.ok(format!("certificate valid for {} more days", left.as_secs() / 86_400)),
     }
     if info.not_before > now {
-        r.error(format!("certificate {path} is not valid yet: check the system clock"));
+        r.error(format!(
+            "certificate {path} is not valid yet: check the system clock"
+        ));
     }
-    let covers = |d: &str| info.names.iter().any(|n| hearth_core::tls::name_matches(n, d));
+    let covers = |d: &str| {
+        info.names
+            .iter()
+            .any(|n| hearth_core::tls::name_matches(n, d))
+    };
     if covers(&cfg.domain) {
         r.ok(format!("certificate names {}", cfg.domain));
     } else {
-        r.error(format!("certificate does not name {} (it names {}): clients will refuse it", cfg.domain, info.names.join(", ")));
+        r.error(format!(
+            "certificate does not name {} (it names {}): clients will refuse it",
+            cfg.domain,
+            info.names.join(", ")
+        ));
     }
     for sub in ["conference", "upload"] {
         let name = format!("{sub}.{}", cfg.domain);
         if !covers(&name) {
-            r.warn(format!("certificate does not name {name}, needed once group chat / file upload are enabled"));
+            r.warn(format!(
+                "certificate does not name {name}, needed once group chat / file upload are enabled"
+            ));
         }
     }
 }
@@ -107,40 +144,63 @@ async fn check_dns(r: &mut Report, domain: &str) {
             b.build()
         }
         Err(e) => {
-            r.warn(format!("cannot read the system's DNS configuration ({e}): skipping DNS checks"));
+            r.warn(format!(
+                "cannot read the system's DNS configuration ({e}): skipping DNS checks"
+            ));
             return;
         }
     };
     let resolver = match resolver {
         Ok(res) => res,
         Err(e) => {
-            r.warn(format!("cannot set up DNS resolution ({e}): skipping DNS checks"));
+            r.warn(format!(
+                "cannot set up DNS resolution ({e}): skipping DNS checks"
+            ));
             return;
         }
     };
     for (service, port, fallback) in [
-        ("_xmpp-client._tcp", 5222, "clients fall back to the domain's A/AAAA records on port 5222"),
-        ("_xmpps-client._tcp", 5223, "clients will not find direct TLS (XEP-0368)"),
-        ("_xmpp-server._tcp", 5269, "federation is not implemented yet; publish it when it is"),
+        (
+            "_xmpp-client._tcp",
+            5222,
+            "clients fall back to the domain's A/AAAA records on port 5222",
+        ),
+        (
+            "_xmpps-client._tcp",
+            5223,
+            "clients will not find direct TLS (XEP-0368)",
+        ),
+        (
+            "_xmpp-server._tcp",
+            5269,
+            "federation is not implemented yet; publish it when it is",
+        ),
     ] {
         let name = format!("{service}.{domain}.");
-        match tokio::time::timeout(Duration::from_secs(3), resolver.srv_lookup(name.as_str())).await {
+        match tokio::time::timeout(Duration::from_secs(3), resolver.srv_lookup(name.as_str())).await
+        {
             Err(_) => r.warn(format!("{name}: DNS did not answer in time (no network?)")),
-            Ok(Err(e)) if is_not_found(&e.to_string()) => r.warn(format!("no SRV record {name}: {fallback} (suggested: {name} SRV 5 0 {port} <host>.)")),
+            Ok(Err(e)) if is_not_found(&e.to_string()) => r.warn(format!(
+                "no SRV record {name}: {fallback} (suggested: {name} SRV 5 0 {port} <host>.)"
+            )),
             Ok(Err(e)) => r.warn(format!("{name}: DNS lookup failed ({e}); cannot check")),
             Ok(Ok(lookup)) => {
                 let mut records: Vec<(u16, u16, u16, String)> = lookup
                     .answers()
                     .iter()
                     .filter_map(|rec| match &rec.data {
-                        hickory_resolver::proto::rr::RData::SRV(srv) => Some((srv.priority, srv.weight, srv.port, srv.target.to_string())),
+                        hickory_resolver::proto::rr::RData::SRV(srv) => {
+                            Some((srv.priority, srv.weight, srv.port, srv.target.to_string()))
+                        }
                         _ => None,
                     })
                     .collect();
                 records.sort();
                 for (prio, weight, port, target) in records {
                     if target == "." {
-                        r.warn(format!("{name} says the service is not offered (target \".\")"));
+                        r.warn(format!(
+                            "{name} says the service is not offered (target \".\")"
+                        ));
                         continue;
                     }
                     match tokio::time::timeout(Duration::from_secs(3), resolver.lookup_ip(target.as_str())).await {

@@ -73,7 +73,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let config = Config::load(cli.config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             init_logging(&config);
@@ -91,9 +93,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -113,8 +119,12 @@ async fn open_store(config: &Config) -> anyhow::Result<hearth_store::Store> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {} — check its permissions", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create data_dir {} — check its permissions",
+            config.data_dir.display()
+        )
+    })?;
     let regs = load_modules(&config)?;
     let tls = hearth_core::tls::Tls::load(&config)?;
     let store = open_store(&config).await?;
@@ -144,7 +154,10 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
     let domain = config.domain.clone();
     let iterations = config.auth.scram_iterations;
     let result = match action {
-        UserAction::Add { user: None, stdin: true } => {
+        UserAction::Add {
+            user: None,
+            stdin: true,
+        } => {
             let mut accounts_in = Vec::new();
             for (n, line) in std::io::stdin().lock().lines().enumerate() {
                 let line = line?;
@@ -154,17 +167,28 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
                 let (user, password) = line
                     .split_once(' ')
                     .with_context(|| format!("line {}: expected \"user password\"", n + 1))?;
-                accounts_in.push((accounts::normalise_username(&domain, user)?, password.to_string()));
+                accounts_in.push((
+                    accounts::normalise_username(&domain, user)?,
+                    password.to_string(),
+                ));
             }
             let total = accounts_in.len();
             let created = accounts::create_many(&store, accounts_in, iterations).await?;
-            println!("created {created} of {total} accounts ({} existed already)", total - created);
+            println!(
+                "created {created} of {total} accounts ({} existed already)",
+                total - created
+            );
             Ok(())
         }
-        UserAction::Add { user: Some(user), stdin: false } => {
+        UserAction::Add {
+            user: Some(user),
+            stdin: false,
+        } => {
             let user = accounts::normalise_username(&domain, &user)?;
             let password = read_password()?;
-            accounts::create(&store, &user, &password, iterations).await.map(|()| println!("created {user}@{domain}"))
+            accounts::create(&store, &user, &password, iterations)
+                .await
+                .map(|()| println!("created {user}@{domain}"))
         }
         UserAction::Add { .. } => anyhow::bail!("give either a username or --stdin"),
         UserAction::Del { user } => {
@@ -204,7 +228,8 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
 
 fn xeps(config: &Config, doap: bool) -> anyhow::Result<()> {
     let regs = load_modules(config)?;
-    let mut specs: Vec<(&str, hearth_core::module::Spec)> = CORE_SPECS.iter().map(|s| ("core", *s)).collect();
+    let mut specs: Vec<(&str, hearth_core::module::Spec)> =
+        CORE_SPECS.iter().map(|s| ("core", *s)).collect();
     specs.extend(regs.specs.iter().copied());
     specs.sort_by(|a, b| a.1.id.cmp(b.1.id).then(a.0.cmp(b.0)));
     if doap {
@@ -212,7 +237,14 @@ fn xeps(config: &Config, doap: bool) -> anyhow::Result<()> {
     } else {
         println!("| Specification | Version | Status | Module | Notes |\n|---|---|---|---|---|");
         for (module, s) in &specs {
-            println!("| {} | {} | {} | {} | {} |", s.id, s.version, s.status.as_str(), module, s.note);
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                s.id,
+                s.version,
+                s.status.as_str(),
+                module,
+                s.note
+            );
         }
     }
     Ok(())

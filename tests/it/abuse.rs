@@ -55,7 +55,10 @@ async fn half_open_and_dropped_connections_do_not_disturb_others() {
         }));
     }
     for (n, t) in tasks.into_iter().enumerate() {
-        a.send(&format!("<message to='bob@localhost' type='chat'><body>n{n}</body></message>")).await;
+        a.send(&format!(
+            "<message to='bob@localhost' type='chat'><body>n{n}</body></message>"
+        ))
+        .await;
         t.await.unwrap();
     }
     for n in 0..200 {
@@ -68,13 +71,16 @@ async fn unclosed_stanza_at_eof_ends_the_session_cleanly() {
     let server = TestServer::start();
     server.add_user("alice", "alicepass1");
     let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
-    a.send("<presence/><message to='alice@localhost' type='chat'><body>half").await;
+    a.send("<presence/><message to='alice@localhost' type='chat'><body>half")
+        .await;
     drop(a);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // The resource is free again: binding it causes no conflict for anyone.
     let (mut again, jid) = login(&server, "alice", "alicepass1", "a").await;
     assert_eq!(jid, "alice@localhost/a");
-    again.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    again
+        .send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     again.expect_stanza("id=\'p\'").await;
     assert!(server.log().contains("session closed"), "{}", server.log());
 }

@@ -19,25 +19,49 @@ async fn tls_stream(server: &TestServer) -> Raw {
 
 fn exporter(c: &Raw) -> Vec<u8> {
     let mut out = vec![0u8; 32];
-    c.tls().export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None).unwrap();
+    c.tls()
+        .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+        .unwrap();
     out
 }
 
 /// Runs a SCRAM exchange; returns the server's last element (success or failure).
-async fn scram<S: ScramProvider>(c: &mut Raw, mech_name: &str, user: &str, password: &str, cb: ChannelBinding) -> String {
-    let creds = Credentials::default().with_username(user).with_password(password).with_channel_binding(cb);
+async fn scram<S: ScramProvider>(
+    c: &mut Raw,
+    mech_name: &str,
+    user: &str,
+    password: &str,
+    cb: ChannelBinding,
+) -> String {
+    let creds = Credentials::default()
+        .with_username(user)
+        .with_password(password)
+        .with_channel_binding(cb);
     let mut mech = Scram::<S>::from_credentials(creds).unwrap();
     let first = mech.initial();
-    c.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech_name}'>{}</auth>", B64.encode(first))).await;
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech_name}'>{}</auth>",
+        B64.encode(first)
+    ))
+    .await;
     let reply = c.expect_one_of(&["</challenge>", "</failure>"]).await;
-    let Some(start) = reply.find("<challenge") else { return reply };
+    let Some(start) = reply.find("<challenge") else {
+        return reply;
+    };
     let body = &reply[reply[start..].find('>').unwrap() + start + 1..reply.rfind("</").unwrap()];
-    let response = mech.response(&B64.decode(body).unwrap()).expect("client accepts challenge");
-    c.send(&format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", B64.encode(response))).await;
+    let response = mech
+        .response(&B64.decode(body).unwrap())
+        .expect("client accepts challenge");
+    c.send(&format!(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+        B64.encode(response)
+    ))
+    .await;
     let reply = c.expect_one_of(&["</success>", "</failure>"]).await;
     if reply.contains("<success") {
         let body = &reply[reply.find('>').unwrap() + 1..reply.rfind("</").unwrap()];
-        mech.success(&B64.decode(body).unwrap()).expect("server signature verifies");
+        mech.success(&B64.decode(body).unwrap())
+            .expect("server signature verifies");
         reply
     } else {
         reply
@@ -49,14 +73,33 @@ async fn scram_mechanisms_log_in() {
     let server = TestServer::start();
     server.add_user("alice", "correct horse");
     let mut c = tls_stream(&server).await;
-    let r = scram::<Sha1>(&mut c, "SCRAM-SHA-1", "alice", "correct horse", ChannelBinding::None).await;
+    let r = scram::<Sha1>(
+        &mut c,
+        "SCRAM-SHA-1",
+        "alice",
+        "correct horse",
+        ChannelBinding::None,
+    )
+    .await;
     assert!(r.contains("<success"), "{r}");
     let mut c = tls_stream(&server).await;
-    let r = scram::<Sha256>(&mut c, "SCRAM-SHA-256", "alice", "correct horse", ChannelBinding::None).await;
+    let r = scram::<Sha256>(
+        &mut c,
+        "SCRAM-SHA-256",
+        "alice",
+        "correct horse",
+        ChannelBinding::None,
+    )
+    .await;
     assert!(r.contains("<success"), "{r}");
     c.open().await;
     assert_eq!(c.bind("scram").await, "alice@localhost/scram");
-    assert!(server.log().contains("mechanism=\"SCRAM-SHA-256\"") || server.log().contains("mechanism=SCRAM-SHA-256"), "{}", server.log());
+    assert!(
+        server.log().contains("mechanism=\"SCRAM-SHA-256\"")
+            || server.log().contains("mechanism=SCRAM-SHA-256"),
+        "{}",
+        server.log()
+    );
 }
 
 #[tokio::test]
@@ -75,11 +118,25 @@ async fn scram_plus_with_tls_exporter() {
     }
     // Wrong channel-binding data (a man in the middle would have other keys) fails.
     let mut c = tls_stream(&server).await;
-    let r = scram::<Sha256>(&mut c, "SCRAM-SHA-256-PLUS", "alice", "correct horse", ChannelBinding::TlsExporter(vec![0; 32])).await;
+    let r = scram::<Sha256>(
+        &mut c,
+        "SCRAM-SHA-256-PLUS",
+        "alice",
+        "correct horse",
+        ChannelBinding::TlsExporter(vec![0; 32]),
+    )
+    .await;
     assert!(r.contains("<failure"), "{r}");
     // Claiming the server lacks channel binding while it offers -PLUS is a downgrade: refused.
     let mut c = tls_stream(&server).await;
-    let r = scram::<Sha256>(&mut c, "SCRAM-SHA-256", "alice", "correct horse", ChannelBinding::Unsupported).await;
+    let r = scram::<Sha256>(
+        &mut c,
+        "SCRAM-SHA-256",
+        "alice",
+        "correct horse",
+        ChannelBinding::Unsupported,
+    )
+    .await;
     assert!(r.contains("<failure"), "{r}");
 }
 
@@ -88,10 +145,24 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let server = TestServer::start();
     server.add_user("alice", "correct horse");
     let mut c = tls_stream(&server).await;
-    let wrong = scram::<Sha256>(&mut c, "SCRAM-SHA-256", "alice", "wrong", ChannelBinding::None).await;
+    let wrong = scram::<Sha256>(
+        &mut c,
+        "SCRAM-SHA-256",
+        "alice",
+        "wrong",
+        ChannelBinding::None,
+    )
+    .await;
     assert!(wrong.contains("<not-authorized/>"), "{wrong}");
     let mut c = tls_stream(&server).await;
-    let unknown = scram::<Sha256>(&mut c, "SCRAM-SHA-256", "nobody", "wrong", ChannelBinding::None).await;
+    let unknown = scram::<Sha256>(
+        &mut c,
+        "SCRAM-SHA-256",
+        "nobody",
+        "wrong",
+        ChannelBinding::None,
+    )
+    .await;
     assert!(unknown.contains("<not-authorized/>"), "{unknown}");
     let mut c = tls_stream(&server).await;
     let r = c.plain_auth("alice", "wrong").await;
@@ -106,30 +177,56 @@ async fn wrong_password_and_unknown_user_look_the_same() {
 async fn invalid_mechanism_and_encoding() {
     let server = TestServer::start();
     let mut c = tls_stream(&server).await;
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'/>").await;
-    assert!(c.expect("</failure>").await.contains("<invalid-mechanism/>"));
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!not base64</auth>").await;
-    assert!(c.expect("</failure>").await.contains("<incorrect-encoding/>"));
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'/>").await;
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'/>")
+        .await;
+    assert!(
+        c.expect("</failure>")
+            .await
+            .contains("<invalid-mechanism/>")
+    );
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!not base64</auth>")
+        .await;
+    assert!(
+        c.expect("</failure>")
+            .await
+            .contains("<incorrect-encoding/>")
+    );
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'/>")
+        .await;
     let r = c.expect_one_of(&["</challenge>", "</failure>"]).await;
-    assert!(r.contains("<challenge"), "an empty initial response gets an empty challenge: {r}");
+    assert!(
+        r.contains("<challenge"),
+        "an empty initial response gets an empty challenge: {r}"
+    );
 }
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_account() {
-    let server = TestServer::start_with("[auth]\nmax_failures_per_account = 3\nmax_failures_per_ip = 0\n");
+    let server =
+        TestServer::start_with("[auth]\nmax_failures_per_account = 3\nmax_failures_per_ip = 0\n");
     server.add_user("alice", "correct horse");
     for _ in 0..3 {
         let mut c = tls_stream(&server).await;
-        assert!(c.plain_auth("alice", "guess").await.contains("<not-authorized/>"));
+        assert!(
+            c.plain_auth("alice", "guess")
+                .await
+                .contains("<not-authorized/>")
+        );
     }
     let mut c = tls_stream(&server).await;
     let r = c.plain_auth("alice", "correct horse").await;
-    assert!(r.contains("<temporary-auth-failure/>"), "throttled login must be refused: {r}");
+    assert!(
+        r.contains("<temporary-auth-failure/>"),
+        "throttled login must be refused: {r}"
+    );
     // Other accounts are unaffected.
     server.add_user("bob", "bob password");
     let mut c = tls_stream(&server).await;
-    assert!(c.plain_auth("bob", "bob password").await.contains("<success"));
+    assert!(
+        c.plain_auth("bob", "bob password")
+            .await
+            .contains("<success")
+    );
 }
 
 #[tokio::test]
@@ -138,7 +235,11 @@ async fn failed_logins_are_throttled_per_ip() {
     server.add_user("alice", "correct horse");
     for user in ["x", "y"] {
         let mut c = tls_stream(&server).await;
-        assert!(c.plain_auth(user, "guess").await.contains("<not-authorized/>"));
+        assert!(
+            c.plain_auth(user, "guess")
+                .await
+                .contains("<not-authorized/>")
+        );
     }
     let mut c = tls_stream(&server).await;
     let r = c.plain_auth("alice", "correct horse").await;

@@ -9,10 +9,18 @@ async fn user_add_list_passwd_del() {
     assert!(ok, "{out}");
     let (ok, out) = server.cli(&["user", "add", "alice"], "again\n");
     assert!(!ok && out.contains("already exists"), "{out}");
-    let (ok, out) = server.cli(&["user", "add", "--stdin"], "bob pass-bob\ncarol pass-carol\nalice dup\n");
+    let (ok, out) = server.cli(
+        &["user", "add", "--stdin"],
+        "bob pass-bob\ncarol pass-carol\nalice dup\n",
+    );
     assert!(ok && out.contains("created 2 of 3"), "{out}");
     let (ok, out) = server.cli(&["user", "list"], "");
-    assert!(ok && out.contains("alice@localhost") && out.contains("bob@localhost") && out.contains("carol@localhost"), "{out}");
+    assert!(
+        ok && out.contains("alice@localhost")
+            && out.contains("bob@localhost")
+            && out.contains("carol@localhost"),
+        "{out}"
+    );
     // Passwords are stored as SCRAM keys only.
     let db = std::fs::read(server.dir.path().join("data/hearth.sqlite")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains("first password"));
@@ -21,8 +29,16 @@ async fn user_add_list_passwd_del() {
     let mut c = Raw::connect(server.addr).await;
     c.open().await;
     c.starttls(&server.tls_connector()).await;
-    assert!(c.plain_auth("alice", "first password").await.contains("<not-authorized/>"));
-    assert!(c.plain_auth("alice", "second password").await.contains("<success"));
+    assert!(
+        c.plain_auth("alice", "first password")
+            .await
+            .contains("<not-authorized/>")
+    );
+    assert!(
+        c.plain_auth("alice", "second password")
+            .await
+            .contains("<success")
+    );
     let (ok, out) = server.cli(&["user", "del", "bob"], "");
     assert!(ok, "{out}");
     let (ok, out) = server.cli(&["user", "del", "bob"], "");
@@ -52,13 +68,24 @@ fn check_reports_on_config_certificate_and_dns() {
 fn example_config_parses() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hearth.toml");
     let (_, out) = run_cli(std::path::Path::new(example), &["xeps"], "");
-    assert!(out.contains("XEP-0160"), "the annotated example config must load with every module: {out}");
+    assert!(
+        out.contains("XEP-0160"),
+        "the annotated example config must load with every module: {out}"
+    );
 }
 
 #[test]
 fn xeps_listing_matches_committed_doap() {
-    let (ok, doap) = run_cli(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/hearth.toml")), &["xeps", "--doap"], "");
+    let (ok, doap) = run_cli(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/hearth.toml")),
+        &["xeps", "--doap"],
+        "",
+    );
     assert!(ok, "{doap}");
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/xeps/hearth.doap")).unwrap();
-    assert_eq!(doap, committed, "xeps/hearth.doap is stale: run `cargo run -- --config config/hearth.toml xeps --doap > xeps/hearth.doap`");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/xeps/hearth.doap")).unwrap();
+    assert_eq!(
+        doap, committed,
+        "xeps/hearth.doap is stale: run `cargo run -- --config config/hearth.toml xeps --doap > xeps/hearth.doap`"
+    );
 }

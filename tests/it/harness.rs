@@ -28,7 +28,11 @@ pub struct TestServer {
 }
 
 fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).expect("bind probe").local_addr().unwrap().port()
+    TcpListener::bind((ip, 0))
+        .expect("bind probe")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl TestServer {
@@ -59,7 +63,14 @@ impl TestServer {
             .stderr(log)
             .spawn()
             .expect("start hearth");
-        let mut server = TestServer { child: Some(child), dir, config, addr, tls_addr, data_root: None };
+        let mut server = TestServer {
+            child: Some(child),
+            dir,
+            config,
+            addr,
+            tls_addr,
+            data_root: None,
+        };
         server.wait_ready();
         server
     }
@@ -67,7 +78,10 @@ impl TestServer {
     /// A new process on the stopped `old` server's address, config and data directory.
     pub fn restart_from(old: &TestServer) -> TestServer {
         assert!(old.child.is_none(), "stop the old server first");
-        let log = std::fs::OpenOptions::new().append(true).open(old.dir.path().join("hearth.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(old.dir.path().join("hearth.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
             .args(["serve", "--config"])
             .arg(&old.config)
@@ -99,7 +113,11 @@ impl TestServer {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("hearth exited with {status}:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "hearth did not start:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "hearth did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -125,7 +143,10 @@ impl TestServer {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -138,7 +159,14 @@ impl TestServer {
 
     pub fn signal(&self, sig: &str) {
         let id = self.child.as_ref().expect("running").id().to_string();
-        assert!(Command::new("kill").arg(format!("-{sig}")).arg(id).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(id)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     pub fn tls_connector(&self) -> tokio_rustls::TlsConnector {
@@ -149,7 +177,11 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- hearth log ({}) ---\n{}", self.config.display(), self.log());
+            eprintln!(
+                "--- hearth log ({}) ---\n{}",
+                self.config.display(),
+                self.log()
+            );
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -169,9 +201,18 @@ pub fn run_cli(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, S
         .stderr(Stdio::piped())
         .spawn()
         .expect("run hearth");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -207,11 +248,17 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
-        Raw { io: Some(Io::Plain(TcpStream::connect(addr).await.expect("connect"))), buf: String::new() }
+        Raw {
+            io: Some(Io::Plain(TcpStream::connect(addr).await.expect("connect"))),
+            buf: String::new(),
+        }
     }
 
     pub fn from_tls(tls: TlsStream<TcpStream>) -> Raw {
-        Raw { io: Some(Io::Tls(Box::new(tls))), buf: String::new() }
+        Raw {
+            io: Some(Io::Tls(Box::new(tls))),
+            buf: String::new(),
+        }
     }
 
     pub async fn send(&mut self, data: &str) {
@@ -243,7 +290,8 @@ impl Raw {
         if std::env::var_os("HEARTH_TEST_TRACE").is_some() {
             eprintln!("<<< {}", String::from_utf8_lossy(&chunk[..n]));
         }
-        self.buf.push_str(&String::from_utf8_lossy(&chunk[..n]).replace('"', "'"));
+        self.buf
+            .push_str(&String::from_utf8_lossy(&chunk[..n]).replace('"', "'"));
         n
     }
 
@@ -259,7 +307,10 @@ impl Raw {
                 return head;
             }
             match tokio::time::timeout_at(deadline, self.read_more()).await {
-                Ok(0) => panic!("connection closed while waiting for {needle:?}; received: {:?}", self.buf),
+                Ok(0) => panic!(
+                    "connection closed while waiting for {needle:?}; received: {:?}",
+                    self.buf
+                ),
                 Ok(_) => {}
                 Err(_) => panic!("timed out waiting for {needle:?}; received: {:?}", self.buf),
             }
@@ -270,14 +321,23 @@ impl Raw {
     pub async fn expect_one_of(&mut self, needles: &[&str]) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let first = needles.iter().filter_map(|n| self.buf.find(&n.replace('"', "'")).map(|p| p + n.len())).min();
+            let first = needles
+                .iter()
+                .filter_map(|n| self.buf.find(&n.replace('"', "'")).map(|p| p + n.len()))
+                .min();
             if let Some(end) = first {
                 return self.buf.drain(..end).collect();
             }
             match tokio::time::timeout_at(deadline, self.read_more()).await {
-                Ok(0) => panic!("connection closed while waiting for {needles:?}; received: {:?}", self.buf),
+                Ok(0) => panic!(
+                    "connection closed while waiting for {needles:?}; received: {:?}",
+                    self.buf
+                ),
                 Ok(_) => {}
-                Err(_) => panic!("timed out waiting for {needles:?}; received: {:?}", self.buf),
+                Err(_) => panic!(
+                    "timed out waiting for {needles:?}; received: {:?}",
+                    self.buf
+                ),
             }
         }
     }
@@ -296,7 +356,10 @@ impl Raw {
             return tag;
         }
         let start = tag.rfind(['<']).expect("a start tag");
-        let name: String = tag[start + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == ':').collect();
+        let name: String = tag[start + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
+            .collect();
         let rest = self.expect(&format!("</{name}>")).await;
         format!("{tag}{rest}")
     }
@@ -308,7 +371,10 @@ impl Raw {
             match tokio::time::timeout_at(deadline, self.read_more()).await {
                 Ok(0) => return std::mem::take(&mut self.buf),
                 Ok(_) => {}
-                Err(_) => panic!("server did not close the connection; received: {:?}", self.buf),
+                Err(_) => panic!(
+                    "server did not close the connection; received: {:?}",
+                    self.buf
+                ),
             }
         }
     }
@@ -317,15 +383,25 @@ impl Raw {
     pub async fn expect_stream_error(&mut self, condition: &str) {
         let rest = self.closed().await;
         let needle = format!("<{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
-        assert!(rest.contains("<stream:error>") && rest.contains(&needle), "expected stream error {condition}, got {rest:?}");
-        assert!(rest.trim_end().ends_with("</stream:stream>"), "stream not closed after error: {rest:?}");
+        assert!(
+            rest.contains("<stream:error>") && rest.contains(&needle),
+            "expected stream error {condition}, got {rest:?}"
+        );
+        assert!(
+            rest.trim_end().ends_with("</stream:stream>"),
+            "stream not closed after error: {rest:?}"
+        );
     }
 
     /// Nothing arrives for a short while (e.g. no presence leak).
     pub async fn expect_silence(&mut self, ms: u64) {
         let r = tokio::time::timeout(Duration::from_millis(ms), self.read_more()).await;
         if let Ok(n) = r {
-            assert!(n == 0 && self.buf.is_empty(), "unexpected data: {:?}", self.buf);
+            assert!(
+                n == 0 && self.buf.is_empty(),
+                "unexpected data: {:?}",
+                self.buf
+            );
         }
         assert!(self.buf.is_empty(), "unexpected data: {:?}", self.buf);
     }
@@ -337,9 +413,13 @@ impl Raw {
 
     /// STARTTLS on an opened plain stream; returns the features of the new stream.
     pub async fn starttls(&mut self, connector: &tokio_rustls::TlsConnector) -> String {
-        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
-        self.expect("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
-        let Some(Io::Plain(tcp)) = self.io.take() else { panic!("not a plain stream") };
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        self.expect("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        let Some(Io::Plain(tcp)) = self.io.take() else {
+            panic!("not a plain stream")
+        };
         let name = rustls::pki_types::ServerName::try_from(DOMAIN).unwrap();
         let tls = connector.connect(name, tcp).await.expect("TLS handshake");
         self.io = Some(Io::Tls(Box::new(tls)));
@@ -356,8 +436,12 @@ impl Raw {
 
     pub async fn plain_auth(&mut self, user: &str, password: &str) -> String {
         use base64::Engine;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")).await;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+        ))
+        .await;
         self.expect_one_of(&["</success>", "</failure>"]).await
     }
 
@@ -381,12 +465,21 @@ pub fn header() -> String {
 }
 
 /// A logged-in client with `resource` bound (STARTTLS, PLAIN, bind).
-pub async fn login(server: &TestServer, user: &str, password: &str, resource: &str) -> (Raw, String) {
+pub async fn login(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    resource: &str,
+) -> (Raw, String) {
     let mut c = Raw::connect(server.addr).await;
     c.open().await;
     c.starttls(&server.tls_connector()).await;
     let r = c.plain_auth(user, password).await;
-    assert!(r.contains("<success"), "login failed: {r}\n{}", server.log());
+    assert!(
+        r.contains("<success"),
+        "login failed: {r}\n{}",
+        server.log()
+    );
     c.open().await;
     let jid = c.bind(resource).await;
     (c, jid)

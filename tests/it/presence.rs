@@ -17,26 +17,43 @@ async fn roster_set_push_remove_and_versioning() {
     let (mut a2, _) = login(&server, "alice", "alicepass1", "two").await;
     // Both resources ask for the roster, so both get pushes.
     for (c, id) in [(&mut a1, "g1"), (&mut a2, "g2")] {
-        c.send(&format!("<iq type='get' id='{id}'><query xmlns='jabber:iq:roster'/></iq>")).await;
+        c.send(&format!(
+            "<iq type='get' id='{id}'><query xmlns='jabber:iq:roster'/></iq>"
+        ))
+        .await;
         let r = c.expect("</iq>").await;
         assert!(r.contains("type='result'") && r.contains("ver='"), "{r}");
     }
     a1.send("<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='Bob@Localhost' name='Bob'><group>Friends</group></item></query></iq>").await;
     for c in [&mut a1, &mut a2] {
         let push = c.expect("</iq>").await;
-        assert!(push.contains("type='set'") && push.contains("jid='bob@localhost'") && push.contains("<group>Friends</group>"), "{push}");
+        assert!(
+            push.contains("type='set'")
+                && push.contains("jid='bob@localhost'")
+                && push.contains("<group>Friends</group>"),
+            "{push}"
+        );
         assert!(push.contains("subscription='none'"), "{push}");
     }
     let r = a1.expect_tag("id='s1'").await;
     assert!(r.contains("type='result'"), "{r}");
-    a1.send("<iq type='get' id='g3'><query xmlns='jabber:iq:roster'/></iq>").await;
+    a1.send("<iq type='get' id='g3'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
     let full = a1.expect("</iq>").await;
     assert!(full.contains("jid='bob@localhost'"), "{full}");
-    let ver = attr(&full[full.find("<query").unwrap()..], "ver").expect("ver").to_string();
+    let ver = attr(&full[full.find("<query").unwrap()..], "ver")
+        .expect("ver")
+        .to_string();
     // Same version: empty result.
-    a1.send(&format!("<iq type='get' id='g4'><query xmlns='jabber:iq:roster' ver='{ver}'/></iq>")).await;
+    a1.send(&format!(
+        "<iq type='get' id='g4'><query xmlns='jabber:iq:roster' ver='{ver}'/></iq>"
+    ))
+    .await;
     let r = a1.expect_tag("id='g4'").await;
-    assert!(r.trim_end().ends_with("/>"), "same version: an empty result: {r}");
+    assert!(
+        r.trim_end().ends_with("/>"),
+        "same version: an empty result: {r}"
+    );
     // Bad sets.
     a1.send("<iq type='set' id='s2'><query xmlns='jabber:iq:roster'><item jid='x@localhost'><group>G</group><group>G</group></item></query></iq>").await;
     assert!(a1.expect("</iq>").await.contains("<bad-request"));
@@ -56,28 +73,39 @@ async fn subscription_handshake_presence_and_unavailable_on_disconnect() {
     let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     for c in [&mut a, &mut b] {
-        c.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>").await;
+        c.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+            .await;
         c.expect_stanza("id=\'r\'").await;
         c.send("<presence/>").await;
     }
     // Alice asks Bob.
-    a.send("<presence to='bob@localhost' type='subscribe'/>").await;
+    a.send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
     let push = a.expect("</iq>").await;
-    assert!(push.contains("jid='bob@localhost'") && push.contains("ask='subscribe'"), "{push}");
+    assert!(
+        push.contains("jid='bob@localhost'") && push.contains("ask='subscribe'"),
+        "{push}"
+    );
     let req = b.expect("type='subscribe'").await;
     assert!(req.contains("from='alice@localhost'"), "{req}");
     // Bob approves and subscribes back.
-    b.send("<presence to='alice@localhost' type='subscribed'/>").await;
+    b.send("<presence to='alice@localhost' type='subscribed'/>")
+        .await;
     let push = b.expect("</iq>").await;
-    assert!(push.contains("jid='alice@localhost'") && push.contains("subscription='from'"), "{push}");
+    assert!(
+        push.contains("jid='alice@localhost'") && push.contains("subscription='from'"),
+        "{push}"
+    );
     let push = a.expect("subscription='to'").await;
     assert!(push.contains("jid='bob@localhost'"), "{push}");
     a.expect("type='subscribed'").await;
     // Bob is online: Alice receives his presence.
     a.expect("from='bob@localhost/b'").await;
-    b.send("<presence to='alice@localhost' type='subscribe'/>").await;
+    b.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
     a.expect("type='subscribe'").await;
-    a.send("<presence to='bob@localhost' type='subscribed'/>").await;
+    a.send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
     b.expect("subscription='both'").await;
     a.expect("subscription='both'").await;
     // Bob goes away: Alice sees unavailable.
@@ -87,7 +115,8 @@ async fn subscription_handshake_presence_and_unavailable_on_disconnect() {
     let gone = a.expect("type='unavailable'").await;
     assert!(gone.contains("from='bob@localhost/b'"), "{gone}");
     // Unsubscribe: Alice stops receiving Bob's presence.
-    a.send("<presence to='bob@localhost' type='unsubscribe'/>").await;
+    a.send("<presence to='bob@localhost' type='unsubscribe'/>")
+        .await;
     a.expect("subscription='from'").await;
 }
 
@@ -98,24 +127,29 @@ async fn pre_approval_and_no_presence_leak_to_strangers() {
     server.add_user("bob", "bobpass12");
     server.add_user("eve", "evepass12");
     let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
-    a.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>").await;
+    a.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
     a.expect_stanza("id=\'r\'").await;
     a.send("<presence/>").await;
     // Alice pre-approves Bob (RFC 6121 §3.4).
-    a.send("<presence to='bob@localhost' type='subscribed'/>").await;
+    a.send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
     let push = a.expect("</iq>").await;
     assert!(push.contains("approved='true'"), "{push}");
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
-    b.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>").await;
+    b.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
     b.expect_stanza("id=\'r\'").await;
     b.send("<presence/>").await;
-    b.send("<presence to='alice@localhost' type='subscribe'/>").await;
+    b.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
     // Approved automatically: Bob gets 'subscribed' and Alice's presence without Alice acting.
     b.expect("type='subscribed'").await;
     b.expect("from='alice@localhost/a'").await;
     // A stranger probing gets nothing.
     let (mut e, _) = login(&server, "eve", "evepass12", "e").await;
-    e.send("<presence to='alice@localhost' type='probe'/>").await;
+    e.send("<presence to='alice@localhost' type='probe'/>")
+        .await;
     e.expect_silence(400).await;
 }
 
@@ -128,7 +162,8 @@ async fn directed_presence_is_withdrawn_on_disconnect() {
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     b.send("<presence/>").await;
     a.send("<presence/>").await;
-    a.send("<presence to='bob@localhost/b'><status>just for you</status></presence>").await;
+    a.send("<presence to='bob@localhost/b'><status>just for you</status></presence>")
+        .await;
     b.expect("just for you").await;
     drop(a);
     let gone = b.expect("type='unavailable'").await;

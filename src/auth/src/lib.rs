@@ -37,9 +37,15 @@ impl Mechanism {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::ScramSha256Plus, Self::ScramSha1Plus, Self::ScramSha256, Self::ScramSha1, Self::Plain]
-            .into_iter()
-            .find(|m| m.name() == name)
+        [
+            Self::ScramSha256Plus,
+            Self::ScramSha1Plus,
+            Self::ScramSha256,
+            Self::ScramSha1,
+            Self::Plain,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
     }
 
     fn is_plus(self) -> bool {
@@ -110,7 +116,10 @@ pub enum Step {
     /// Send `<challenge/>` with this payload.
     Challenge(Vec<u8>),
     /// Send `<success/>` (with the SCRAM server-final message as additional data).
-    Success { username: String, additional: Option<Vec<u8>> },
+    Success {
+        username: String,
+        additional: Option<Vec<u8>>,
+    },
 }
 
 /// SASL failure conditions (RFC 6120 §6.5).
@@ -169,7 +178,11 @@ impl std::error::Error for SaslFailure {}
 
 impl SaslFailure {
     fn new(condition: Condition, text: &'static str) -> Self {
-        Self { condition, text: Some(text), username: None }
+        Self {
+            condition,
+            text: Some(text),
+            username: None,
+        }
     }
 
     fn malformed(text: &'static str) -> Self {
@@ -199,7 +212,11 @@ pub struct SaslServer {
 
 impl SaslServer {
     pub fn new(mech: Mechanism, cb: ChannelBindings) -> Self {
-        Self { mech, cb, state: State::Start }
+        Self {
+            mech,
+            cb,
+            state: State::Start,
+        }
     }
 
     /// The first client message (the `<auth/>` payload, decoded; empty when none was sent).
@@ -211,11 +228,15 @@ impl SaslServer {
             // Both mechanisms are client-first: an empty challenge asks for the initial response.
             return Ok(Step::Challenge(Vec::new()));
         }
-        let text = std::str::from_utf8(initial).map_err(|_| SaslFailure::new(Condition::IncorrectEncoding, "not UTF-8"))?;
+        let text = std::str::from_utf8(initial)
+            .map_err(|_| SaslFailure::new(Condition::IncorrectEncoding, "not UTF-8"))?;
         match self.mech.hash() {
             None => {
                 let (username, password) = parse_plain(text)?;
-                self.state = State::PlainCredentials { username: username.clone(), password };
+                self.state = State::PlainCredentials {
+                    username: username.clone(),
+                    password,
+                };
                 Ok(Step::NeedCredentials { username })
             }
             Some(hash) => {
@@ -230,12 +251,16 @@ impl SaslServer {
     /// The stored credentials of the account named in the exchange (`None`: no such account).
     pub fn credentials(&mut self, creds: Option<&Credentials>) -> Result<Step, SaslFailure> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::PlainCredentials { username, password } => {
-                match creds {
-                    Some(c) if verify_plain(c, &password) => Ok(Step::Success { username, additional: None }),
-                    _ => Err(SaslFailure::new(Condition::NotAuthorized, "wrong username or password").for_user(&username)),
-                }
-            }
+            State::PlainCredentials { username, password } => match creds {
+                Some(c) if verify_plain(c, &password) => Ok(Step::Success {
+                    username,
+                    additional: None,
+                }),
+                _ => Err(
+                    SaslFailure::new(Condition::NotAuthorized, "wrong username or password")
+                        .for_user(&username),
+                ),
+            },
             State::ScramCredentials(first) => {
                 let (server_first, challenge) = first.answer(creds);
                 self.state = State::ScramFinal(server_first);
@@ -250,10 +275,13 @@ impl SaslServer {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Start => self.start(response),
             State::ScramFinal(server_first) => {
-                let text =
-                    std::str::from_utf8(response).map_err(|_| SaslFailure::new(Condition::IncorrectEncoding, "not UTF-8"))?;
+                let text = std::str::from_utf8(response)
+                    .map_err(|_| SaslFailure::new(Condition::IncorrectEncoding, "not UTF-8"))?;
                 let (username, server_final) = server_first.verify(text)?;
-                Ok(Step::Success { username, additional: Some(server_final) })
+                Ok(Step::Success {
+                    username,
+                    additional: Some(server_final),
+                })
             }
             _ => Err(SaslFailure::malformed("unexpected response")),
         }
@@ -262,18 +290,26 @@ impl SaslServer {
 
 /// SASLprep (RFC 4013) of a username or password.
 fn saslprep(s: &str) -> Result<Cow<'_, str>, SaslFailure> {
-    stringprep::saslprep(s).map_err(|_| SaslFailure::malformed("name or password not allowed by SASLprep"))
+    stringprep::saslprep(s)
+        .map_err(|_| SaslFailure::malformed("name or password not allowed by SASLprep"))
 }
 
 /// `authzid NUL authcid NUL passwd` (RFC 4616).
 fn parse_plain(text: &str) -> Result<(String, String), SaslFailure> {
     let mut parts = text.split('\0');
-    let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(SaslFailure::malformed("PLAIN needs authzid, authcid and password"));
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SaslFailure::malformed(
+            "PLAIN needs authzid, authcid and password",
+        ));
     };
     let username = saslprep(authcid)?.to_string();
     if username.is_empty() || password.is_empty() {
-        return Err(SaslFailure::new(Condition::NotAuthorized, "empty username or password"));
+        return Err(SaslFailure::new(
+            Condition::NotAuthorized,
+            "empty username or password",
+        ));
     }
     check_authzid(authzid, &username)?;
     Ok((username, saslprep(password)?.to_string()))
@@ -288,7 +324,11 @@ fn check_authzid(authzid: &str, username: &str) -> Result<(), SaslFailure> {
     if local.eq_ignore_ascii_case(username) {
         Ok(())
     } else {
-        Err(SaslFailure::new(Condition::InvalidAuthzid, "authorization identity differs from the account").for_user(username))
+        Err(SaslFailure::new(
+            Condition::InvalidAuthzid,
+            "authorization identity differs from the account",
+        )
+        .for_user(username))
     }
 }
 

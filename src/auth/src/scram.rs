@@ -10,7 +10,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{ChannelBindings, Condition, Credentials, SaslFailure, ScramKeys, check_authzid, saslprep};
+use crate::{
+    ChannelBindings, Condition, Credentials, SaslFailure, ScramKeys, check_authzid, saslprep,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hash {
@@ -29,12 +31,14 @@ impl Hash {
     fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         match self {
             Hash::Sha1 => {
-                let mut m = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+                let mut m =
+                    <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
                 m.update(data);
                 m.finalize().into_bytes().to_vec()
             }
             Hash::Sha256 => {
-                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+                let mut m =
+                    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
                 m.update(data);
                 m.finalize().into_bytes().to_vec()
             }
@@ -43,8 +47,14 @@ impl Hash {
 
     fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
         match self {
-            Hash::Sha1 => pbkdf2::pbkdf2_hmac_array::<Sha1, 20>(password.as_bytes(), salt, iterations).to_vec(),
-            Hash::Sha256 => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations).to_vec(),
+            Hash::Sha1 => {
+                pbkdf2::pbkdf2_hmac_array::<Sha1, 20>(password.as_bytes(), salt, iterations)
+                    .to_vec()
+            }
+            Hash::Sha256 => {
+                pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations)
+                    .to_vec()
+            }
         }
     }
 
@@ -76,7 +86,9 @@ pub fn derive_credentials(password: &str, iterations: u32) -> Result<Credentials
 }
 
 pub(crate) fn verify_password(keys: &ScramKeys, hash: Hash, password: &str) -> bool {
-    let Ok(password) = saslprep(password) else { return false };
+    let Ok(password) = saslprep(password) else {
+        return false;
+    };
     let computed = hash.keys(&password, keys.salt.clone(), keys.iterations);
     computed.stored_key.ct_eq(&keys.stored_key).into()
 }
@@ -87,7 +99,12 @@ fn decoy_keys(hash: Hash, username: &str) -> ScramKeys {
     static SECRET: OnceLock<Vec<u8>> = OnceLock::new();
     let secret = SECRET.get_or_init(|| random_bytes(32));
     let seed = hash.hmac(secret, username.as_bytes());
-    ScramKeys { salt: seed[..16].to_vec(), iterations: 10_000, stored_key: random_bytes(seed.len()), server_key: random_bytes(seed.len()) }
+    ScramKeys {
+        salt: seed[..16].to_vec(),
+        iterations: 10_000,
+        stored_key: random_bytes(seed.len()),
+        server_key: random_bytes(seed.len()),
+    }
 }
 
 /// `=2C` and `=3D` escapes in a SCRAM username (RFC 5802 §5.1).
@@ -118,25 +135,44 @@ pub(crate) struct ClientFirst {
 }
 
 impl ClientFirst {
-    pub(crate) fn parse(text: &str, hash: Hash, plus: bool, cb: &ChannelBindings) -> Result<Self, SaslFailure> {
+    pub(crate) fn parse(
+        text: &str,
+        hash: Hash,
+        plus: bool,
+        cb: &ChannelBindings,
+    ) -> Result<Self, SaslFailure> {
         let mut parts = text.splitn(3, ',');
-        let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(SaslFailure::malformed("client-first-message needs a GS2 header"));
+        let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SaslFailure::malformed(
+                "client-first-message needs a GS2 header",
+            ));
         };
         let gs2_header = &text[..flag.len() + authzid.len() + 2];
         let cb_data: &[u8] = match (flag, plus) {
             ("n", false) => &[],
             // The client could bind but believes we cannot: a stripped -PLUS offer (downgrade).
             ("y", false) if cb.any() => {
-                return Err(SaslFailure::new(Condition::NotAuthorized, "channel binding is supported; possible downgrade attack"));
+                return Err(SaslFailure::new(
+                    Condition::NotAuthorized,
+                    "channel binding is supported; possible downgrade attack",
+                ));
             }
             ("y", false) => &[],
-            (f, true) if f.starts_with("p=") => cb
-                .data(&f[2..])
-                .ok_or_else(|| SaslFailure::new(Condition::NotAuthorized, "unsupported channel-binding type"))?,
-            (_, true) => return Err(SaslFailure::new(Condition::NotAuthorized, "a -PLUS mechanism needs channel binding")),
+            (f, true) if f.starts_with("p=") => cb.data(&f[2..]).ok_or_else(|| {
+                SaslFailure::new(Condition::NotAuthorized, "unsupported channel-binding type")
+            })?,
+            (_, true) => {
+                return Err(SaslFailure::new(
+                    Condition::NotAuthorized,
+                    "a -PLUS mechanism needs channel binding",
+                ));
+            }
             (f, false) if f.starts_with("p=") => {
-                return Err(SaslFailure::new(Condition::NotAuthorized, "channel binding needs a -PLUS mechanism"));
+                return Err(SaslFailure::new(
+                    Condition::NotAuthorized,
+                    "channel binding needs a -PLUS mechanism",
+                ));
             }
             _ => return Err(SaslFailure::malformed("bad GS2 flag")),
         };
@@ -144,17 +180,32 @@ impl ClientFirst {
         let mut nonce = None;
         for attr in bare.split(',') {
             match attr.split_at_checked(2) {
-                Some(("n=", v)) if username.is_none() => username = Some(saslprep(&unescape_name(v)?)?.to_string()),
+                Some(("n=", v)) if username.is_none() => {
+                    username = Some(saslprep(&unescape_name(v)?)?.to_string())
+                }
                 Some(("r=", v)) if nonce.is_none() => nonce = Some(v.to_string()),
-                Some(("m=", _)) => return Err(SaslFailure::malformed("mandatory extensions are not supported")),
+                Some(("m=", _)) => {
+                    return Err(SaslFailure::malformed(
+                        "mandatory extensions are not supported",
+                    ));
+                }
                 _ if username.is_some() && nonce.is_some() => {}
-                _ => return Err(SaslFailure::malformed("client-first-message must start with n= and r=")),
+                _ => {
+                    return Err(SaslFailure::malformed(
+                        "client-first-message must start with n= and r=",
+                    ));
+                }
             }
         }
         let (Some(username), Some(client_nonce)) = (username, nonce) else {
             return Err(SaslFailure::malformed("username and nonce required"));
         };
-        if username.is_empty() || client_nonce.is_empty() || !client_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',') {
+        if username.is_empty()
+            || client_nonce.is_empty()
+            || !client_nonce
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+        {
             return Err(SaslFailure::malformed("empty username or bad nonce"));
         }
         if let Some(a) = authzid.strip_prefix("a=") {
@@ -164,7 +215,13 @@ impl ClientFirst {
         }
         let mut expected_cbind = gs2_header.as_bytes().to_vec();
         expected_cbind.extend_from_slice(cb_data);
-        Ok(Self { hash, username, client_nonce, bare: bare.to_string(), expected_cbind })
+        Ok(Self {
+            hash,
+            username,
+            client_nonce,
+            bare: bare.to_string(),
+            expected_cbind,
+        })
     }
 
     /// The server-first message for these credentials (decoys when the account is unknown).
@@ -173,7 +230,11 @@ impl ClientFirst {
         self.answer_with_nonce(creds, &suffix)
     }
 
-    pub(crate) fn answer_with_nonce(self, creds: Option<&Credentials>, server_nonce: &str) -> (ServerFirst, Vec<u8>) {
+    pub(crate) fn answer_with_nonce(
+        self,
+        creds: Option<&Credentials>,
+        server_nonce: &str,
+    ) -> (ServerFirst, Vec<u8>) {
         let keys = creds.map(|c| match self.hash {
             Hash::Sha1 => c.sha1.clone(),
             Hash::Sha256 => c.sha256.clone(),
@@ -181,9 +242,22 @@ impl ClientFirst {
         let exists = keys.is_some();
         let keys = keys.unwrap_or_else(|| decoy_keys(self.hash, &self.username));
         let nonce = format!("{}{server_nonce}", self.client_nonce);
-        let message = format!("r={nonce},s={},i={}", B64.encode(&keys.salt), keys.iterations);
+        let message = format!(
+            "r={nonce},s={},i={}",
+            B64.encode(&keys.salt),
+            keys.iterations
+        );
         let challenge = message.clone().into_bytes();
-        (ServerFirst { first: self, nonce, message, keys, exists }, challenge)
+        (
+            ServerFirst {
+                first: self,
+                nonce,
+                message,
+                keys,
+                exists,
+            },
+            challenge,
+        )
     }
 }
 
@@ -199,11 +273,13 @@ impl ServerFirst {
     /// Checks the client-final message; returns the username and the server-final message.
     pub(crate) fn verify(self, text: &str) -> Result<(String, Vec<u8>), SaslFailure> {
         let user = &self.first.username;
-        let Some(proof_pos) = text.rfind(",p=") else { return Err(SaslFailure::malformed("no proof").for_user(user)) };
+        let Some(proof_pos) = text.rfind(",p=") else {
+            return Err(SaslFailure::malformed("no proof").for_user(user));
+        };
         let without_proof = &text[..proof_pos];
-        let proof = B64
-            .decode(&text[proof_pos + 3..])
-            .map_err(|_| SaslFailure::new(Condition::IncorrectEncoding, "proof is not base64").for_user(user))?;
+        let proof = B64.decode(&text[proof_pos + 3..]).map_err(|_| {
+            SaslFailure::new(Condition::IncorrectEncoding, "proof is not base64").for_user(user)
+        })?;
         let mut cbind = None;
         let mut nonce = None;
         for attr in without_proof.split(',') {
@@ -213,27 +289,46 @@ impl ServerFirst {
                 _ => {}
             }
         }
-        let cbind = cbind
-            .and_then(|c| B64.decode(c).ok())
-            .ok_or_else(|| SaslFailure::malformed("missing channel-binding attribute").for_user(user))?;
+        let cbind = cbind.and_then(|c| B64.decode(c).ok()).ok_or_else(|| {
+            SaslFailure::malformed("missing channel-binding attribute").for_user(user)
+        })?;
         if !bool::from(cbind.ct_eq(&self.first.expected_cbind)) {
-            return Err(SaslFailure::new(Condition::NotAuthorized, "channel-binding data does not match").for_user(user));
+            return Err(SaslFailure::new(
+                Condition::NotAuthorized,
+                "channel-binding data does not match",
+            )
+            .for_user(user));
         }
         if nonce != Some(self.nonce.as_str()) {
-            return Err(SaslFailure::new(Condition::NotAuthorized, "nonce does not match").for_user(user));
+            return Err(
+                SaslFailure::new(Condition::NotAuthorized, "nonce does not match").for_user(user),
+            );
         }
         let hash = self.first.hash;
         let auth_message = format!("{},{},{}", self.first.bare, self.message, without_proof);
         let client_signature = hash.hmac(&self.keys.stored_key, auth_message.as_bytes());
         if proof.len() != client_signature.len() {
-            return Err(SaslFailure::new(Condition::NotAuthorized, "wrong username or password").for_user(user));
+            return Err(
+                SaslFailure::new(Condition::NotAuthorized, "wrong username or password")
+                    .for_user(user),
+            );
         }
-        let client_key: Vec<u8> = proof.iter().zip(&client_signature).map(|(a, b)| a ^ b).collect();
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(&client_signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let matches: bool = hash.digest(&client_key).ct_eq(&self.keys.stored_key).into();
         if !(matches && self.exists) {
-            return Err(SaslFailure::new(Condition::NotAuthorized, "wrong username or password").for_user(user));
+            return Err(
+                SaslFailure::new(Condition::NotAuthorized, "wrong username or password")
+                    .for_user(user),
+            );
         }
         let server_signature = hash.hmac(&self.keys.server_key, auth_message.as_bytes());
-        Ok((self.first.username, format!("v={}", B64.encode(server_signature)).into_bytes()))
+        Ok((
+            self.first.username,
+            format!("v={}", B64.encode(server_signature)).into_bytes(),
+        ))
     }
 }

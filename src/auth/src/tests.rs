@@ -11,7 +11,10 @@ use crate::scram::{ClientFirst, Hash};
 fn creds_with_salt(hash: Hash, password: &str, salt_b64: &str) -> Credentials {
     // Both slots hold the hash-under-test's keys with the RFC's salt and 4096 iterations.
     let keys = hash.keys(password, B64.decode(salt_b64).unwrap(), 4096);
-    Credentials { sha1: keys.clone(), sha256: keys }
+    Credentials {
+        sha1: keys.clone(),
+        sha256: keys,
+    }
 }
 
 /// RFC 5802 §5 and RFC 7677 §3: the exact exchange for user/pencil.
@@ -37,11 +40,15 @@ fn rfc_test_vectors() {
     ];
     for (hash, salt, client_first, server_nonce, client_final, server_final) in cases {
         let creds = creds_with_salt(hash, "pencil", salt);
-        let first = ClientFirst::parse(client_first, hash, false, &ChannelBindings::default()).unwrap();
+        let first =
+            ClientFirst::parse(client_first, hash, false, &ChannelBindings::default()).unwrap();
         assert_eq!(first.username, "user");
         let (server_first, challenge) = first.answer_with_nonce(Some(&creds), server_nonce);
         let challenge = String::from_utf8(challenge).unwrap();
-        assert!(challenge.contains(&format!("s={salt},i=4096")), "{challenge}");
+        assert!(
+            challenge.contains(&format!("s={salt},i=4096")),
+            "{challenge}"
+        );
         let (user, v) = server_first.verify(client_final).unwrap();
         assert_eq!(user, "user");
         assert_eq!(String::from_utf8(v).unwrap(), server_final);
@@ -49,18 +56,36 @@ fn rfc_test_vectors() {
 }
 
 /// Runs a whole exchange between `SaslServer` and the `sasl` crate's client.
-fn exchange<S: ScramProvider>(mech: Mechanism, server_cb: ChannelBindings, client_cb: ChannelBinding, stored: &str, tried: &str) -> Result<String, SaslFailure> {
+fn exchange<S: ScramProvider>(
+    mech: Mechanism,
+    server_cb: ChannelBindings,
+    client_cb: ChannelBinding,
+    stored: &str,
+    tried: &str,
+) -> Result<String, SaslFailure> {
     let creds = derive_credentials(stored, 4096).unwrap();
-    let client_creds = ClientCredentials::default().with_username("alice").with_password(tried).with_channel_binding(client_cb);
+    let client_creds = ClientCredentials::default()
+        .with_username("alice")
+        .with_password(tried)
+        .with_channel_binding(client_cb);
     let mut client = Scram::<S>::from_credentials(client_creds).unwrap();
     let mut server = SaslServer::new(mech, server_cb);
-    let Step::NeedCredentials { username } = server.start(&client.initial())? else { panic!("expected NeedCredentials") };
+    let Step::NeedCredentials { username } = server.start(&client.initial())? else {
+        panic!("expected NeedCredentials")
+    };
     assert_eq!(username, "alice");
-    let Step::Challenge(challenge) = server.credentials(Some(&creds))? else { panic!("expected a challenge") };
+    let Step::Challenge(challenge) = server.credentials(Some(&creds))? else {
+        panic!("expected a challenge")
+    };
     let response = client.response(&challenge).unwrap();
     match server.step(&response)? {
-        Step::Success { username, additional: Some(v) } => {
-            client.success(&v).expect("client verifies the server signature");
+        Step::Success {
+            username,
+            additional: Some(v),
+        } => {
+            client
+                .success(&v)
+                .expect("client verifies the server signature");
             Ok(username)
         }
         other => panic!("{other:?}"),
@@ -68,36 +93,101 @@ fn exchange<S: ScramProvider>(mech: Mechanism, server_cb: ChannelBindings, clien
 }
 
 fn exporter_cb() -> ChannelBindings {
-    ChannelBindings { tls_exporter: Some(vec![7; 32]), tls_server_end_point: Some(vec![9; 32]) }
+    ChannelBindings {
+        tls_exporter: Some(vec![7; 32]),
+        tls_server_end_point: Some(vec![9; 32]),
+    }
 }
 
 #[test]
 fn end_to_end_with_the_sasl_crate_client() {
-    assert_eq!(exchange::<Sha1>(Mechanism::ScramSha1, ChannelBindings::default(), ChannelBinding::None, "secret", "secret").unwrap(), "alice");
-    assert_eq!(exchange::<Sha256>(Mechanism::ScramSha256, ChannelBindings::default(), ChannelBinding::None, "secret", "secret").unwrap(), "alice");
     assert_eq!(
-        exchange::<Sha256>(Mechanism::ScramSha256Plus, exporter_cb(), ChannelBinding::TlsExporter(vec![7; 32]), "secret", "secret").unwrap(),
+        exchange::<Sha1>(
+            Mechanism::ScramSha1,
+            ChannelBindings::default(),
+            ChannelBinding::None,
+            "secret",
+            "secret"
+        )
+        .unwrap(),
         "alice"
     );
     assert_eq!(
-        exchange::<Sha1>(Mechanism::ScramSha1Plus, exporter_cb(), ChannelBinding::TlsExporter(vec![7; 32]), "secret", "secret").unwrap(),
+        exchange::<Sha256>(
+            Mechanism::ScramSha256,
+            ChannelBindings::default(),
+            ChannelBinding::None,
+            "secret",
+            "secret"
+        )
+        .unwrap(),
+        "alice"
+    );
+    assert_eq!(
+        exchange::<Sha256>(
+            Mechanism::ScramSha256Plus,
+            exporter_cb(),
+            ChannelBinding::TlsExporter(vec![7; 32]),
+            "secret",
+            "secret"
+        )
+        .unwrap(),
+        "alice"
+    );
+    assert_eq!(
+        exchange::<Sha1>(
+            Mechanism::ScramSha1Plus,
+            exporter_cb(),
+            ChannelBinding::TlsExporter(vec![7; 32]),
+            "secret",
+            "secret"
+        )
+        .unwrap(),
         "alice"
     );
 }
 
 #[test]
 fn failures() {
-    let wrong = exchange::<Sha256>(Mechanism::ScramSha256, ChannelBindings::default(), ChannelBinding::None, "secret", "guess").unwrap_err();
+    let wrong = exchange::<Sha256>(
+        Mechanism::ScramSha256,
+        ChannelBindings::default(),
+        ChannelBinding::None,
+        "secret",
+        "guess",
+    )
+    .unwrap_err();
     assert_eq!(wrong.condition, Condition::NotAuthorized);
     assert_eq!(wrong.username.as_deref(), Some("alice"));
     // Tampered channel-binding data.
-    let tampered = exchange::<Sha256>(Mechanism::ScramSha256Plus, exporter_cb(), ChannelBinding::TlsExporter(vec![8; 32]), "secret", "secret");
+    let tampered = exchange::<Sha256>(
+        Mechanism::ScramSha256Plus,
+        exporter_cb(),
+        ChannelBinding::TlsExporter(vec![8; 32]),
+        "secret",
+        "secret",
+    );
     assert_eq!(tampered.unwrap_err().condition, Condition::NotAuthorized);
     // 'y' while the server offers -PLUS: downgrade.
-    let downgrade = exchange::<Sha256>(Mechanism::ScramSha256, exporter_cb(), ChannelBinding::Unsupported, "secret", "secret");
+    let downgrade = exchange::<Sha256>(
+        Mechanism::ScramSha256,
+        exporter_cb(),
+        ChannelBinding::Unsupported,
+        "secret",
+        "secret",
+    );
     assert_eq!(downgrade.unwrap_err().condition, Condition::NotAuthorized);
     // 'y' without any binding available is fine.
-    assert!(exchange::<Sha256>(Mechanism::ScramSha256, ChannelBindings::default(), ChannelBinding::Unsupported, "secret", "secret").is_ok());
+    assert!(
+        exchange::<Sha256>(
+            Mechanism::ScramSha256,
+            ChannelBindings::default(),
+            ChannelBinding::Unsupported,
+            "secret",
+            "secret"
+        )
+        .is_ok()
+    );
     // Binding requested with a non-PLUS mechanism.
     let mut s = SaslServer::new(Mechanism::ScramSha256, exporter_cb());
     assert!(s.start(b"p=tls-exporter,,n=alice,r=abc").is_err());
@@ -109,9 +199,21 @@ fn failures() {
     assert!(s.start(b"p=tls-unique,,n=alice,r=abc").is_err());
     // authzid for someone else.
     let mut s = SaslServer::new(Mechanism::ScramSha256, ChannelBindings::default());
-    assert_eq!(s.start(b"n,a=bob@example.com,n=alice,r=abc").unwrap_err().condition, Condition::InvalidAuthzid);
+    assert_eq!(
+        s.start(b"n,a=bob@example.com,n=alice,r=abc")
+            .unwrap_err()
+            .condition,
+        Condition::InvalidAuthzid
+    );
     // Malformed.
-    for bad in [&b"garbage"[..], b"n,,r=abc", b"n,,n=alice", b"n,,m=ext,n=a,r=b", b"n,,n=a=ZZ,r=b", b"\xff\xfe"] {
+    for bad in [
+        &b"garbage"[..],
+        b"n,,r=abc",
+        b"n,,n=alice",
+        b"n,,m=ext,n=a,r=b",
+        b"n,,n=a=ZZ,r=b",
+        b"\xff\xfe",
+    ] {
         let mut s = SaslServer::new(Mechanism::ScramSha1, ChannelBindings::default());
         assert!(s.start(bad).is_err(), "{bad:?}");
     }
@@ -120,38 +222,77 @@ fn failures() {
 #[test]
 fn unknown_user_fails_only_at_the_proof() {
     let mut server = SaslServer::new(Mechanism::ScramSha256, ChannelBindings::default());
-    let client_creds = ClientCredentials::default().with_username("ghost").with_password("x").with_channel_binding(ChannelBinding::None);
+    let client_creds = ClientCredentials::default()
+        .with_username("ghost")
+        .with_password("x")
+        .with_channel_binding(ChannelBinding::None);
     let mut client = Scram::<Sha256>::from_credentials(client_creds).unwrap();
-    assert!(matches!(server.start(&client.initial()), Ok(Step::NeedCredentials { .. })));
-    let Step::Challenge(c1) = server.credentials(None).unwrap() else { panic!() };
+    assert!(matches!(
+        server.start(&client.initial()),
+        Ok(Step::NeedCredentials { .. })
+    ));
+    let Step::Challenge(c1) = server.credentials(None).unwrap() else {
+        panic!()
+    };
     // The salt for a given unknown name is stable, like a real account's.
     let mut again = SaslServer::new(Mechanism::ScramSha256, ChannelBindings::default());
     again.start(b"n,,n=ghost,r=zzz").unwrap();
-    let Step::Challenge(c2) = again.credentials(None).unwrap() else { panic!() };
-    let salt = |c: &[u8]| String::from_utf8_lossy(c).split(',').nth(1).unwrap().to_string();
+    let Step::Challenge(c2) = again.credentials(None).unwrap() else {
+        panic!()
+    };
+    let salt = |c: &[u8]| {
+        String::from_utf8_lossy(c)
+            .split(',')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(salt(&c1), salt(&c2));
     let response = client.response(&c1).unwrap();
-    assert_eq!(server.step(&response).unwrap_err().condition, Condition::NotAuthorized);
+    assert_eq!(
+        server.step(&response).unwrap_err().condition,
+        Condition::NotAuthorized
+    );
 }
 
 #[test]
 fn plain() {
     let creds = derive_credentials("pässword", 4096).unwrap();
     let mut s = SaslServer::new(Mechanism::Plain, ChannelBindings::default());
-    assert_eq!(s.start(b"\0alice\0p\xc3\xa4ssword").unwrap(), Step::NeedCredentials { username: "alice".into() });
-    assert_eq!(s.credentials(Some(&creds)).unwrap(), Step::Success { username: "alice".into(), additional: None });
+    assert_eq!(
+        s.start(b"\0alice\0p\xc3\xa4ssword").unwrap(),
+        Step::NeedCredentials {
+            username: "alice".into()
+        }
+    );
+    assert_eq!(
+        s.credentials(Some(&creds)).unwrap(),
+        Step::Success {
+            username: "alice".into(),
+            additional: None
+        }
+    );
     let mut s = SaslServer::new(Mechanism::Plain, ChannelBindings::default());
     s.start(b"\0alice\0wrong").unwrap();
-    assert_eq!(s.credentials(Some(&creds)).unwrap_err().condition, Condition::NotAuthorized);
+    assert_eq!(
+        s.credentials(Some(&creds)).unwrap_err().condition,
+        Condition::NotAuthorized
+    );
     let mut s = SaslServer::new(Mechanism::Plain, ChannelBindings::default());
     s.start(b"\0alice\0x").unwrap();
-    assert_eq!(s.credentials(None).unwrap_err().condition, Condition::NotAuthorized);
+    assert_eq!(
+        s.credentials(None).unwrap_err().condition,
+        Condition::NotAuthorized
+    );
     for bad in [&b"\0alice\0"[..], b"\0\0pw", b"only", b"a\0b\0c\0d"] {
         let mut s = SaslServer::new(Mechanism::Plain, ChannelBindings::default());
         assert!(s.start(bad).is_err(), "{bad:?}");
     }
     let mut s = SaslServer::new(Mechanism::Plain, ChannelBindings::default());
-    assert_eq!(s.start(b"bob\0alice\0pw").unwrap_err().condition, Condition::InvalidAuthzid);
+    assert_eq!(
+        s.start(b"bob\0alice\0pw").unwrap_err().condition,
+        Condition::InvalidAuthzid
+    );
     assert!(verify_plain(&creds, "pässword"));
     assert!(!verify_plain(&creds, "password"));
 }
@@ -163,7 +304,10 @@ fn offered_mechanisms_and_binding_names() {
     let all = offered_mechanisms(&exporter_cb(), true);
     assert_eq!(all.first(), Some(&Mechanism::ScramSha256Plus));
     assert_eq!(all.last(), Some(&Mechanism::Plain));
-    assert_eq!(exporter_cb().type_names(), vec!["tls-exporter", "tls-server-end-point"]);
+    assert_eq!(
+        exporter_cb().type_names(),
+        vec!["tls-exporter", "tls-server-end-point"]
+    );
     for m in all {
         assert_eq!(Mechanism::from_name(m.name()), Some(m));
     }

@@ -17,12 +17,18 @@ struct Counter<K> {
 
 impl<K: Hash + Eq + Clone> Counter<K> {
     fn new(max: u32) -> Self {
-        Self { max, entries: HashMap::new() }
+        Self {
+            max,
+            entries: HashMap::new(),
+        }
     }
 
     fn allowed(&self, key: &K, window: Duration, now: Instant) -> bool {
         self.max == 0
-            || self.entries.get(key).is_none_or(|(n, start)| *n < self.max || now.duration_since(*start) >= window)
+            || self
+                .entries
+                .get(key)
+                .is_none_or(|(n, start)| *n < self.max || now.duration_since(*start) >= window)
     }
 
     fn fail(&mut self, key: &K, window: Duration, now: Instant) {
@@ -30,7 +36,8 @@ impl<K: Hash + Eq + Clone> Counter<K> {
             return;
         }
         if self.entries.len() >= MAX_ENTRIES {
-            self.entries.retain(|_, (_, start)| now.duration_since(*start) < window);
+            self.entries
+                .retain(|_, (_, start)| now.duration_since(*start) < window);
             if self.entries.len() >= MAX_ENTRIES {
                 self.entries.clear();
             }
@@ -56,29 +63,50 @@ pub struct Throttle {
 impl Throttle {
     /// `0` disables a limit.
     pub fn new(max_per_ip: u32, max_per_account: u32, window: Duration) -> Self {
-        Self { window, ips: Mutex::new(Counter::new(max_per_ip)), accounts: Mutex::new(Counter::new(max_per_account)) }
+        Self {
+            window,
+            ips: Mutex::new(Counter::new(max_per_ip)),
+            accounts: Mutex::new(Counter::new(max_per_account)),
+        }
     }
 
     /// Whether a login from `ip` (for `account`, once known) may be attempted now.
     pub fn check(&self, ip: IpAddr, account: Option<&str>) -> bool {
         let now = Instant::now();
-        let ip_ok = self.ips.lock().expect("throttle lock").allowed(&ip, self.window, now);
-        let account_ok = account
-            .is_none_or(|a| self.accounts.lock().expect("throttle lock").allowed(&a.to_string(), self.window, now));
+        let ip_ok = self
+            .ips
+            .lock()
+            .expect("throttle lock")
+            .allowed(&ip, self.window, now);
+        let account_ok = account.is_none_or(|a| {
+            self.accounts
+                .lock()
+                .expect("throttle lock")
+                .allowed(&a.to_string(), self.window, now)
+        });
         ip_ok && account_ok
     }
 
     pub fn record_failure(&self, ip: IpAddr, account: Option<&str>) {
         let now = Instant::now();
-        self.ips.lock().expect("throttle lock").fail(&ip, self.window, now);
+        self.ips
+            .lock()
+            .expect("throttle lock")
+            .fail(&ip, self.window, now);
         if let Some(a) = account {
-            self.accounts.lock().expect("throttle lock").fail(&a.to_string(), self.window, now);
+            self.accounts
+                .lock()
+                .expect("throttle lock")
+                .fail(&a.to_string(), self.window, now);
         }
     }
 
     /// A successful login clears the account's failures (not the address's: one valid login
     /// must not reset a password-guessing run against other accounts).
     pub fn record_success(&self, account: &str) {
-        self.accounts.lock().expect("throttle lock").clear(&account.to_string());
+        self.accounts
+            .lock()
+            .expect("throttle lock")
+            .clear(&account.to_string());
     }
 }

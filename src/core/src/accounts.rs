@@ -31,10 +31,15 @@ pub fn normalise_username(domain: &str, raw: &str) -> Result<String, AccountErro
         return Err(invalid("it must be a non-empty local part"));
     }
     let jid = Jid::parse(&format!("{local}@{domain}")).map_err(|e| invalid(&e.to_string()))?;
-    jid.node().map(str::to_string).ok_or_else(|| invalid("it must be a non-empty local part"))
+    jid.node()
+        .map(str::to_string)
+        .ok_or_else(|| invalid("it must be a non-empty local part"))
 }
 
-async fn derive(password: &str, iterations: u32) -> Result<hearth_store::Credentials, AccountError> {
+async fn derive(
+    password: &str,
+    iterations: u32,
+) -> Result<hearth_store::Credentials, AccountError> {
     if password.is_empty() {
         return Err(AccountError::EmptyPassword);
     }
@@ -46,7 +51,12 @@ async fn derive(password: &str, iterations: u32) -> Result<hearth_store::Credent
         .map_err(|e| AccountError::Other(anyhow::anyhow!("{e}")))
 }
 
-pub async fn create(store: &Store, username: &str, password: &str, iterations: u32) -> Result<(), AccountError> {
+pub async fn create(
+    store: &Store,
+    username: &str,
+    password: &str,
+    iterations: u32,
+) -> Result<(), AccountError> {
     let creds = derive(password, iterations).await?;
     match store.create_account(username, &creds).await {
         Ok(()) => Ok(()),
@@ -55,7 +65,12 @@ pub async fn create(store: &Store, username: &str, password: &str, iterations: u
     }
 }
 
-pub async fn set_password(store: &Store, username: &str, password: &str, iterations: u32) -> Result<(), AccountError> {
+pub async fn set_password(
+    store: &Store,
+    username: &str,
+    password: &str,
+    iterations: u32,
+) -> Result<(), AccountError> {
     let creds = derive(password, iterations).await?;
     match store.set_credentials(username, &creds).await {
         Ok(()) => Ok(()),
@@ -66,11 +81,18 @@ pub async fn set_password(store: &Store, username: &str, password: &str, iterati
 
 /// Creates many accounts at once (bulk provisioning from `hearth user add --stdin`); existing
 /// ones are skipped. Returns how many were created.
-pub async fn create_many(store: &Store, accounts: Vec<(String, String)>, iterations: u32) -> Result<usize, AccountError> {
+pub async fn create_many(
+    store: &Store,
+    accounts: Vec<(String, String)>,
+    iterations: u32,
+) -> Result<usize, AccountError> {
     let derived = tokio::task::spawn_blocking(move || derive_parallel(accounts, iterations))
         .await
         .map_err(|e| anyhow::anyhow!("key derivation task failed: {e}"))??;
-    store.create_accounts(&derived).await.map_err(|e| AccountError::Other(e.into()))
+    store
+        .create_accounts(&derived)
+        .await
+        .map_err(|e| AccountError::Other(e.into()))
 }
 
 /// PBKDF2 for many accounts on every core: provisioning thousands of accounts is CPU-bound.
@@ -78,7 +100,9 @@ fn derive_parallel(
     accounts: Vec<(String, String)>,
     iterations: u32,
 ) -> Result<Vec<(String, hearth_store::Credentials)>, AccountError> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let chunk = accounts.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = accounts
@@ -100,7 +124,10 @@ fn derive_parallel(
             .collect();
         let mut all = Vec::with_capacity(accounts.len());
         for w in workers {
-            all.extend(w.join().map_err(|_| anyhow::anyhow!("key derivation thread panicked"))??);
+            all.extend(
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("key derivation thread panicked"))??,
+            );
         }
         Ok(all)
     })
@@ -113,7 +140,10 @@ mod tests {
     #[test]
     fn usernames() {
         assert_eq!(normalise_username("example.com", "Alice").unwrap(), "alice");
-        assert_eq!(normalise_username("example.com", "alice@Example.com").unwrap(), "alice");
+        assert_eq!(
+            normalise_username("example.com", "alice@Example.com").unwrap(),
+            "alice"
+        );
         assert!(normalise_username("example.com", "alice@other.org").is_err());
         assert!(normalise_username("example.com", "").is_err());
         assert!(normalise_username("example.com", "a b").is_err());

@@ -35,11 +35,17 @@ enum End {
     /// The peer closed the stream or the connection: answer `</stream:stream>` if still open.
     Graceful,
     /// Close with a stream error (RFC 6120 §4.9.3 condition).
-    Error { condition: &'static str, text: Option<String> },
+    Error {
+        condition: &'static str,
+        text: Option<String>,
+    },
 }
 
 fn stream_error(condition: &'static str, text: impl Into<String>) -> End {
-    End::Error { condition, text: Some(text.into()) }
+    End::Error {
+        condition,
+        text: Some(text.into()),
+    }
 }
 
 /// What the connection loop must do after an element was handled.
@@ -96,7 +102,10 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
         out: Vec::new(),
         header_sent: false,
         secure: false,
-        cb: ChannelBindings { tls_exporter: None, tls_server_end_point: None },
+        cb: ChannelBindings {
+            tls_exporter: None,
+            tls_server_end_point: None,
+        },
         user: None,
         sasl: None,
         sasl_failures: 0,
@@ -125,7 +134,10 @@ impl Conn {
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(peer = %self.peer, error = %e, "closing stream on bad XML");
-                        break 'conn End::Error { condition: e.condition(), text: Some(e.to_string()) };
+                        break 'conn End::Error {
+                            condition: e.condition(),
+                            text: Some(e.to_string()),
+                        };
                     }
                 };
                 match self.handle_event(event).await {
@@ -196,12 +208,16 @@ impl Conn {
         self.secure = true;
         if let Some(conn) = io.tls() {
             let (tls_exporter, tls_server_end_point) = self.server.tls.channel_binding_data(conn);
-            self.cb = ChannelBindings { tls_exporter, tls_server_end_point };
+            self.cb = ChannelBindings {
+                tls_exporter,
+                tls_server_end_point,
+            };
         }
     }
 
     async fn start_tls(&mut self, mut io: Transport) -> Result<Transport, ()> {
-        self.out.extend_from_slice(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes());
+        self.out
+            .extend_from_slice(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes());
         if self.flush(&mut io).await.is_err() {
             return Err(());
         }
@@ -210,7 +226,9 @@ impl Conn {
             tracing::warn!(peer = %self.peer, "client sent data after <starttls/> before the TLS handshake; closing");
             return Err(());
         }
-        let Transport::Plain(tcp) = io else { return Err(()) };
+        let Transport::Plain(tcp) = io else {
+            return Err(());
+        };
         let timeout = Duration::from_secs(self.server.config.c2s.handshake_timeout_secs);
         match tokio::time::timeout(timeout, self.server.tls.starttls_acceptor().accept(tcp)).await {
             Ok(Ok(tls)) => {
@@ -239,18 +257,32 @@ impl Conn {
     fn open_stream(&mut self, h: StreamHeader) -> Result<(), End> {
         self.send_header(h.lang.as_deref());
         if h.name != "stream" || h.ns != ns::STREAM {
-            return Err(stream_error("invalid-namespace", "expected <stream:stream> in http://etherx.jabber.org/streams"));
+            return Err(stream_error(
+                "invalid-namespace",
+                "expected <stream:stream> in http://etherx.jabber.org/streams",
+            ));
         }
         if h.default_ns.as_deref() != Some(ns::CLIENT) {
-            return Err(stream_error("invalid-namespace", "client streams use the jabber:client namespace"));
+            return Err(stream_error(
+                "invalid-namespace",
+                "client streams use the jabber:client namespace",
+            ));
         }
         if h.version.as_deref() != Some("1.0") {
-            return Err(stream_error("unsupported-version", "hearth speaks XMPP 1.0 (RFC 6120)"));
+            return Err(stream_error(
+                "unsupported-version",
+                "hearth speaks XMPP 1.0 (RFC 6120)",
+            ));
         }
         if let Some(to) = &h.to {
-            let known = Jid::domain_jid(to).map(|j| self.server.is_local_domain(j.domain())).unwrap_or(false);
+            let known = Jid::domain_jid(to)
+                .map(|j| self.server.is_local_domain(j.domain()))
+                .unwrap_or(false);
             if !known {
-                return Err(stream_error("host-unknown", format!("this server does not serve {to}")));
+                return Err(stream_error(
+                    "host-unknown",
+                    format!("this server does not serve {to}"),
+                ));
             }
         }
         self.send_features();
@@ -272,28 +304,46 @@ impl Conn {
             version: Some("1.0".into()),
             lang: Some(lang.unwrap_or("en").to_string()),
         };
-        self.out.extend_from_slice(hearth_xml::stream_header(&header).as_bytes());
+        self.out
+            .extend_from_slice(hearth_xml::stream_header(&header).as_bytes());
     }
 
     fn send_features(&mut self) {
         let mut features: Vec<Element> = Vec::new();
         if !self.secure {
-            features.push(Element::builder("starttls", ns::TLS).append(Element::bare("required", ns::TLS)).build());
+            features.push(
+                Element::builder("starttls", ns::TLS)
+                    .append(Element::bare("required", ns::TLS))
+                    .build(),
+            );
         } else if self.user.is_none() {
             let mut mechs = Element::bare("mechanisms", ns::SASL);
-            for m in hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain) {
-                mechs.append_child(Element::builder("mechanism", ns::SASL).append(m.name()).build());
+            for m in hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain)
+            {
+                mechs.append_child(
+                    Element::builder("mechanism", ns::SASL)
+                        .append(m.name())
+                        .build(),
+                );
             }
             features.push(mechs);
             let mut cb = Element::bare("sasl-channel-binding", ns::SASL_CB);
             for t in self.cb.type_names() {
-                cb.append_child(Element::builder("channel-binding", ns::SASL_CB).attr(ncname("type"), t).build());
+                cb.append_child(
+                    Element::builder("channel-binding", ns::SASL_CB)
+                        .attr(ncname("type"), t)
+                        .build(),
+                );
             }
             features.push(cb);
             features.extend(self.server.stream_features(FeaturePhase::PreAuth).cloned());
         } else {
             features.push(Element::bare("bind", ns::BIND));
-            features.push(Element::builder("session", ns::SESSION).append(Element::bare("optional", ns::SESSION)).build());
+            features.push(
+                Element::builder("session", ns::SESSION)
+                    .append(Element::bare("optional", ns::SESSION))
+                    .build(),
+            );
             features.extend(self.server.stream_features(FeaturePhase::PostAuth).cloned());
         }
         self.out.extend_from_slice(b"<stream:features>");
@@ -306,18 +356,32 @@ impl Conn {
     async fn handle_element(&mut self, el: Element) -> Result<Action, End> {
         let ns = el.ns();
         if let Some(session) = self.session.clone() {
-            return self.handle_stanza(&session, el).await.map(|()| Action::Continue);
+            return self
+                .handle_stanza(&session, el)
+                .await
+                .map(|()| Action::Continue);
         }
         match (el.name(), ns.as_str()) {
             ("starttls", ns::TLS) if !self.secure => Ok(Action::StartTls),
             ("auth", ns::SASL) if !self.secure => {
-                self.sasl_failure(hearth_auth::Condition::EncryptionRequired, Some("use STARTTLS first"));
+                self.sasl_failure(
+                    hearth_auth::Condition::EncryptionRequired,
+                    Some("use STARTTLS first"),
+                );
                 Ok(Action::Continue)
             }
-            ("auth" | "response" | "abort", ns::SASL) if self.user.is_none() => self.handle_sasl(el).await,
+            ("auth" | "response" | "abort", ns::SASL) if self.user.is_none() => {
+                self.handle_sasl(el).await
+            }
             ("iq", ns::CLIENT) => self.handle_pre_session_iq(el).await,
-            ("message" | "presence", ns::CLIENT) => Err(stream_error("not-authorized", "authenticate and bind a resource before sending stanzas")),
-            (name, _) => Err(stream_error("unsupported-stanza-type", format!("<{name}/> is not expected here"))),
+            ("message" | "presence", ns::CLIENT) => Err(stream_error(
+                "not-authorized",
+                "authenticate and bind a resource before sending stanzas",
+            )),
+            (name, _) => Err(stream_error(
+                "unsupported-stanza-type",
+                format!("<{name}/> is not expected here"),
+            )),
         }
     }
 
@@ -326,10 +390,14 @@ impl Conn {
         let mut stanza = match Stanza::from_element(el) {
             Ok(st) => st,
             Err(EnvelopeError::NotAStanza(name)) => {
-                return Err(stream_error("unsupported-stanza-type", format!("<{name}/> is not a stanza this server understands")));
+                return Err(stream_error(
+                    "unsupported-stanza-type",
+                    format!("<{name}/> is not a stanza this server understands"),
+                ));
             }
             Err(EnvelopeError::BadAddress { attr, stanza }) => {
-                let err = StanzaError::new(Condition::JidMalformed).with_text(format!("the '{attr}' address is not a valid JID"));
+                let err = StanzaError::new(Condition::JidMalformed)
+                    .with_text(format!("the '{attr}' address is not a valid JID"));
                 if let Some(mut reply) = stanza.error_reply(err) {
                     reply.set_to(None);
                     self.write_stanza(&reply);
@@ -338,17 +406,30 @@ impl Conn {
             }
         };
         // RFC 6120 §8.1.2.1: the server stamps 'from'; a client claiming another address is cut off.
-        if let Some(from) = stanza.from() {
-            if *from != session.jid && *from != session.jid.to_bare() {
-                tracing::warn!(jid = %session.jid, claimed = %from, "client sent a stanza with a spoofed 'from'; closing its stream");
-                return Err(stream_error("invalid-from", "the 'from' address does not match this session"));
-            }
+        if let Some(from) = stanza.from()
+            && *from != session.jid
+            && *from != session.jid.to_bare()
+        {
+            tracing::warn!(jid = %session.jid, claimed = %from, "client sent a stanza with a spoofed 'from'; closing its stream");
+            return Err(stream_error(
+                "invalid-from",
+                "the 'from' address does not match this session",
+            ));
         }
-        if stanza.kind() == Kind::Iq && matches!(stanza.type_attr(), Some("result" | "error")) && stanza.id().is_some() && stanza.id() == self.ping_id.as_deref() {
+        if stanza.kind() == Kind::Iq
+            && matches!(stanza.type_attr(), Some("result" | "error"))
+            && stanza.id().is_some()
+            && stanza.id() == self.ping_id.as_deref()
+        {
             return Ok(());
         }
         // The legacy session IQ (RFC 3921) some clients send after binding: a no-op.
-        if stanza.kind() == Kind::Iq && stanza.type_attr() == Some("set") && stanza.iq_payload().is_some_and(|p| p.is("session", ns::SESSION)) {
+        if stanza.kind() == Kind::Iq
+            && stanza.type_attr() == Some("set")
+            && stanza
+                .iq_payload()
+                .is_some_and(|p| p.is("session", ns::SESSION))
+        {
             let mut reply = stanza.iq_result(None);
             reply.set_to(Some(session.jid.clone()));
             self.write_stanza(&reply);
@@ -367,7 +448,10 @@ impl Conn {
             Err(_) => return Err(stream_error("bad-format", "malformed IQ before binding")),
         };
         if !self.secure {
-            return Err(stream_error("not-authorized", "use STARTTLS and authenticate first"));
+            return Err(stream_error(
+                "not-authorized",
+                "use STARTTLS and authenticate first",
+            ));
         }
         let iq_type = match stanza.type_attr() {
             Some("get") => IqType::Get,
@@ -375,11 +459,23 @@ impl Conn {
             _ => return Ok(Action::Continue),
         };
         let Some(user) = self.user.clone() else {
-            let cx = Context { server: self.server.clone(), origin: Origin::Server };
-            let reply = match self.server.call_iq(cx, iq_type, IqTarget::Unauthenticated, &stanza).await {
+            let cx = Context {
+                server: self.server.clone(),
+                origin: Origin::Server,
+            };
+            let reply = match self
+                .server
+                .call_iq(cx, iq_type, IqTarget::Unauthenticated, &stanza)
+                .await
+            {
                 Some(Ok(payload)) => Some(stanza.iq_result(payload)),
                 Some(Err(err)) => stanza.error_reply(err),
-                None => return Err(stream_error("not-authorized", "authenticate before sending stanzas")),
+                None => {
+                    return Err(stream_error(
+                        "not-authorized",
+                        "authenticate before sending stanzas",
+                    ));
+                }
             };
             if let Some(mut reply) = reply {
                 reply.set_from(None);
@@ -394,29 +490,46 @@ impl Conn {
                 self.write_stanza(&stanza.iq_result(None));
                 Ok(Action::Continue)
             }
-            _ => Err(stream_error("not-authorized", "bind a resource before sending stanzas")),
+            _ => Err(stream_error(
+                "not-authorized",
+                "bind a resource before sending stanzas",
+            )),
         }
     }
 
     async fn bind(&mut self, user: &str, iq: &Stanza, payload: &Element) -> Result<Action, End> {
-        let requested = payload.get_child("resource", ns::BIND).map(Element::text).filter(|r| !r.trim().is_empty());
-        let account = Jid::parse(&format!("{user}@{}", self.server.domain()))
-            .map_err(|_| stream_error("internal-server-error", "account name is not a valid JID"))?;
+        let requested = payload
+            .get_child("resource", ns::BIND)
+            .map(Element::text)
+            .filter(|r| !r.trim().is_empty());
+        let account = Jid::parse(&format!("{user}@{}", self.server.domain())).map_err(|_| {
+            stream_error("internal-server-error", "account name is not a valid JID")
+        })?;
         let resource = requested.unwrap_or_else(Sessions::generate_resource);
         let jid = match account.with_resource(&resource) {
             Ok(j) => j,
             Err(_) => {
-                let err = StanzaError::new(Condition::BadRequest).with_text("this resource is not allowed (RFC 7622)");
+                let err = StanzaError::new(Condition::BadRequest)
+                    .with_text("this resource is not allowed (RFC 7622)");
                 if let Some(reply) = iq.error_reply(err) {
                     self.write_stanza(&reply);
                 }
                 return Ok(Action::Continue);
             }
         };
-        let (session, queue) = self.server.sessions.bind(jid.clone(), self.server.config.c2s.max_queued_stanzas);
+        let (session, queue) = self
+            .server
+            .sessions
+            .bind(jid.clone(), self.server.config.c2s.max_queued_stanzas);
         tracing::info!(jid = %jid, peer = %self.peer, "session bound");
         let mut reply = iq.iq_result(Some(
-            Element::builder("bind", ns::BIND).append(Element::builder("jid", ns::BIND).append(jid.to_string()).build()).build(),
+            Element::builder("bind", ns::BIND)
+                .append(
+                    Element::builder("jid", ns::BIND)
+                        .append(jid.to_string())
+                        .build(),
+                )
+                .build(),
         ));
         reply.set_to(None);
         self.write_stanza(&reply);
@@ -434,14 +547,22 @@ impl Conn {
                 return Ok(Action::Continue);
             }
             "auth" => {
-                let offered = hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain);
-                let Some(mech) = el.attr("mechanism").and_then(Mechanism::from_name).filter(|m| offered.contains(m)) else {
+                let offered =
+                    hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain);
+                let Some(mech) = el
+                    .attr("mechanism")
+                    .and_then(Mechanism::from_name)
+                    .filter(|m| offered.contains(m))
+                else {
                     self.sasl_failure(hearth_auth::Condition::InvalidMechanism, None);
                     return Ok(Action::Continue);
                 };
                 if !self.server.throttle.check(ip, None) {
                     tracing::warn!(%ip, "too many failed logins from this address; refusing for now");
-                    self.sasl_failure(hearth_auth::Condition::TemporaryAuthFailure, Some("too many failed attempts; try again later"));
+                    self.sasl_failure(
+                        hearth_auth::Condition::TemporaryAuthFailure,
+                        Some("too many failed attempts; try again later"),
+                    );
                     return Ok(Action::Continue);
                 }
                 let Some(data) = decode_sasl(&el.text()) else {
@@ -455,7 +576,10 @@ impl Conn {
             }
             _ => {
                 let Some((sasl, _)) = self.sasl.as_mut() else {
-                    return Err(stream_error("policy-violation", "SASL response without an exchange in progress"));
+                    return Err(stream_error(
+                        "policy-violation",
+                        "SASL response without an exchange in progress",
+                    ));
                 };
                 let Some(data) = decode_sasl(&el.text()) else {
                     self.sasl = None;
@@ -469,7 +593,10 @@ impl Conn {
     }
 
     /// Drives the SASL exchange through credential look-ups until it needs the client again.
-    async fn sasl_step(&mut self, mut step: Result<Step, hearth_auth::SaslFailure>) -> Result<Action, End> {
+    async fn sasl_step(
+        &mut self,
+        mut step: Result<Step, hearth_auth::SaslFailure>,
+    ) -> Result<Action, End> {
         let ip = self.peer.ip();
         loop {
             match step {
@@ -477,7 +604,10 @@ impl Conn {
                     if !self.server.throttle.check(ip, Some(&username)) {
                         tracing::warn!(%ip, account = %username, "too many failed logins for this account; refusing for now");
                         self.sasl = None;
-                        self.sasl_failure(hearth_auth::Condition::TemporaryAuthFailure, Some("too many failed attempts; try again later"));
+                        self.sasl_failure(
+                            hearth_auth::Condition::TemporaryAuthFailure,
+                            Some("too many failed attempts; try again later"),
+                        );
                         return Ok(Action::Continue);
                     }
                     let creds = match self.server.store.credentials(&username).await {
@@ -489,19 +619,33 @@ impl Conn {
                             return Ok(Action::Continue);
                         }
                     };
-                    let Some((sasl, _)) = self.sasl.as_mut() else { return Ok(Action::Continue) };
+                    let Some((sasl, _)) = self.sasl.as_mut() else {
+                        return Ok(Action::Continue);
+                    };
                     step = sasl.credentials(creds.as_ref());
                 }
                 Ok(Step::Challenge(data)) => {
-                    self.out.extend_from_slice(format!("<challenge xmlns='{}'>{}</challenge>", ns::SASL, B64.encode(data)).as_bytes());
+                    self.out.extend_from_slice(
+                        format!(
+                            "<challenge xmlns='{}'>{}</challenge>",
+                            ns::SASL,
+                            B64.encode(data)
+                        )
+                        .as_bytes(),
+                    );
                     return Ok(Action::Continue);
                 }
-                Ok(Step::Success { username, additional }) => {
+                Ok(Step::Success {
+                    username,
+                    additional,
+                }) => {
                     let mech = self.sasl.take().map(|(_, m)| m.name()).unwrap_or("?");
                     self.server.throttle.record_success(&username);
                     tracing::info!(account = %username, %ip, mechanism = mech, "authenticated");
                     let data = additional.map(|d| B64.encode(d)).unwrap_or_default();
-                    self.out.extend_from_slice(format!("<success xmlns='{}'>{data}</success>", ns::SASL).as_bytes());
+                    self.out.extend_from_slice(
+                        format!("<success xmlns='{}'>{data}</success>", ns::SASL).as_bytes(),
+                    );
                     self.user = Some(username);
                     // RFC 6120 §6.4.6: a new stream follows; the client may already have sent its header.
                     self.parser.reset();
@@ -510,12 +654,17 @@ impl Conn {
                 }
                 Err(failure) => {
                     self.sasl = None;
-                    self.server.throttle.record_failure(ip, failure.username.as_deref());
+                    self.server
+                        .throttle
+                        .record_failure(ip, failure.username.as_deref());
                     tracing::info!(%ip, account = failure.username.as_deref().unwrap_or("-"), condition = failure.condition.element_name(), "authentication failed");
                     self.sasl_failure(failure.condition, failure.text);
                     self.sasl_failures += 1;
                     if self.sasl_failures >= MAX_SASL_ATTEMPTS {
-                        return Err(stream_error("policy-violation", "too many failed authentication attempts"));
+                        return Err(stream_error(
+                            "policy-violation",
+                            "too many failed authentication attempts",
+                        ));
                     }
                     return Ok(Action::Continue);
                 }
@@ -524,9 +673,16 @@ impl Conn {
     }
 
     fn sasl_failure(&mut self, condition: hearth_auth::Condition, text: Option<&str>) {
-        let text = text.map(|t| format!("<text xml:lang='en'>{}</text>", xml_escape(t))).unwrap_or_default();
+        let text = text
+            .map(|t| format!("<text xml:lang='en'>{}</text>", xml_escape(t)))
+            .unwrap_or_default();
         self.out.extend_from_slice(
-            format!("<failure xmlns='{}'><{}/>{text}</failure>", ns::SASL, condition.element_name()).as_bytes(),
+            format!(
+                "<failure xmlns='{}'><{}/>{text}</failure>",
+                ns::SASL,
+                condition.element_name()
+            )
+            .as_bytes(),
         );
     }
 
@@ -538,7 +694,8 @@ impl Conn {
         ping.set_id(Some(&id));
         ping.set_from(Jid::domain_jid(self.server.domain()).ok());
         ping.set_to(Some(session.jid.clone()));
-        ping.element_mut().append_child(Element::bare("ping", ns::PING));
+        ping.element_mut()
+            .append_child(Element::bare("ping", ns::PING));
         self.write_stanza(&ping);
         self.ping_id = Some(id);
     }
@@ -569,7 +726,13 @@ impl Conn {
                 self.send_header(None);
                 let text = text
                     .as_deref()
-                    .map(|t| format!("<text xmlns='{}' xml:lang='en'>{}</text>", ns::STREAMS_ERRORS, xml_escape(t)))
+                    .map(|t| {
+                        format!(
+                            "<text xmlns='{}' xml:lang='en'>{}</text>",
+                            ns::STREAMS_ERRORS,
+                            xml_escape(t)
+                        )
+                    })
                     .unwrap_or_default();
                 self.out.extend_from_slice(
                     format!("<stream:error><{condition} xmlns='{}'/>{text}</stream:error></stream:stream>", ns::STREAMS_ERRORS).as_bytes(),
@@ -596,7 +759,14 @@ impl Conn {
             let was_available = session.is_available();
             tracing::info!(jid = %session.jid, reason = %reason, "session closed");
             let jid = session.jid.clone();
-            self.server.session_event(SessionEvent::Closed { jid, was_available, reason, session }).await;
+            self.server
+                .session_event(SessionEvent::Closed {
+                    jid,
+                    was_available,
+                    reason,
+                    session,
+                })
+                .await;
         }
     }
 }
@@ -611,7 +781,11 @@ fn decode_sasl(text: &str) -> Option<Vec<u8>> {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&apos;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
 }
 
 async fn recv(queue: &mut Option<SessionQueue>) -> Option<Outgoing> {

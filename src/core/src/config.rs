@@ -54,7 +54,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -152,7 +155,9 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { sqlite: PathBuf::from("hearth.sqlite") }
+        Self {
+            sqlite: PathBuf::from("hearth.sqlite"),
+        }
     }
 }
 
@@ -160,9 +165,8 @@ impl Config {
     /// Parses a configuration text; errors name the offending key (`c2s.max_depth: invalid type`).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let de = toml::Deserializer::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            anyhow::anyhow!("{}: {}", e.path(), e.inner().message())
-        })?;
+        let mut cfg: Config = serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner().message()))?;
         cfg.domain = normalise_domain(&cfg.domain)?;
         cfg.validate()?;
         Ok(cfg)
@@ -189,9 +193,15 @@ impl Config {
             self.tls.certificate.is_some() == self.tls.key.is_some(),
             "tls.certificate and tls.key must be set together"
         );
-        anyhow::ensure!(self.c2s.max_stanza_size >= 10_000, "c2s.max_stanza_size must be at least 10000 (RFC 6120 §13.12)");
+        anyhow::ensure!(
+            self.c2s.max_stanza_size >= 10_000,
+            "c2s.max_stanza_size must be at least 10000 (RFC 6120 §13.12)"
+        );
         anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
-        anyhow::ensure!(self.c2s.max_attributes >= 8, "c2s.max_attributes must be at least 8");
+        anyhow::ensure!(
+            self.c2s.max_attributes >= 8,
+            "c2s.max_attributes must be at least 8"
+        );
         Ok(())
     }
 
@@ -210,7 +220,10 @@ impl Config {
 fn normalise_domain(domain: &str) -> anyhow::Result<String> {
     let bare = jid::BareJid::new(domain)
         .map_err(|e| anyhow::anyhow!("domain {domain:?} is not a valid XMPP domain: {e}"))?;
-    anyhow::ensure!(bare.node().is_none(), "domain {domain:?} must not contain '@'");
+    anyhow::ensure!(
+        bare.node().is_none(),
+        "domain {domain:?} must not contain '@'"
+    );
     Ok(bare.domain().to_string())
 }
 
@@ -234,6 +247,9 @@ mod tests {
 
     #[test]
     fn domain_is_lowercased() {
-        assert_eq!(Config::parse("domain = \"Example.COM\"").unwrap().domain, "example.com");
+        assert_eq!(
+            Config::parse("domain = \"Example.COM\"").unwrap().domain,
+            "example.com"
+        );
     }
 }

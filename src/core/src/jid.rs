@@ -34,13 +34,18 @@ impl Jid {
         let bare = BareJid::new(bare).map_err(|e| JidError::Invalid(format!("{s:?}: {e}")))?;
         let resource = match resource {
             None => None,
-            Some(r) => Some(normalise_resource(r).map_err(|e| JidError::Invalid(format!("{s:?}: {e}")))?),
+            Some(r) => {
+                Some(normalise_resource(r).map_err(|e| JidError::Invalid(format!("{s:?}: {e}")))?)
+            }
         };
         Ok(Self { bare, resource })
     }
 
     pub fn from_bare(bare: BareJid) -> Self {
-        Self { bare, resource: None }
+        Self {
+            bare,
+            resource: None,
+        }
     }
 
     /// The domain-only address of a service or server.
@@ -54,7 +59,10 @@ impl Jid {
 
     /// This address with `resource` (normalised) as its resourcepart.
     pub fn with_resource(&self, resource: &str) -> Result<Self, JidError> {
-        Ok(Self { bare: self.bare.clone(), resource: Some(normalise_resource(resource)?) })
+        Ok(Self {
+            bare: self.bare.clone(),
+            resource: Some(normalise_resource(resource)?),
+        })
     }
 
     pub fn bare(&self) -> &BareJid {
@@ -62,7 +70,10 @@ impl Jid {
     }
 
     pub fn to_bare(&self) -> Jid {
-        Self { bare: self.bare.clone(), resource: None }
+        Self {
+            bare: self.bare.clone(),
+            resource: None,
+        }
     }
 
     pub fn node(&self) -> Option<&str> {
@@ -168,7 +179,14 @@ mod tests {
 
     #[test]
     fn invalid_addresses_are_refused() {
-        for s in ["", "@example.com", "a@", "a@b/", "a b@example.com", "a@exa mple.com"] {
+        for s in [
+            "",
+            "@example.com",
+            "a@",
+            "a@b/",
+            "a b@example.com",
+            "a@exa mple.com",
+        ] {
             assert!(Jid::parse(s).is_err(), "{s:?} should be refused");
         }
         let long = format!("a@b/{}", "x".repeat(1024));

@@ -94,7 +94,12 @@ pub enum SessionEvent {
     Bound(crate::jid::Jid),
     /// A session ended and is no longer bound; `was_available` tells whether it had sent
     /// available presence. `session` still holds its last presence state (directed presence).
-    Closed { jid: crate::jid::Jid, was_available: bool, reason: String, session: Arc<crate::session::Session> },
+    Closed {
+        jid: crate::jid::Jid,
+        was_available: bool,
+        reason: String,
+        session: Arc<crate::session::Session>,
+    },
 }
 
 pub(crate) type HookFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<Flow> + Send + Sync>;
@@ -140,7 +145,10 @@ pub struct Registrar<'a> {
 
 impl<'a> Registrar<'a> {
     pub fn new(config: &'a Config) -> Self {
-        Self { config, regs: Registrations::default() }
+        Self {
+            config,
+            regs: Registrations::default(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -163,7 +171,8 @@ impl<'a> Registrar<'a> {
         let de = toml::Value::Table(table);
         let cfg: M::Config = serde_path_to_error::deserialize(de)
             .map_err(|e| anyhow::anyhow!("modules.{}.{}: {}", M::NAME, e.path(), e.inner()))?;
-        let module = M::init(cfg, self).map_err(|e| e.context(format!("module {} failed to start", M::NAME)))?;
+        let module = M::init(cfg, self)
+            .map_err(|e| e.context(format!("module {} failed to start", M::NAME)))?;
         for spec in M::SPECS {
             self.regs.specs.push((M::NAME, *spec));
         }
@@ -203,7 +212,9 @@ impl<'a> Registrar<'a> {
         F: Fn(Arc<Server>, SessionEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.regs.session_hooks.push(Arc::new(move |s, e| Box::pin(f(s, e))));
+        self.regs
+            .session_hooks
+            .push(Arc::new(move |s, e| Box::pin(f(s, e))));
     }
 
     /// A background task started once the server runs (expiry, timers).
@@ -212,7 +223,11 @@ impl<'a> Registrar<'a> {
         F: FnOnce(Arc<Server>) -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        self.regs.workers.lock().expect("workers lock").push((name, Box::new(move |s| Box::pin(f(s)))));
+        self.regs
+            .workers
+            .lock()
+            .expect("workers lock")
+            .push((name, Box::new(move |s| Box::pin(f(s)))));
     }
 
     pub fn feature(&mut self, scope: DiscoScope, var: &str) {
@@ -220,12 +235,19 @@ impl<'a> Registrar<'a> {
     }
 
     pub fn identity(&mut self, scope: DiscoScope, category: &str, type_: &str, name: Option<&str>) {
-        let id = Identity { category: category.into(), type_: type_.into(), name: name.map(Into::into) };
+        let id = Identity {
+            category: category.into(),
+            type_: type_.into(),
+            name: name.map(Into::into),
+        };
         self.regs.identities.push((scope, id));
     }
 
     pub fn disco_item(&mut self, jid: &str, name: Option<&str>) {
-        self.regs.disco_items.push(DiscoItem { jid: jid.into(), name: name.map(Into::into) });
+        self.regs.disco_items.push(DiscoItem {
+            jid: jid.into(),
+            name: name.map(Into::into),
+        });
     }
 
     pub fn stream_feature(&mut self, phase: FeaturePhase, el: Element) {
@@ -239,13 +261,48 @@ impl<'a> Registrar<'a> {
 
 /// What the core itself implements (stream layer, TLS, SASL, binding), for `hearth xeps`.
 pub const CORE_SPECS: &[Spec] = &[
-    Spec { id: "RFC 6120", version: "", status: SupportStatus::Complete, note: "c2s streams, STARTTLS required, SASL, resource binding; s2s not yet" },
-    Spec { id: "RFC 7590", version: "", status: SupportStatus::Complete, note: "TLS 1.2 and 1.3 only (rustls)" },
-    Spec { id: "RFC 7622", version: "", status: SupportStatus::Partial, note: "bare JIDs by RFC 6122 stringprep (as Prosody and ejabberd); resources by resourceprep, else PRECIS OpaqueString" },
-    Spec { id: "RFC 9266", version: "", status: SupportStatus::Complete, note: "tls-exporter channel binding on TLS 1.3" },
-    Spec { id: "XEP-0368", version: "1.1.0", status: SupportStatus::Complete, note: "direct TLS on c2s.direct_tls_listen, ALPN xmpp-client" },
-    Spec { id: "XEP-0440", version: "1.0.0", status: SupportStatus::Complete, note: "tls-exporter and tls-server-end-point advertised" },
-    Spec { id: "XEP-0199", version: "2.0.1", status: SupportStatus::Complete, note: "the server pings silent clients (c2s.ping_after_secs) and closes dead connections" },
+    Spec {
+        id: "RFC 6120",
+        version: "",
+        status: SupportStatus::Complete,
+        note: "c2s streams, STARTTLS required, SASL, resource binding; s2s not yet",
+    },
+    Spec {
+        id: "RFC 7590",
+        version: "",
+        status: SupportStatus::Complete,
+        note: "TLS 1.2 and 1.3 only (rustls)",
+    },
+    Spec {
+        id: "RFC 7622",
+        version: "",
+        status: SupportStatus::Partial,
+        note: "bare JIDs by RFC 6122 stringprep (as Prosody and ejabberd); resources by resourceprep, else PRECIS OpaqueString",
+    },
+    Spec {
+        id: "RFC 9266",
+        version: "",
+        status: SupportStatus::Complete,
+        note: "tls-exporter channel binding on TLS 1.3",
+    },
+    Spec {
+        id: "XEP-0368",
+        version: "1.1.0",
+        status: SupportStatus::Complete,
+        note: "direct TLS on c2s.direct_tls_listen, ALPN xmpp-client",
+    },
+    Spec {
+        id: "XEP-0440",
+        version: "1.0.0",
+        status: SupportStatus::Complete,
+        note: "tls-exporter and tls-server-end-point advertised",
+    },
+    Spec {
+        id: "XEP-0199",
+        version: "2.0.1",
+        status: SupportStatus::Complete,
+        note: "the server pings silent clients (c2s.ping_after_secs) and closes dead connections",
+    },
 ];
 
 /// A DOAP description (the XSF's `xmpp:SupportedXep` vocabulary) of what `specs` implement,
@@ -268,7 +325,9 @@ pub fn doap(specs: &[(&str, Spec)]) -> String {
             continue;
         }
         if let Some(rfc) = s.id.strip_prefix("RFC ") {
-            out.push_str(&format!("    <implements rdf:resource='https://www.rfc-editor.org/info/rfc{rfc}'/>\n"));
+            out.push_str(&format!(
+                "    <implements rdf:resource='https://www.rfc-editor.org/info/rfc{rfc}'/>\n"
+            ));
         } else if let Some(xep) = s.id.strip_prefix("XEP-") {
             out.push_str(&format!(
                 concat!(

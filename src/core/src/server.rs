@@ -25,7 +25,12 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(config: Config, store: hearth_store::Store, tls: Tls, regs: Registrations) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        store: hearth_store::Store,
+        tls: Tls,
+        regs: Registrations,
+    ) -> Arc<Self> {
         let auth = &config.auth;
         let throttle = hearth_auth::Throttle::new(
             auth.max_failures_per_ip,
@@ -53,11 +58,19 @@ impl Server {
     }
 
     pub fn features(&self, scope: DiscoScope) -> impl Iterator<Item = &str> {
-        self.regs.features.iter().filter(move |(s, _)| *s == scope).map(|(_, f)| f.as_str())
+        self.regs
+            .features
+            .iter()
+            .filter(move |(s, _)| *s == scope)
+            .map(|(_, f)| f.as_str())
     }
 
     pub fn identities(&self, scope: DiscoScope) -> impl Iterator<Item = &Identity> {
-        self.regs.identities.iter().filter(move |(s, _)| *s == scope).map(|(_, i)| i)
+        self.regs
+            .identities
+            .iter()
+            .filter(move |(s, _)| *s == scope)
+            .map(|(_, i)| i)
     }
 
     pub fn disco_items(&self) -> &[crate::module::DiscoItem] {
@@ -65,7 +78,11 @@ impl Server {
     }
 
     pub fn stream_features(&self, phase: FeaturePhase) -> impl Iterator<Item = &Element> {
-        self.regs.stream_features.iter().filter(move |(p, _)| *p == phase).map(|(_, e)| e)
+        self.regs
+            .stream_features
+            .iter()
+            .filter(move |(p, _)| *p == phase)
+            .map(|(_, e)| e)
     }
 
     /// Names of the loaded modules, in load order.
@@ -89,7 +106,10 @@ impl Server {
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let limit = Arc::new(Semaphore::new(self.config.c2s.max_connections));
         let mut listeners = Vec::new();
-        for (addrs, direct_tls) in [(&self.config.c2s.listen, false), (&self.config.c2s.direct_tls_listen, true)] {
+        for (addrs, direct_tls) in [
+            (&self.config.c2s.listen, false),
+            (&self.config.c2s.direct_tls_listen, true),
+        ] {
             for addr in addrs {
                 let l = listen(*addr).await?;
                 tracing::info!(address = %addr, direct_tls, "listening for clients");
@@ -106,7 +126,12 @@ impl Server {
             });
         }
         for (listener, direct_tls) in listeners {
-            tokio::spawn(accept_loop(self.clone(), listener, direct_tls, limit.clone()));
+            tokio::spawn(accept_loop(
+                self.clone(),
+                listener,
+                direct_tls,
+                limit.clone(),
+            ));
         }
         notify_ready();
         self.wait_for_signals().await;
@@ -123,9 +148,11 @@ impl Server {
 
     async fn wait_for_signals(&self) {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers; stop hearth with SIGKILL");
             return std::future::pending().await;
         };
@@ -143,7 +170,11 @@ impl Server {
 }
 
 async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr}: {e} — is another XMPP server running, or does hearth lack the right to bind this port?")
@@ -151,7 +182,12 @@ async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(socket.listen(1024)?)
 }
 
-async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: bool, limit: Arc<Semaphore>) {
+async fn accept_loop(
+    server: Arc<Server>,
+    listener: TcpListener,
+    direct_tls: bool,
+    limit: Arc<Semaphore>,
+) {
     let mut shutdown = server.shutdown_signal();
     let mut backoff = Duration::from_millis(10);
     loop {

@@ -17,7 +17,10 @@ pub enum Outgoing {
     /// A serialised stanza.
     Stanza(Bytes),
     /// Close the stream with this stream error condition (RFC 6120 §4.9.3) and optional text.
-    Close { condition: &'static str, text: Option<String> },
+    Close {
+        condition: &'static str,
+        text: Option<String>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +126,10 @@ impl Sessions {
         if let Some(pos) = list.iter().position(|s| s.jid == jid) {
             let old = list.swap_remove(pos);
             tracing::info!(jid = %jid, "resource conflict: the new session replaces the old one");
-            old.close("conflict", Some("replaced by a new connection with the same resource".into()));
+            old.close(
+                "conflict",
+                Some("replaced by a new connection with the same resource".into()),
+            );
         }
         list.push(session.clone());
         (session, SessionQueue { rx, queued })
@@ -133,8 +139,12 @@ impl Sessions {
     /// Returns whether it was removed.
     pub fn unbind(&self, session: &Session) -> bool {
         let mut map = self.by_bare.write().expect("sessions lock");
-        let Some(list) = map.get_mut(session.jid.bare()) else { return false };
-        let Some(pos) = list.iter().position(|s| s.id == session.id) else { return false };
+        let Some(list) = map.get_mut(session.jid.bare()) else {
+            return false;
+        };
+        let Some(pos) = list.iter().position(|s| s.id == session.id) else {
+            return false;
+        };
         list.swap_remove(pos);
         if list.is_empty() {
             map.remove(session.jid.bare());
@@ -144,7 +154,10 @@ impl Sessions {
 
     pub fn get(&self, full: &Jid) -> Option<Arc<Session>> {
         let map = self.by_bare.read().expect("sessions lock");
-        map.get(full.bare())?.iter().find(|s| s.jid == *full).cloned()
+        map.get(full.bare())?
+            .iter()
+            .find(|s| s.jid == *full)
+            .cloned()
     }
 
     /// All sessions of an account.
@@ -154,7 +167,12 @@ impl Sessions {
     }
 
     pub fn count(&self) -> usize {
-        self.by_bare.read().expect("sessions lock").values().map(Vec::len).sum()
+        self.by_bare
+            .read()
+            .expect("sessions lock")
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 
     /// A fresh resource for clients that let the server pick (RFC 6120 §7.6.2.1).
@@ -175,7 +193,13 @@ mod tests {
         let jid = Jid::parse("a@b/r").unwrap();
         let (old, mut old_q) = sessions.bind(jid.clone(), 10);
         let (new, _q) = sessions.bind(jid.clone(), 10);
-        assert!(matches!(old_q.recv().await, Some(Outgoing::Close { condition: "conflict", .. })));
+        assert!(matches!(
+            old_q.recv().await,
+            Some(Outgoing::Close {
+                condition: "conflict",
+                ..
+            })
+        ));
         assert!(!sessions.unbind(&old), "old session is no longer bound");
         assert_eq!(sessions.get(&jid).unwrap().id, new.id);
         assert!(sessions.unbind(&new));
@@ -191,6 +215,12 @@ mod tests {
         assert!(!s.send(Bytes::from_static(b"<a/>")));
         assert!(matches!(q.recv().await, Some(Outgoing::Stanza(_))));
         assert!(matches!(q.recv().await, Some(Outgoing::Stanza(_))));
-        assert!(matches!(q.recv().await, Some(Outgoing::Close { condition: "policy-violation", .. })));
+        assert!(matches!(
+            q.recv().await,
+            Some(Outgoing::Close {
+                condition: "policy-violation",
+                ..
+            })
+        ));
     }
 }

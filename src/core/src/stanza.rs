@@ -38,7 +38,10 @@ pub enum EnvelopeError {
     #[error("<{0}/> is not a stanza")]
     NotAStanza(String),
     #[error("malformed '{attr}' address")]
-    BadAddress { attr: &'static str, stanza: Box<Stanza> },
+    BadAddress {
+        attr: &'static str,
+        stanza: Box<Stanza>,
+    },
 }
 
 impl Stanza {
@@ -52,7 +55,12 @@ impl Stanza {
             ("iq", ns::CLIENT) => Kind::Iq,
             (name, _) => return Err(EnvelopeError::NotAStanza(name.to_string())),
         };
-        let mut st = Stanza { kind, from: None, to: None, el };
+        let mut st = Stanza {
+            kind,
+            from: None,
+            to: None,
+            el,
+        };
         for attr in ["to", "from"] {
             if let Some(v) = st.el.attr(attr) {
                 match Jid::parse(v) {
@@ -60,7 +68,10 @@ impl Stanza {
                     Ok(j) => st.from = Some(j),
                     Err(_) => {
                         remove_attr(&mut st.el, attr);
-                        return Err(EnvelopeError::BadAddress { attr, stanza: Box::new(st) });
+                        return Err(EnvelopeError::BadAddress {
+                            attr,
+                            stanza: Box::new(st),
+                        });
                     }
                 }
             }
@@ -70,7 +81,12 @@ impl Stanza {
 
     /// A new stanza with the given kind; set addresses with the setters.
     pub fn new(kind: Kind) -> Self {
-        Stanza { kind, from: None, to: None, el: Element::bare(kind.name(), ns::CLIENT) }
+        Stanza {
+            kind,
+            from: None,
+            to: None,
+            el: Element::bare(kind.name(), ns::CLIENT),
+        }
     }
 
     pub fn kind(&self) -> Kind {
@@ -270,7 +286,9 @@ impl Condition {
         match self {
             BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => "modify",
             Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => "auth",
-            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => "wait",
+            RecipientUnavailable | RemoteServerTimeout | ResourceConstraint | UnexpectedRequest => {
+                "wait"
+            }
             _ => "cancel",
         }
     }
@@ -282,13 +300,19 @@ pub struct StanzaError {
     pub condition: Condition,
     pub type_: &'static str,
     pub text: Option<String>,
-    /// An application-specific condition element (e.g. XEP-0191's `<blocked/>`).
-    pub app: Option<Element>,
+    /// An application-specific condition element (e.g. XEP-0191's `<blocked/>`), boxed to keep
+    /// `Result<_, StanzaError>` small.
+    pub app: Option<Box<Element>>,
 }
 
 impl StanzaError {
     pub fn new(condition: Condition) -> Self {
-        Self { condition, type_: condition.default_type(), text: None, app: None }
+        Self {
+            condition,
+            type_: condition.default_type(),
+            text: None,
+            app: None,
+        }
     }
 
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
@@ -297,18 +321,24 @@ impl StanzaError {
     }
 
     pub fn with_app(mut self, app: Element) -> Self {
-        self.app = Some(app);
+        self.app = Some(Box::new(app));
         self
     }
 
     pub fn to_element(&self) -> Element {
-        let mut err = Element::builder("error", ns::CLIENT).attr(ncname("type"), self.type_).build();
+        let mut err = Element::builder("error", ns::CLIENT)
+            .attr(ncname("type"), self.type_)
+            .build();
         err.append_child(Element::bare(self.condition.name(), ns::STANZAS));
         if let Some(t) = &self.text {
-            err.append_child(Element::builder("text", ns::STANZAS).append(t.as_str()).build());
+            err.append_child(
+                Element::builder("text", ns::STANZAS)
+                    .append(t.as_str())
+                    .build(),
+            );
         }
         if let Some(app) = &self.app {
-            err.append_child(app.clone());
+            err.append_child((**app).clone());
         }
         err
     }
@@ -343,7 +373,10 @@ mod tests {
 
     #[test]
     fn bad_address_is_reported_with_stanza() {
-        let err = Stanza::from_element(parse("<iq xmlns='jabber:client' type='get' to='a@b@c' id='1'/>")).unwrap_err();
+        let err = Stanza::from_element(parse(
+            "<iq xmlns='jabber:client' type='get' to='a@b@c' id='1'/>",
+        ))
+        .unwrap_err();
         match err {
             EnvelopeError::BadAddress { attr, stanza } => {
                 assert_eq!(attr, "to");
@@ -360,10 +393,16 @@ mod tests {
         st.set_id(Some("x"));
         st.set_from(Some(Jid::parse("a@b/c").unwrap()));
         st.set_to(Some(Jid::parse("b").unwrap()));
-        let reply = st.error_reply(Condition::ServiceUnavailable.into()).unwrap();
+        let reply = st
+            .error_reply(Condition::ServiceUnavailable.into())
+            .unwrap();
         assert_eq!(reply.to().unwrap().to_string(), "a@b/c");
         assert_eq!(reply.from().unwrap().to_string(), "b");
         assert_eq!(reply.type_attr(), Some("error"));
-        assert!(reply.error_reply(Condition::ServiceUnavailable.into()).is_none());
+        assert!(
+            reply
+                .error_reply(Condition::ServiceUnavailable.into())
+                .is_none()
+        );
     }
 }

@@ -71,8 +71,14 @@ fn provider() -> Arc<CryptoProvider> {
 impl Tls {
     pub fn load(cfg: &Config) -> anyhow::Result<Self> {
         let source = match (&cfg.tls.certificate, &cfg.tls.key) {
-            (Some(cert), Some(key)) => Source::Files { cert: cert.clone(), key: key.clone() },
-            _ => Source::SelfSigned { dir: cfg.data_dir.join("tls"), domain: cfg.domain.clone() },
+            (Some(cert), Some(key)) => Source::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => Source::SelfSigned {
+                dir: cfg.data_dir.join("tls"),
+                domain: cfg.domain.clone(),
+            },
         };
         let loaded = load(&source)?;
         let resolver = Arc::new(Resolver(ArcSwap::from_pointee(loaded)));
@@ -85,7 +91,12 @@ impl Tls {
             config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Ok(TlsAcceptor::from(Arc::new(config)))
         };
-        Ok(Self { starttls: acceptor(&[])?, direct: acceptor(&[b"xmpp-client"])?, resolver, source })
+        Ok(Self {
+            starttls: acceptor(&[])?,
+            direct: acceptor(&[b"xmpp-client"])?,
+            resolver,
+            source,
+        })
     }
 
     /// Re-reads the certificate; on error the current one stays in use.
@@ -110,10 +121,15 @@ impl Tls {
     /// report (RFC 9266 §3). The end-point hash is that of the certificate being served; a
     /// reload racing a handshake could mismatch it, which makes that one -PLUS login fail
     /// safely (the client retries).
-    pub fn channel_binding_data(&self, conn: &rustls::ServerConnection) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    pub fn channel_binding_data(
+        &self,
+        conn: &rustls::ServerConnection,
+    ) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
         let exporter = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
             let mut out = vec![0u8; 32];
-            let exported = conn.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None).is_ok();
+            let exported = conn
+                .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+                .is_ok();
             exported.then_some(out)
         } else {
             None
@@ -144,34 +160,59 @@ fn load(source: &Source) -> anyhow::Result<Loaded> {
         }
     };
     let leaf = chain[0].clone();
-    let mut info = parse_cert_info(&leaf).with_context(|| format!("cannot read certificate {}", path.display()))?;
+    let mut info = parse_cert_info(&leaf)
+        .with_context(|| format!("cannot read certificate {}", path.display()))?;
     info.self_signed |= self_signed_here;
     info.path = Some(path.clone());
-    let key = CertifiedKey::from_der(chain, key, &provider())
-        .map_err(|e| anyhow::anyhow!("the key does not fit the certificate {}: {e}", path.display()))?;
-    Ok(Loaded { key: Arc::new(key), end_point: end_point_hash(&leaf), info })
+    let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
+        anyhow::anyhow!(
+            "the key does not fit the certificate {}: {e}",
+            path.display()
+        )
+    })?;
+    Ok(Loaded {
+        key: Arc::new(key),
+        end_point: end_point_hash(&leaf),
+        info,
+    })
 }
 
 fn read_chain(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let chain = CertificateDer::pem_file_iter(path)
         .map_err(|e| anyhow::anyhow!("cannot read certificate file {}: {e}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("certificate file {} is not valid PEM: {e}", path.display()))?;
-    anyhow::ensure!(!chain.is_empty(), "no certificate found in {}", path.display());
+        .map_err(|e| {
+            anyhow::anyhow!("certificate file {} is not valid PEM: {e}", path.display())
+        })?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "no certificate found in {}",
+        path.display()
+    );
     Ok(chain)
 }
 
 fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| anyhow::anyhow!("cannot read a private key from {}: {e} (PKCS#8, PKCS#1 or SEC1 PEM expected)", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read a private key from {}: {e} (PKCS#8, PKCS#1 or SEC1 PEM expected)",
+            path.display()
+        )
+    })
 }
 
 fn generate_self_signed(dir: &Path, domain: &str, cert: &Path, key: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let names = vec![domain.to_string(), format!("conference.{domain}"), format!("upload.{domain}")];
-    let generated = rcgen::generate_simple_self_signed(names).context("cannot generate a self-signed certificate")?;
+    let names = vec![
+        domain.to_string(),
+        format!("conference.{domain}"),
+        format!("upload.{domain}"),
+    ];
+    let generated = rcgen::generate_simple_self_signed(names)
+        .context("cannot generate a self-signed certificate")?;
     write_private(key, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert, generated.cert.pem()).with_context(|| format!("cannot write {}", cert.display()))?;
+    std::fs::write(cert, generated.cert.pem())
+        .with_context(|| format!("cannot write {}", cert.display()))?;
     tracing::warn!(certificate = %cert.display(), "generated a self-signed certificate for {domain}");
     Ok(())
 }
@@ -186,7 +227,8 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(data).with_context(|| format!("cannot write {}", path.display()))
+    f.write_all(data)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// RFC 5929 §4.1: SHA-256, unless the certificate is signed with SHA-384 or SHA-512.
@@ -204,7 +246,8 @@ fn end_point_hash(der: &[u8]) -> Vec<u8> {
 }
 
 pub fn parse_cert_info(der: &[u8]) -> anyhow::Result<CertInfo> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -214,9 +257,16 @@ pub fn parse_cert_info(der: &[u8]) -> anyhow::Result<CertInfo> {
         }
     }
     if names.is_empty() {
-        names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string));
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_string),
+        );
     }
-    let time = |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+    let time = |t: x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
+    };
     Ok(CertInfo {
         names,
         not_before: time(cert.validity().not_before),
@@ -231,7 +281,9 @@ pub fn parse_cert_info(der: &[u8]) -> anyhow::Result<CertInfo> {
 pub fn name_matches(pattern: &str, domain: &str) -> bool {
     let (pattern, domain) = (pattern.to_ascii_lowercase(), domain.to_ascii_lowercase());
     match pattern.strip_prefix("*.") {
-        Some(rest) => domain.split_once('.').is_some_and(|(label, parent)| !label.is_empty() && parent == rest),
+        Some(rest) => domain
+            .split_once('.')
+            .is_some_and(|(label, parent)| !label.is_empty() && parent == rest),
         None => pattern == domain,
     }
 }
@@ -241,7 +293,11 @@ mod tests {
     use super::*;
 
     fn config(dir: &Path) -> Config {
-        Config::parse(&format!("domain = \"example.com\"\ndata_dir = \"{}\"", dir.display())).unwrap()
+        Config::parse(&format!(
+            "domain = \"example.com\"\ndata_dir = \"{}\"",
+            dir.display()
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -259,13 +315,23 @@ mod tests {
         let tls = Tls::load(&config(dir.path())).unwrap();
         let info = tls.certificate_info();
         assert!(info.self_signed);
-        assert!(info.names.contains(&"example.com".to_string()) && info.names.contains(&"conference.example.com".to_string()));
+        assert!(
+            info.names.contains(&"example.com".to_string())
+                && info.names.contains(&"conference.example.com".to_string())
+        );
         let pem = std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("tls/selfsigned.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("tls/selfsigned.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = Tls::load(&config(dir.path())).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap(), pem, "kept across restarts");
+        assert_eq!(
+            std::fs::read(dir.path().join("tls/selfsigned.crt")).unwrap(),
+            pem,
+            "kept across restarts"
+        );
         again.reload().unwrap();
     }
 
@@ -301,7 +367,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tls = Tls::load(&config(dir.path())).unwrap();
         let pem = dir.path().join("tls/selfsigned.crt");
-        for (versions, expect_exporter) in [(&[&rustls::version::TLS13][..], true), (&[&rustls::version::TLS12][..], false)] {
+        for (versions, expect_exporter) in [
+            (&[&rustls::version::TLS13][..], true),
+            (&[&rustls::version::TLS12][..], false),
+        ] {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(&pem).unwrap() {
                 roots.add(c.unwrap()).unwrap();
@@ -314,13 +383,19 @@ mod tests {
             let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
             let (a, b) = tokio::io::duplex(64 * 1024);
             let server = tls.starttls_acceptor();
-            let (c, s) = tokio::join!(connector.connect("example.com".try_into().unwrap(), a), server.accept(b));
+            let (c, s) = tokio::join!(
+                connector.connect("example.com".try_into().unwrap(), a),
+                server.accept(b)
+            );
             let (c, s) = (c.unwrap(), s.unwrap());
             let (exporter, end_point) = tls.channel_binding_data(s.get_ref().1);
             assert_eq!(exporter.is_some(), expect_exporter);
             if let Some(e) = exporter {
                 let mut theirs = vec![0u8; 32];
-                c.get_ref().1.export_keying_material(&mut theirs, b"EXPORTER-Channel-Binding", None).unwrap();
+                c.get_ref()
+                    .1
+                    .export_keying_material(&mut theirs, b"EXPORTER-Channel-Binding", None)
+                    .unwrap();
                 assert_eq!(e, theirs);
             }
             let leaf = c.get_ref().1.peer_certificates().unwrap()[0].clone();

@@ -20,8 +20,12 @@ pub struct Config {}
 
 impl Module for Disco {
     const NAME: &'static str = "disco";
-    const SPECS: &'static [Spec] =
-        &[Spec { id: "XEP-0030", version: "2.5.0", status: SupportStatus::Complete, note: "server and account JIDs; no nodes yet" }];
+    const SPECS: &'static [Spec] = &[Spec {
+        id: "XEP-0030",
+        version: "2.5.0",
+        status: SupportStatus::Complete,
+        note: "server and account JIDs; no nodes yet",
+    }];
     type Config = Config;
 
     fn init(_: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
@@ -31,13 +35,37 @@ impl Module for Disco {
         }
         reg.identity(DiscoScope::Host, "server", "im", Some("hearth"));
         reg.identity(DiscoScope::Account, "account", "registered", None);
-        reg.iq(IqType::Get, IqTarget::Host, DISCO_INFO, "query", |cx, iq| async move { host_info(&cx, &iq) });
-        reg.iq(IqType::Get, IqTarget::Host, DISCO_ITEMS, "query", |cx, iq| async move { host_items(&cx, &iq) });
-        reg.iq(IqType::Get, IqTarget::Account, DISCO_INFO, "query", |cx, iq| async move { account_info(&cx, &iq).await });
-        reg.iq(IqType::Get, IqTarget::Account, DISCO_ITEMS, "query", |cx, iq| async move {
-            account_visible(&cx, &iq).await?;
-            Ok(Some(query(DISCO_ITEMS, None)))
-        });
+        reg.iq(
+            IqType::Get,
+            IqTarget::Host,
+            DISCO_INFO,
+            "query",
+            |cx, iq| async move { host_info(&cx, &iq) },
+        );
+        reg.iq(
+            IqType::Get,
+            IqTarget::Host,
+            DISCO_ITEMS,
+            "query",
+            |cx, iq| async move { host_items(&cx, &iq) },
+        );
+        reg.iq(
+            IqType::Get,
+            IqTarget::Account,
+            DISCO_INFO,
+            "query",
+            |cx, iq| async move { account_info(&cx, &iq).await },
+        );
+        reg.iq(
+            IqType::Get,
+            IqTarget::Account,
+            DISCO_ITEMS,
+            "query",
+            |cx, iq| async move {
+                account_visible(&cx, &iq).await?;
+                Ok(Some(query(DISCO_ITEMS, None)))
+            },
+        );
         Ok(Arc::new(Disco))
     }
 }
@@ -78,7 +106,11 @@ pub fn info_result<'a>(
     features.sort_unstable();
     features.dedup();
     for f in features {
-        q.append_child(Element::builder("feature", DISCO_INFO).attr(ncname("var"), f).build());
+        q.append_child(
+            Element::builder("feature", DISCO_INFO)
+                .attr(ncname("var"), f)
+                .build(),
+        );
     }
     q
 }
@@ -86,14 +118,19 @@ pub fn info_result<'a>(
 fn host_info(cx: &Context, iq: &Stanza) -> IqResult {
     no_node(iq)?;
     let s = &cx.server;
-    Ok(Some(info_result(s.identities(DiscoScope::Host), s.features(DiscoScope::Host))))
+    Ok(Some(info_result(
+        s.identities(DiscoScope::Host),
+        s.features(DiscoScope::Host),
+    )))
 }
 
 fn host_items(cx: &Context, iq: &Stanza) -> IqResult {
     no_node(iq)?;
     let mut q = query(DISCO_ITEMS, None);
     for item in cx.server.disco_items() {
-        let mut el = Element::builder("item", DISCO_ITEMS).attr(ncname("jid"), item.jid.as_str()).build();
+        let mut el = Element::builder("item", DISCO_ITEMS)
+            .attr(ncname("jid"), item.jid.as_str())
+            .build();
         if let Some(name) = &item.name {
             set_attr(&mut el, "name", Some(name.clone()));
         }
@@ -107,14 +144,20 @@ fn host_items(cx: &Context, iq: &Stanza) -> IqResult {
 async fn account_visible(cx: &Context, iq: &Stanza) -> Result<(), StanzaError> {
     no_node(iq)?;
     let unavailable = || StanzaError::new(Condition::ServiceUnavailable);
-    let (Some(from), to) = (iq.from(), iq.to()) else { return Err(unavailable()) };
+    let (Some(from), to) = (iq.from(), iq.to()) else {
+        return Err(unavailable());
+    };
     let account: Jid = to.map(Jid::to_bare).unwrap_or_else(|| from.to_bare());
     if from.bare() == account.bare() {
         return Ok(());
     }
-    let Some(user) = account.node() else { return Err(unavailable()) };
+    let Some(user) = account.node() else {
+        return Err(unavailable());
+    };
     match cx.store().roster_item(user, &from.bare().to_string()).await {
-        Ok(Some(item)) if matches!(item.subscription, Subscription::From | Subscription::Both) => Ok(()),
+        Ok(Some(item)) if matches!(item.subscription, Subscription::From | Subscription::Both) => {
+            Ok(())
+        }
         _ => Err(unavailable()),
     }
 }
@@ -122,5 +165,8 @@ async fn account_visible(cx: &Context, iq: &Stanza) -> Result<(), StanzaError> {
 async fn account_info(cx: &Context, iq: &Stanza) -> IqResult {
     account_visible(cx, iq).await?;
     let s = &cx.server;
-    Ok(Some(info_result(s.identities(DiscoScope::Account), s.features(DiscoScope::Account))))
+    Ok(Some(info_result(
+        s.identities(DiscoScope::Account),
+        s.features(DiscoScope::Account),
+    )))
 }

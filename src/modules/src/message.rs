@@ -32,8 +32,16 @@ impl Module for Message {
     type Config = Config;
 
     fn init(_: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
-        reg.hook("message/bare", 0, |cx, st| async move { to_bare(cx, st).await });
-        reg.hook("message/full", 0, |cx, st| async move { to_full(cx, st).await });
+        reg.hook(
+            "message/bare",
+            0,
+            |cx, st| async move { to_bare(cx, st).await },
+        );
+        reg.hook(
+            "message/full",
+            0,
+            |cx, st| async move { to_full(cx, st).await },
+        );
         Ok(Arc::new(Message))
     }
 }
@@ -67,7 +75,9 @@ async fn to_bare(cx: Context, st: Stanza) -> Flow {
     match st.stanza_type() {
         "error" => return Flow::Stop,
         "groupchat" => {
-            server.bounce(&st, Condition::ServiceUnavailable.into()).await;
+            server
+                .bounce(&st, Condition::ServiceUnavailable.into())
+                .await;
             return Flow::Stop;
         }
         _ => {}
@@ -87,7 +97,9 @@ async fn to_bare(cx: Context, st: Stanza) -> Flow {
 }
 
 async fn to_full(cx: Context, st: Stanza) -> Flow {
-    let Some(to) = st.to().cloned() else { return Flow::Continue(st) };
+    let Some(to) = st.to().cloned() else {
+        return Flow::Continue(st);
+    };
     if let Some(session) = cx.server.sessions.get(&to) {
         cx.server.deliver(&session, &st);
         return Flow::Stop;
@@ -100,7 +112,9 @@ async fn to_full(cx: Context, st: Stanza) -> Flow {
             to_bare(cx, bare).await
         }
         "groupchat" => {
-            cx.server.bounce(&st, Condition::ServiceUnavailable.into()).await;
+            cx.server
+                .bounce(&st, Condition::ServiceUnavailable.into())
+                .await;
             Flow::Stop
         }
         _ => Flow::Stop,
@@ -121,12 +135,16 @@ async fn undeliverable(cx: &Context, to: &hearth_core::jid::Jid, st: Stanza, onl
         };
     if exists {
         if let Flow::Continue(st) = server.fire(OFFLINE_EVENT, cx.clone(), st).await {
-            server.bounce(&st, Condition::ServiceUnavailable.into()).await;
+            server
+                .bounce(&st, Condition::ServiceUnavailable.into())
+                .await;
         }
     } else {
         // Same answer as for an account that refuses the message: existence is not revealed
         // beyond what RFC 6121 §8.5.1 allows.
-        server.bounce(&st, Condition::ServiceUnavailable.into()).await;
+        server
+            .bounce(&st, Condition::ServiceUnavailable.into())
+            .await;
     }
     Flow::Stop
 }

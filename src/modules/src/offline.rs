@@ -29,22 +29,44 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { max_messages_per_user: 1000 }
+        Self {
+            max_messages_per_user: 1000,
+        }
     }
 }
 
 impl Module for Offline {
     const NAME: &'static str = "offline";
     const SPECS: &'static [Spec] = &[
-        Spec { id: "XEP-0160", version: "1.0.1", status: SupportStatus::Complete, note: "delivered on the first available presence with non-negative priority" },
-        Spec { id: "XEP-0203", version: "2.0", status: SupportStatus::Complete, note: "stamps on offline messages" },
-        Spec { id: "XEP-0334", version: "1.0.0", status: SupportStatus::Partial, note: "no-store and store hints for offline storage" },
+        Spec {
+            id: "XEP-0160",
+            version: "1.0.1",
+            status: SupportStatus::Complete,
+            note: "delivered on the first available presence with non-negative priority",
+        },
+        Spec {
+            id: "XEP-0203",
+            version: "2.0",
+            status: SupportStatus::Complete,
+            note: "stamps on offline messages",
+        },
+        Spec {
+            id: "XEP-0334",
+            version: "1.0.0",
+            status: SupportStatus::Partial,
+            note: "no-store and store hints for offline storage",
+        },
     ];
     type Config = Config;
 
     fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
-        anyhow::ensure!(cfg.max_messages_per_user > 0, "max_messages_per_user must be at least 1");
-        let this = Arc::new(Offline { max_per_user: cfg.max_messages_per_user });
+        anyhow::ensure!(
+            cfg.max_messages_per_user > 0,
+            "max_messages_per_user must be at least 1"
+        );
+        let this = Arc::new(Offline {
+            max_per_user: cfg.max_messages_per_user,
+        });
         reg.feature(DiscoScope::Host, "msgoffline");
         let m = this.clone();
         reg.hook(OFFLINE_EVENT, 0, move |cx, st| {
@@ -68,27 +90,38 @@ pub fn should_store(msg: &Element) -> bool {
     if msg.has_child("store", NS_HINTS) || msg.has_child("body", hearth_core::ns::CLIENT) {
         return true;
     }
-    msg.children().any(|c| c.ns() != NS_CHATSTATES && c.ns() != NS_HINTS && c.name() != "thread")
+    msg.children()
+        .any(|c| c.ns() != NS_CHATSTATES && c.ns() != NS_HINTS && c.name() != "thread")
 }
 
 impl Offline {
     async fn store(&self, cx: Context, st: Stanza) -> Flow {
         if !matches!(st.stanza_type(), "normal" | "chat") || !should_store(st.element()) {
-            tracing::trace!("not storing offline: message type or hints say it is not worth keeping");
+            tracing::trace!(
+                "not storing offline: message type or hints say it is not worth keeping"
+            );
             return Flow::Stop;
         }
-        let Some(user) = st.to().and_then(|t| t.node()).map(str::to_string) else { return Flow::Continue(st) };
-        match cx.store().offline_push(&user, &st.to_storage_xml(), self.max_per_user).await {
+        let Some(user) = st.to().and_then(|t| t.node()).map(str::to_string) else {
+            return Flow::Continue(st);
+        };
+        match cx
+            .store()
+            .offline_push(&user, &st.to_storage_xml(), self.max_per_user)
+            .await
+        {
             Ok(true) => Flow::Stop,
             Ok(false) => {
                 tracing::info!(account = %user, limit = self.max_per_user, "offline storage full; bouncing message (modules.offline.max_messages_per_user)");
-                let err = StanzaError::new(Condition::ServiceUnavailable).with_text("the recipient's offline storage is full");
+                let err = StanzaError::new(Condition::ServiceUnavailable)
+                    .with_text("the recipient's offline storage is full");
                 cx.server.bounce(&st, err).await;
                 Flow::Stop
             }
             Err(e) => {
                 tracing::error!(error = %e, account = %user, "cannot store offline message");
-                let err = StanzaError::new(Condition::InternalServerError).with_text("could not store the message");
+                let err = StanzaError::new(Condition::InternalServerError)
+                    .with_text("could not store the message");
                 cx.server.bounce(&st, err).await;
                 Flow::Stop
             }
@@ -103,7 +136,9 @@ async fn deliver_stored(cx: &Context) {
     if session.priority() < 0 {
         return;
     }
-    let Some(user) = session.jid.node() else { return };
+    let Some(user) = session.jid.node() else {
+        return;
+    };
     let messages = match cx.store().offline_list(user).await {
         Ok(m) => m,
         Err(e) => {
@@ -111,7 +146,9 @@ async fn deliver_stored(cx: &Context) {
             return;
         }
     };
-    let Some(last) = messages.last().map(|m| m.id) else { return };
+    let Some(last) = messages.last().map(|m| m.id) else {
+        return;
+    };
     let domain = cx.server.domain().to_string();
     let mut delivered = 0usize;
     for m in &messages {
@@ -140,10 +177,18 @@ fn delay(domain: &str, stamp: SystemTime) -> Element {
 
 /// XEP-0082 DateTime in UTC with second precision, e.g. `2002-09-10T23:08:25Z`.
 pub fn xep0082_datetime(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
@@ -168,7 +213,10 @@ mod tests {
 
     #[test]
     fn datetime_format() {
-        assert_eq!(xep0082_datetime(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            xep0082_datetime(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_031_699_305);
         assert_eq!(xep0082_datetime(t), "2002-09-10T23:08:25Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
@@ -181,14 +229,20 @@ mod tests {
 
     #[test]
     fn storage_policy() {
-        assert!(should_store(&msg("<message xmlns='jabber:client'><body>hi</body></message>")));
+        assert!(should_store(&msg(
+            "<message xmlns='jabber:client'><body>hi</body></message>"
+        )));
         assert!(!should_store(&msg(
             "<message xmlns='jabber:client'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>"
         )));
         assert!(!should_store(&msg(
             "<message xmlns='jabber:client'><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>"
         )));
-        assert!(should_store(&msg("<message xmlns='jabber:client'><x xmlns='jabber:x:conference'/></message>")));
-        assert!(should_store(&msg("<message xmlns='jabber:client'><store xmlns='urn:xmpp:hints'/></message>")));
+        assert!(should_store(&msg(
+            "<message xmlns='jabber:client'><x xmlns='jabber:x:conference'/></message>"
+        )));
+        assert!(should_store(&msg(
+            "<message xmlns='jabber:client'><store xmlns='urn:xmpp:hints'/></message>"
+        )));
     }
 }

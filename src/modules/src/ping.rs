@@ -15,13 +15,19 @@ pub struct Config {}
 
 impl Module for Ping {
     const NAME: &'static str = "ping";
-    const SPECS: &'static [Spec] =
-        &[Spec { id: "XEP-0199", version: "2.0.1", status: SupportStatus::Complete, note: "client-to-server pings answered" }];
+    const SPECS: &'static [Spec] = &[Spec {
+        id: "XEP-0199",
+        version: "2.0.1",
+        status: SupportStatus::Complete,
+        note: "client-to-server pings answered",
+    }];
     type Config = Config;
 
     fn init(_: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
         reg.feature(DiscoScope::Host, PING);
-        reg.iq(IqType::Get, IqTarget::Host, PING, "ping", |_, _| async { Ok(None) });
+        reg.iq(IqType::Get, IqTarget::Host, PING, "ping", |_, _| async {
+            Ok(None)
+        });
         Ok(Arc::new(Ping))
     }
 }

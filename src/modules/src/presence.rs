@@ -15,7 +15,6 @@ use hearth_core::server::Server;
 use hearth_core::session::Session;
 use hearth_core::stanza::{Kind, Stanza};
 use hearth_store::{RosterItem, Subscription};
-use minidom::Element;
 use serde::Deserialize;
 
 use crate::roster;
@@ -41,13 +40,30 @@ impl Module for Presence {
     type Config = Config;
 
     fn init(_: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
-        for event in ["pre-presence/bare", "pre-presence/full", "pre-presence/host"] {
+        for event in [
+            "pre-presence/bare",
+            "pre-presence/full",
+            "pre-presence/host",
+        ] {
             reg.hook(event, 0, |cx, st| async move { outbound(cx, st).await });
         }
-        reg.hook("presence/bare", 0, |cx, st| async move { inbound(cx, st).await });
-        reg.hook("presence/full", 0, |cx, st| async move { inbound(cx, st).await });
+        reg.hook(
+            "presence/bare",
+            0,
+            |cx, st| async move { inbound(cx, st).await },
+        );
+        reg.hook(
+            "presence/full",
+            0,
+            |cx, st| async move { inbound(cx, st).await },
+        );
         reg.on_session(|server, event| async move {
-            if let SessionEvent::Closed { was_available: true, session, .. } = event {
+            if let SessionEvent::Closed {
+                was_available: true,
+                session,
+                ..
+            } = event
+            {
                 let mut unavailable = Stanza::new(Kind::Presence);
                 unavailable.set_type(Some("unavailable"));
                 unavailable.set_from(Some(session.jid.clone()));
@@ -181,7 +197,11 @@ pub fn inbound_transition(state: State, kind: &str) -> Transition {
 }
 
 fn local_user<'a>(server: &Server, jid: &'a Jid) -> Option<&'a str> {
-    if server.is_local_domain(jid.domain()) { jid.node() } else { None }
+    if server.is_local_domain(jid.domain()) {
+        jid.node()
+    } else {
+        None
+    }
 }
 
 fn item_state(item: Option<&RosterItem>, pending_in: bool) -> State {
@@ -197,7 +217,13 @@ fn item_state(item: Option<&RosterItem>, pending_in: bool) -> State {
 async fn load(cx: &Context, user: &str, contact: &str) -> Option<(Option<RosterItem>, State)> {
     let store = cx.store();
     let item = store.roster_item(user, contact).await.map_err(log).ok()?;
-    let pending = store.pending_in_list(user).await.map_err(log).ok()?.iter().any(|(c, _)| c == contact);
+    let pending = store
+        .pending_in_list(user)
+        .await
+        .map_err(log)
+        .ok()?
+        .iter()
+        .any(|(c, _)| c == contact);
     let state = item_state(item.as_ref(), pending);
     Some((item, state))
 }
@@ -207,12 +233,21 @@ fn log(e: hearth_store::StoreError) {
 }
 
 /// Stores a changed state and pushes the roster item when it changed.
-async fn save(cx: &Context, account: &Jid, user: &str, contact: &str, item: Option<RosterItem>, before: State, next: State) {
+async fn save(
+    cx: &Context,
+    account: &Jid,
+    user: &str,
+    contact: &str,
+    item: Option<RosterItem>,
+    before: State,
+    next: State,
+) {
     let store = cx.store();
     if before.pending_in != next.pending_in && !next.pending_in {
         let _ = store.pending_in_remove(user, contact).await.map_err(log);
     }
-    let item_changed = (before.subscription, before.ask, before.approved) != (next.subscription, next.ask, next.approved);
+    let item_changed = (before.subscription, before.ask, before.approved)
+        != (next.subscription, next.ask, next.approved);
     if !item_changed {
         return;
     }
@@ -242,19 +277,28 @@ fn presence(type_: Option<&str>, from: Jid, to: Jid) -> Stanza {
 
 /// Sends the current presence of each of `account`'s available resources to `to` (or one
 /// unavailable presence when none is available and `unavailable_if_none`).
-async fn send_current_presence(server: &Arc<Server>, account: &Jid, to: &Jid, unavailable_if_none: bool) {
+async fn send_current_presence(
+    server: &Arc<Server>,
+    account: &Jid,
+    to: &Jid,
+    unavailable_if_none: bool,
+) {
     let mut sent = false;
     for session in server.sessions.of(account.bare()) {
         let last = session.presence.lock().expect("presence lock").last.clone();
         let Some(last) = last else { continue };
-        let Ok(mut p) = Stanza::from_element(last) else { continue };
+        let Ok(mut p) = Stanza::from_element(last) else {
+            continue;
+        };
         p.set_from(Some(session.jid.clone()));
         p.set_to(Some(to.clone()));
         server.route(p).await;
         sent = true;
     }
     if !sent && unavailable_if_none {
-        server.route(presence(Some("unavailable"), account.clone(), to.clone())).await;
+        server
+            .route(presence(Some("unavailable"), account.clone(), to.clone()))
+            .await;
     }
 }
 
@@ -262,13 +306,21 @@ async fn send_current_presence(server: &Arc<Server>, account: &Jid, to: &Jid, un
 async fn send_unavailable_from_all(server: &Arc<Server>, account: &Jid, to: &Jid) {
     for session in server.sessions.of(account.bare()) {
         if session.is_available() {
-            server.route(presence(Some("unavailable"), session.jid.clone(), to.clone())).await;
+            server
+                .route(presence(
+                    Some("unavailable"),
+                    session.jid.clone(),
+                    to.clone(),
+                ))
+                .await;
         }
     }
 }
 
 async fn outbound(cx: Context, st: Stanza) -> Flow {
-    let Some(session) = cx.session().cloned() else { return Flow::Continue(st) };
+    let Some(session) = cx.session().cloned() else {
+        return Flow::Continue(st);
+    };
     let account = session.jid.to_bare();
     let kind = st.stanza_type().to_string();
     match (kind.as_str(), st.to().cloned()) {
@@ -316,7 +368,9 @@ async fn directed(cx: &Context, session: &Arc<Session>, account: &Jid, to: &Jid,
 async fn subscription_out(cx: &Context, account: &Jid, contact: &Jid, kind: &str, st: Stanza) {
     let Some(user) = account.node() else { return };
     let key = contact.to_string();
-    let Some((item, before)) = load(cx, user, &key).await else { return };
+    let Some((item, before)) = load(cx, user, &key).await else {
+        return;
+    };
     let t = outbound_transition(before, kind);
     save(cx, account, user, &key, item, before, t.next).await;
     if !t.deliver {
@@ -332,21 +386,41 @@ async fn subscription_out(cx: &Context, account: &Jid, contact: &Jid, kind: &str
         // Approving: the contact now gets the user's presence (§3.1.5).
         "subscribed" => send_current_presence(&cx.server, account, contact, false).await,
         // Cancelling: the contact is told the user is gone (§3.2.1).
-        "unsubscribed" if has_from(before.subscription) => send_unavailable_from_all(&cx.server, account, contact).await,
+        "unsubscribed" if has_from(before.subscription) => {
+            send_unavailable_from_all(&cx.server, account, contact).await
+        }
         _ => {}
     }
 }
 
 /// A roster item is being removed (RFC 6121 §2.5.2): cancel both directions first.
 pub async fn cancel_on_remove(cx: &Context, account: &Jid, item: &RosterItem) {
-    let Ok(contact) = Jid::parse(&item.contact) else { return };
+    let Ok(contact) = Jid::parse(&item.contact) else {
+        return;
+    };
     let user = account.node().unwrap_or_default().to_string();
-    let pending_in = cx.store().pending_in_remove(&user, &item.contact).await.unwrap_or(false);
+    let pending_in = cx
+        .store()
+        .pending_in_remove(&user, &item.contact)
+        .await
+        .unwrap_or(false);
     if has_to(item.subscription) || item.ask {
-        cx.server.route(presence(Some("unsubscribe"), account.clone(), contact.clone())).await;
+        cx.server
+            .route(presence(
+                Some("unsubscribe"),
+                account.clone(),
+                contact.clone(),
+            ))
+            .await;
     }
     if has_from(item.subscription) || pending_in {
-        cx.server.route(presence(Some("unsubscribed"), account.clone(), contact.clone())).await;
+        cx.server
+            .route(presence(
+                Some("unsubscribed"),
+                account.clone(),
+                contact.clone(),
+            ))
+            .await;
         if has_from(item.subscription) {
             send_unavailable_from_all(&cx.server, account, &contact).await;
         }
@@ -375,8 +449,15 @@ async fn broadcast(cx: &Context, session: &Arc<Session>, mut st: Stanza) {
         initial
     };
     let account = session.jid.to_bare();
-    let Some(user) = account.node().map(str::to_string) else { return };
-    let items = cx.store().roster(&user).await.map(|(_, items)| items).unwrap_or_default();
+    let Some(user) = account.node().map(str::to_string) else {
+        return;
+    };
+    let items = cx
+        .store()
+        .roster(&user)
+        .await
+        .map(|(_, items)| items)
+        .unwrap_or_default();
     for item in items.iter().filter(|i| has_from(i.subscription)) {
         if let Ok(contact) = Jid::parse(&item.contact) {
             let mut p = st.clone();
@@ -398,17 +479,20 @@ async fn broadcast(cx: &Context, session: &Arc<Session>, mut st: Stanza) {
     // subscription requests that waited (§3.1.3), then offline messages (event).
     for item in items.iter().filter(|i| has_to(i.subscription)) {
         if let Ok(contact) = Jid::parse(&item.contact) {
-            cx.server.route(presence(Some("probe"), account.clone(), contact)).await;
+            cx.server
+                .route(presence(Some("probe"), account.clone(), contact))
+                .await;
         }
     }
     for other in cx.server.sessions.of(account.bare()) {
         let last = other.presence.lock().expect("presence lock").last.clone();
-        if let (true, Some(last)) = (other.id != session.id, last) {
-            if let Ok(mut p) = Stanza::from_element(last) {
-                p.set_from(Some(other.jid.clone()));
-                p.set_to(Some(session.jid.clone()));
-                cx.server.deliver(session, &p);
-            }
+        if other.id != session.id
+            && let Some(last) = last
+            && let Ok(mut p) = Stanza::from_element(last)
+        {
+            p.set_from(Some(other.jid.clone()));
+            p.set_to(Some(session.jid.clone()));
+            cx.server.deliver(session, &p);
         }
     }
     if let Ok(pending) = cx.store().pending_in_list(&user).await {
@@ -432,7 +516,12 @@ async fn broadcast_unavailable(server: &Arc<Server>, session: &Arc<Session>, st:
     };
     let account = session.jid.to_bare();
     let items = match account.node() {
-        Some(user) => server.store.roster(user).await.map(|(_, items)| items).unwrap_or_default(),
+        Some(user) => server
+            .store
+            .roster(user)
+            .await
+            .map(|(_, items)| items)
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     let mut told = std::collections::HashSet::new();
@@ -462,9 +551,15 @@ async fn broadcast_unavailable(server: &Arc<Server>, session: &Arc<Session>, st:
 
 /// Presence for a local account (the recipient's side).
 async fn inbound(cx: Context, st: Stanza) -> Flow {
-    let Some(to) = st.to().cloned() else { return Flow::Stop };
-    let Some(user) = local_user(&cx.server, &to).map(str::to_string) else { return Flow::Continue(st) };
-    let Some(from) = st.from().cloned() else { return Flow::Stop };
+    let Some(to) = st.to().cloned() else {
+        return Flow::Stop;
+    };
+    let Some(user) = local_user(&cx.server, &to).map(str::to_string) else {
+        return Flow::Continue(st);
+    };
+    let Some(from) = st.from().cloned() else {
+        return Flow::Stop;
+    };
     let kind = st.stanza_type().to_string();
     match kind.as_str() {
         "available" | "unavailable" | "error" => {
@@ -516,22 +611,49 @@ async fn probe(cx: &Context, user: &str, account: &Jid, from: &Jid) {
     send_current_presence(&cx.server, account, from, true).await;
 }
 
-async fn subscription_in(cx: &Context, user: &str, account: &Jid, contact: &Jid, kind: &str, st: Stanza) {
-    let exists = !cx.server.sessions.of(account.bare()).is_empty() || cx.store().account_exists(user).await.unwrap_or(false);
+async fn subscription_in(
+    cx: &Context,
+    user: &str,
+    account: &Jid,
+    contact: &Jid,
+    kind: &str,
+    st: Stanza,
+) {
+    let exists = !cx.server.sessions.of(account.bare()).is_empty()
+        || cx.store().account_exists(user).await.unwrap_or(false);
     if !exists {
         // RFC 6121 §3.1.3: no such user; a request is answered as if refused.
         if kind == "subscribe" {
-            cx.server.route(presence(Some("unsubscribed"), account.clone(), contact.clone())).await;
+            cx.server
+                .route(presence(
+                    Some("unsubscribed"),
+                    account.clone(),
+                    contact.clone(),
+                ))
+                .await;
         }
         return;
     }
     let key = contact.to_string();
-    let Some((item, before)) = load(cx, user, &key).await else { return };
+    let Some((item, before)) = load(cx, user, &key).await else {
+        return;
+    };
     if kind == "subscribe" && (has_from(before.subscription) || before.approved) {
         // Already allowed or pre-approved: answer for the user (§3.1.3, §3.4).
-        let next = State { subscription: with_from(before.subscription, true), approved: false, pending_in: false, ..before };
+        let next = State {
+            subscription: with_from(before.subscription, true),
+            approved: false,
+            pending_in: false,
+            ..before
+        };
         save(cx, account, user, &key, item, before, next).await;
-        cx.server.route(presence(Some("subscribed"), account.clone(), contact.clone())).await;
+        cx.server
+            .route(presence(
+                Some("subscribed"),
+                account.clone(),
+                contact.clone(),
+            ))
+            .await;
         send_current_presence(&cx.server, account, contact, false).await;
         return;
     }
@@ -539,7 +661,11 @@ async fn subscription_in(cx: &Context, user: &str, account: &Jid, contact: &Jid,
     if kind == "subscribe" && t.next.pending_in {
         let mut stored = st.clone();
         stored.set_from(Some(contact.clone()));
-        let _ = cx.store().pending_in_put(user, &key, &stored.to_storage_xml()).await.map_err(log);
+        let _ = cx
+            .store()
+            .pending_in_put(user, &key, &stored.to_storage_xml())
+            .await
+            .map_err(log);
     }
     save(cx, account, user, &key, item, before, t.next).await;
     if kind == "unsubscribe" && has_from(before.subscription) {
@@ -565,16 +691,30 @@ mod tests {
     use Subscription::*;
 
     fn st(subscription: Subscription, ask: bool, pending_in: bool) -> State {
-        State { subscription, ask, pending_in, approved: false }
+        State {
+            subscription,
+            ask,
+            pending_in,
+            approved: false,
+        }
     }
 
     /// RFC 6121 Appendix A.2.1 (outbound subscribe) and A.3 (inbound), the rows that change state.
     #[test]
     fn state_tables() {
         // Outbound subscribe: None -> None+PendingOut; From -> From+PendingOut; To stays.
-        assert_eq!(outbound_transition(st(None, false, false), "subscribe").next, st(None, true, false));
-        assert_eq!(outbound_transition(st(From, false, false), "subscribe").next, st(From, true, false));
-        assert_eq!(outbound_transition(st(To, false, false), "subscribe").next, st(To, false, false));
+        assert_eq!(
+            outbound_transition(st(None, false, false), "subscribe").next,
+            st(None, true, false)
+        );
+        assert_eq!(
+            outbound_transition(st(From, false, false), "subscribe").next,
+            st(From, true, false)
+        );
+        assert_eq!(
+            outbound_transition(st(To, false, false), "subscribe").next,
+            st(To, false, false)
+        );
         // Outbound subscribed approves a pending request.
         let t = outbound_transition(st(None, true, true), "subscribed");
         assert_eq!(t.next, st(From, true, false));
@@ -585,9 +725,18 @@ mod tests {
         let t = outbound_transition(st(None, false, false), "subscribed");
         assert!(t.next.approved && !t.deliver);
         // Outbound unsubscribe / unsubscribed.
-        assert_eq!(outbound_transition(st(Both, false, false), "unsubscribe").next, st(From, false, false));
-        assert_eq!(outbound_transition(st(None, true, false), "unsubscribe").next, st(None, false, false));
-        assert_eq!(outbound_transition(st(Both, false, false), "unsubscribed").next, st(To, false, false));
+        assert_eq!(
+            outbound_transition(st(Both, false, false), "unsubscribe").next,
+            st(From, false, false)
+        );
+        assert_eq!(
+            outbound_transition(st(None, true, false), "unsubscribe").next,
+            st(None, false, false)
+        );
+        assert_eq!(
+            outbound_transition(st(Both, false, false), "unsubscribed").next,
+            st(To, false, false)
+        );
         let t = outbound_transition(st(None, false, true), "unsubscribed");
         assert_eq!(t.next, st(None, false, false));
         assert!(t.deliver, "denying a request is sent");
@@ -596,16 +745,37 @@ mod tests {
         let t = inbound_transition(st(None, false, false), "subscribe");
         assert_eq!(t.next, st(None, false, true));
         assert!(t.deliver);
-        assert!(!inbound_transition(st(None, false, true), "subscribe").deliver, "duplicate request not re-delivered");
+        assert!(
+            !inbound_transition(st(None, false, true), "subscribe").deliver,
+            "duplicate request not re-delivered"
+        );
         // Inbound subscribed only when we asked.
-        assert_eq!(inbound_transition(st(None, true, false), "subscribed").next, st(To, false, false));
-        assert_eq!(inbound_transition(st(From, true, false), "subscribed").next, st(Both, false, false));
+        assert_eq!(
+            inbound_transition(st(None, true, false), "subscribed").next,
+            st(To, false, false)
+        );
+        assert_eq!(
+            inbound_transition(st(From, true, false), "subscribed").next,
+            st(Both, false, false)
+        );
         assert!(!inbound_transition(st(None, false, false), "subscribed").deliver);
         // Inbound unsubscribe / unsubscribed.
-        assert_eq!(inbound_transition(st(Both, false, false), "unsubscribe").next, st(To, false, false));
-        assert_eq!(inbound_transition(st(None, false, true), "unsubscribe").next, st(None, false, false));
-        assert_eq!(inbound_transition(st(Both, false, false), "unsubscribed").next, st(From, false, false));
-        assert_eq!(inbound_transition(st(None, true, false), "unsubscribed").next, st(None, false, false));
+        assert_eq!(
+            inbound_transition(st(Both, false, false), "unsubscribe").next,
+            st(To, false, false)
+        );
+        assert_eq!(
+            inbound_transition(st(None, false, true), "unsubscribe").next,
+            st(None, false, false)
+        );
+        assert_eq!(
+            inbound_transition(st(Both, false, false), "unsubscribed").next,
+            st(From, false, false)
+        );
+        assert_eq!(
+            inbound_transition(st(None, true, false), "unsubscribed").next,
+            st(None, false, false)
+        );
         assert!(!inbound_transition(st(From, false, false), "unsubscribed").deliver);
     }
 }

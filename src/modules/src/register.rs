@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use hearth_core::accounts::{self, AccountError};
-use hearth_core::module::{DiscoScope, FeaturePhase, IqTarget, IqType, Module, Registrar, Spec, SupportStatus};
+use hearth_core::module::{
+    DiscoScope, FeaturePhase, IqTarget, IqType, Module, Registrar, Spec, SupportStatus,
+};
 use hearth_core::router::{Context, Flow, IqResult};
 use hearth_core::stanza::{Condition, Stanza, StanzaError};
 use minidom::Element;
@@ -32,7 +34,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { allow_registration: false, min_password_length: 8 }
+        Self {
+            allow_registration: false,
+            min_password_length: 8,
+        }
     }
 }
 
@@ -57,15 +62,27 @@ impl Module for Register {
         }
         reg.feature(DiscoScope::Host, NS);
         let m = this.clone();
-        reg.iq(IqType::Get, IqTarget::Unauthenticated, NS, "query", move |_, _| {
-            let m = m.clone();
-            async move { m.form() }
-        });
+        reg.iq(
+            IqType::Get,
+            IqTarget::Unauthenticated,
+            NS,
+            "query",
+            move |_, _| {
+                let m = m.clone();
+                async move { m.form() }
+            },
+        );
         let m = this.clone();
-        reg.iq(IqType::Set, IqTarget::Unauthenticated, NS, "query", move |cx, iq| {
-            let m = m.clone();
-            async move { m.register(&cx, &iq).await }
-        });
+        reg.iq(
+            IqType::Set,
+            IqTarget::Unauthenticated,
+            NS,
+            "query",
+            move |cx, iq| {
+                let m = m.clone();
+                async move { m.register(&cx, &iq).await }
+            },
+        );
         // Removal answers and then closes the account's sessions, in that order, so it answers
         // the IQ itself instead of returning a result to the router.
         for event in ["iq/host", "iq/bare"] {
@@ -76,7 +93,9 @@ impl Module for Register {
                 };
                 let removal = own
                     && iq.type_attr() == Some("set")
-                    && iq.iq_payload().is_some_and(|q| q.is("query", NS) && q.has_child("remove", NS));
+                    && iq
+                        .iq_payload()
+                        .is_some_and(|q| q.is("query", NS) && q.has_child("remove", NS));
                 if !removal {
                     return Flow::Continue(iq);
                 }
@@ -85,7 +104,9 @@ impl Module for Register {
             });
         }
         for target in [IqTarget::Host, IqTarget::Account] {
-            reg.iq(IqType::Get, target, NS, "query", |_, iq| async move { registered(&iq) });
+            reg.iq(IqType::Get, target, NS, "query", |_, iq| async move {
+                registered(&iq)
+            });
             let m = this.clone();
             reg.iq(IqType::Set, target, NS, "query", move |cx, iq| {
                 let m = m.clone();
@@ -105,8 +126,9 @@ fn field(iq: &Stanza, name: &str) -> Option<String> {
 }
 
 fn disabled() -> StanzaError {
-    StanzaError::new(Condition::ServiceUnavailable)
-        .with_text("in-band registration is disabled on this server; ask its administrator for an account")
+    StanzaError::new(Condition::ServiceUnavailable).with_text(
+        "in-band registration is disabled on this server; ask its administrator for an account",
+    )
 }
 
 impl Register {
@@ -115,7 +137,10 @@ impl Register {
             return Err(disabled());
         }
         let mut q = Element::bare("query", NS);
-        q.append_child(text("instructions", "Choose a username and password for use with this service."));
+        q.append_child(text(
+            "instructions",
+            "Choose a username and password for use with this service.",
+        ));
         q.append_child(Element::bare("username", NS));
         q.append_child(Element::bare("password", NS));
         Ok(Some(q))
@@ -123,8 +148,12 @@ impl Register {
 
     fn check_password(&self, password: &str) -> Result<(), StanzaError> {
         if password.chars().count() < self.min_password_length {
-            return Err(StanzaError::new(Condition::NotAcceptable)
-                .with_text(format!("the password must have at least {} characters", self.min_password_length)));
+            return Err(
+                StanzaError::new(Condition::NotAcceptable).with_text(format!(
+                    "the password must have at least {} characters",
+                    self.min_password_length
+                )),
+            );
         }
         Ok(())
     }
@@ -134,7 +163,8 @@ impl Register {
             return Err(disabled());
         }
         let (Some(user), Some(password)) = (field(iq, "username"), field(iq, "password")) else {
-            return Err(StanzaError::new(Condition::NotAcceptable).with_text("username and password are required"));
+            return Err(StanzaError::new(Condition::NotAcceptable)
+                .with_text("username and password are required"));
         };
         let user = accounts::normalise_username(cx.server.domain(), &user)
             .map_err(|e| StanzaError::new(Condition::NotAcceptable).with_text(e.to_string()))?;
@@ -144,23 +174,37 @@ impl Register {
                 tracing::info!(account = %user, "account registered in-band");
                 Ok(None)
             }
-            Err(AccountError::Exists) => Err(StanzaError::new(Condition::Conflict).with_text("this username is taken")),
+            Err(AccountError::Exists) => {
+                Err(StanzaError::new(Condition::Conflict).with_text("this username is taken"))
+            }
             Err(e) => Err(internal(e)),
         }
     }
 
     /// Password change or account removal by a logged-in user (XEP-0077 §3.2, §3.3).
     async fn change(&self, cx: &Context, iq: &Stanza) -> IqResult {
-        let Some(session) = cx.session() else { return Err(StanzaError::new(Condition::NotAllowed)) };
-        let Some(user) = session.jid.node().map(str::to_string) else { return Err(StanzaError::new(Condition::NotAllowed)) };
-        let (Some(name), Some(password)) = (field(iq, "username"), field(iq, "password")) else {
-            return Err(StanzaError::new(Condition::BadRequest).with_text("username and password are required"));
+        let Some(session) = cx.session() else {
+            return Err(StanzaError::new(Condition::NotAllowed));
         };
-        if accounts::normalise_username(cx.server.domain(), &name).ok().as_deref() != Some(user.as_str()) {
-            return Err(StanzaError::new(Condition::NotAllowed).with_text("you can only change your own password"));
+        let Some(user) = session.jid.node().map(str::to_string) else {
+            return Err(StanzaError::new(Condition::NotAllowed));
+        };
+        let (Some(name), Some(password)) = (field(iq, "username"), field(iq, "password")) else {
+            return Err(StanzaError::new(Condition::BadRequest)
+                .with_text("username and password are required"));
+        };
+        if accounts::normalise_username(cx.server.domain(), &name)
+            .ok()
+            .as_deref()
+            != Some(user.as_str())
+        {
+            return Err(StanzaError::new(Condition::NotAllowed)
+                .with_text("you can only change your own password"));
         }
         self.check_password(&password)?;
-        accounts::set_password(cx.store(), &user, &password, self.iterations).await.map_err(internal)?;
+        accounts::set_password(cx.store(), &user, &password, self.iterations)
+            .await
+            .map_err(internal)?;
         tracing::info!(account = %user, "password changed by its owner");
         Ok(None)
     }
@@ -169,7 +213,9 @@ impl Register {
 /// XEP-0077 §3.3: erase the account and all its data, answer, then end its sessions.
 async fn remove_account(cx: &Context, iq: &Stanza) {
     let Some(user) = cx.session().and_then(|s| s.jid.node()).map(str::to_string) else {
-        cx.server.bounce(iq, StanzaError::new(Condition::NotAllowed)).await;
+        cx.server
+            .bounce(iq, StanzaError::new(Condition::NotAllowed))
+            .await;
         return;
     };
     if let Err(e) = cx.store().delete_account(&user).await {

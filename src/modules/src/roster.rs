@@ -31,33 +31,61 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { max_items: 1000, versioning: true }
+        Self {
+            max_items: 1000,
+            versioning: true,
+        }
     }
 }
 
 impl Module for Roster {
     const NAME: &'static str = "roster";
     const SPECS: &'static [Spec] = &[
-        Spec { id: "RFC 6121", version: "", status: SupportStatus::Complete, note: "§2 roster management" },
-        Spec { id: "XEP-0237", version: "1.3", status: SupportStatus::Complete, note: "an unchanged roster is answered empty; otherwise the full roster" },
+        Spec {
+            id: "RFC 6121",
+            version: "",
+            status: SupportStatus::Complete,
+            note: "§2 roster management",
+        },
+        Spec {
+            id: "XEP-0237",
+            version: "1.3",
+            status: SupportStatus::Complete,
+            note: "an unchanged roster is answered empty; otherwise the full roster",
+        },
     ];
     type Config = Config;
 
     fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
-        let this = Arc::new(Roster { max_items: cfg.max_items, versioning: cfg.versioning });
+        let this = Arc::new(Roster {
+            max_items: cfg.max_items,
+            versioning: cfg.versioning,
+        });
         if this.versioning {
             reg.stream_feature(FeaturePhase::PostAuth, Element::bare("ver", NS_VER));
         }
         let m = this.clone();
-        reg.iq(IqType::Get, IqTarget::Account, NS, "query", move |cx, iq| {
-            let m = m.clone();
-            async move { m.get(&cx, &iq).await }
-        });
+        reg.iq(
+            IqType::Get,
+            IqTarget::Account,
+            NS,
+            "query",
+            move |cx, iq| {
+                let m = m.clone();
+                async move { m.get(&cx, &iq).await }
+            },
+        );
         let m = this.clone();
-        reg.iq(IqType::Set, IqTarget::Account, NS, "query", move |cx, iq| {
-            let m = m.clone();
-            async move { m.set(&cx, &iq).await }
-        });
+        reg.iq(
+            IqType::Set,
+            IqTarget::Account,
+            NS,
+            "query",
+            move |cx, iq| {
+                let m = m.clone();
+                async move { m.set(&cx, &iq).await }
+            },
+        );
         Ok(this)
     }
 }
@@ -109,10 +137,18 @@ fn query(version: Option<u64>) -> Element {
 
 /// Sends a roster push (an item, or `subscription='remove'` for `removed`) to every resource of
 /// `user` that asked for its roster.
-pub async fn push(server: &Arc<Server>, user: &Jid, change: Result<&RosterItem, &str>, version: u64) {
+pub async fn push(
+    server: &Arc<Server>,
+    user: &Jid,
+    change: Result<&RosterItem, &str>,
+    version: u64,
+) {
     let item = match change {
         Ok(item) => item_element(item),
-        Err(removed) => Element::builder("item", NS).attr(ncname("jid"), removed).attr(ncname("subscription"), "remove").build(),
+        Err(removed) => Element::builder("item", NS)
+            .attr(ncname("jid"), removed)
+            .attr(ncname("subscription"), "remove")
+            .build(),
     };
     let mut q = query(Some(version));
     q.append_child(item);
@@ -132,7 +168,8 @@ pub async fn push(server: &Arc<Server>, user: &Jid, change: Result<&RosterItem, 
 /// The contact address of a roster item as the client gave it: a bare JID.
 fn contact_of(item: &Element) -> Result<Jid, StanzaError> {
     let bad = |t: &str| StanzaError::new(Condition::BadRequest).with_text(t);
-    let jid = Jid::parse(item.attr("jid").ok_or_else(|| bad("an item needs a jid"))?).map_err(|_| StanzaError::new(Condition::JidMalformed))?;
+    let jid = Jid::parse(item.attr("jid").ok_or_else(|| bad("an item needs a jid"))?)
+        .map_err(|_| StanzaError::new(Condition::JidMalformed))?;
     if jid.is_full() {
         return Err(bad("roster items are bare JIDs"));
     }
@@ -160,19 +197,36 @@ impl Roster {
 
     async fn set(&self, cx: &Context, iq: &Stanza) -> IqResult {
         let user = own_user(cx, iq)?;
-        let payload = iq.iq_payload().ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+        let payload = iq
+            .iq_payload()
+            .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
         let mut items = payload.children().filter(|c| c.is("item", NS));
         let (Some(el), None) = (items.next(), items.next()) else {
-            return Err(StanzaError::new(Condition::BadRequest).with_text("a roster set carries exactly one item"));
+            return Err(StanzaError::new(Condition::BadRequest)
+                .with_text("a roster set carries exactly one item"));
         };
         let contact = contact_of(el)?;
         let key = contact.to_string();
-        let account = cx.session().map(|s| s.jid.to_bare()).ok_or_else(|| StanzaError::new(Condition::Forbidden))?;
+        let account = cx
+            .session()
+            .map(|s| s.jid.to_bare())
+            .ok_or_else(|| StanzaError::new(Condition::Forbidden))?;
         if el.attr("subscription") == Some("remove") {
-            let existing = cx.store().roster_item(&user, &key).await.map_err(internal)?;
-            let Some(existing) = existing else { return Err(StanzaError::new(Condition::ItemNotFound)) };
+            let existing = cx
+                .store()
+                .roster_item(&user, &key)
+                .await
+                .map_err(internal)?;
+            let Some(existing) = existing else {
+                return Err(StanzaError::new(Condition::ItemNotFound));
+            };
             crate::presence::cancel_on_remove(cx, &account, &existing).await;
-            if let Some(v) = cx.store().roster_remove(&user, &key).await.map_err(internal)? {
+            if let Some(v) = cx
+                .store()
+                .roster_remove(&user, &key)
+                .await
+                .map_err(internal)?
+            {
                 push(&cx.server, &account, Err(&key), v).await;
             }
             return Ok(None);
@@ -181,21 +235,33 @@ impl Roster {
         for g in el.children().filter(|c| c.is("group", NS)) {
             let name = g.text();
             if name.is_empty() {
-                return Err(StanzaError::new(Condition::NotAcceptable).with_text("empty group name"));
+                return Err(
+                    StanzaError::new(Condition::NotAcceptable).with_text("empty group name")
+                );
             }
             if groups.contains(&name) {
                 return Err(StanzaError::new(Condition::BadRequest).with_text("duplicate group"));
             }
             groups.push(name);
         }
-        let existing = cx.store().roster_item(&user, &key).await.map_err(internal)?;
-        if existing.is_none() && cx.store().roster_count(&user).await.map_err(internal)? >= self.max_items {
-            return Err(StanzaError::new(Condition::NotAllowed).with_text(format!("the roster is full ({} contacts)", self.max_items)));
+        let existing = cx
+            .store()
+            .roster_item(&user, &key)
+            .await
+            .map_err(internal)?;
+        if existing.is_none()
+            && cx.store().roster_count(&user).await.map_err(internal)? >= self.max_items
+        {
+            return Err(StanzaError::new(Condition::NotAllowed)
+                .with_text(format!("the roster is full ({} contacts)", self.max_items)));
         }
         // Subscription state is the server's to keep; the client sets only name and groups.
         let item = RosterItem {
             contact: key,
-            name: el.attr("name").filter(|n| !n.is_empty()).map(str::to_string),
+            name: el
+                .attr("name")
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
             groups,
             ..existing.unwrap_or_else(|| RosterItem {
                 contact: String::new(),
@@ -206,7 +272,11 @@ impl Roster {
                 groups: Vec::new(),
             })
         };
-        let v = cx.store().roster_put(&user, &item).await.map_err(internal)?;
+        let v = cx
+            .store()
+            .roster_put(&user, &item)
+            .await
+            .map_err(internal)?;
         push(&cx.server, &account, Ok(&item), v).await;
         Ok(None)
     }

@@ -21,13 +21,21 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { show_version: true, show_os: false }
+        Self {
+            show_version: true,
+            show_os: false,
+        }
     }
 }
 
 impl Module for Version {
     const NAME: &'static str = "version";
-    const SPECS: &'static [Spec] = &[Spec { id: "XEP-0092", version: "1.1", status: SupportStatus::Complete, note: "version and OS can be hidden" }];
+    const SPECS: &'static [Spec] = &[Spec {
+        id: "XEP-0092",
+        version: "1.1",
+        status: SupportStatus::Complete,
+        note: "version and OS can be hidden",
+    }];
     type Config = Config;
 
     fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
@@ -43,8 +51,17 @@ impl Module for Version {
 
 fn version_query(cfg: &Config, os: Option<&str>) -> Element {
     let text = |name: &str, value: &str| Element::builder(name, NS).append(value).build();
-    let mut q = Element::builder("query", NS).append(text("name", "hearth")).build();
-    q.append_child(text("version", if cfg.show_version { env!("CARGO_PKG_VERSION") } else { "" }));
+    let mut q = Element::builder("query", NS)
+        .append(text("name", "hearth"))
+        .build();
+    q.append_child(text(
+        "version",
+        if cfg.show_version {
+            env!("CARGO_PKG_VERSION")
+        } else {
+            ""
+        },
+    ));
     if let (true, Some(os)) = (cfg.show_os, os) {
         q.append_child(text("os", os));
     }
@@ -55,7 +72,9 @@ fn version_query(cfg: &Config, os: Option<&str>) -> Element {
 fn os_name() -> Option<String> {
     let release = std::fs::read_to_string("/etc/os-release").ok();
     let pretty = release.as_deref().and_then(|r| {
-        r.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string())
+        r.lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
     });
     pretty.or_else(|| Some(std::env::consts::OS.to_string()))
 }
@@ -69,7 +88,13 @@ mod tests {
         let q = version_query(&Config::default(), Some("Debian"));
         assert_eq!(q.get_child("name", NS).unwrap().text(), "hearth");
         assert!(q.get_child("os", NS).is_none());
-        let q = version_query(&Config { show_version: false, show_os: true }, Some("Debian"));
+        let q = version_query(
+            &Config {
+                show_version: false,
+                show_os: true,
+            },
+            Some("Debian"),
+        );
         assert_eq!(q.get_child("version", NS).unwrap().text(), "");
         assert_eq!(q.get_child("os", NS).unwrap().text(), "Debian");
     }

@@ -9,7 +9,10 @@ const INSERT: &str = "INSERT INTO accounts (username, created, sha1_salt, sha1_i
      sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn insert(conn: &Connection, username: &str, c: &Credentials) -> rusqlite::Result<usize> {
@@ -96,15 +99,24 @@ impl Store {
         let username = username.to_string();
         self.sqlite()
             .write(move |conn| {
-                let n = conn.prepare_cached("DELETE FROM accounts WHERE username = ?1").and_then(|mut s| s.execute([&username])).map_err(db)?;
-                if n == 0 { Err(StoreError::NoSuchAccount) } else { Ok(()) }
+                let n = conn
+                    .prepare_cached("DELETE FROM accounts WHERE username = ?1")
+                    .and_then(|mut s| s.execute([&username]))
+                    .map_err(db)?;
+                if n == 0 {
+                    Err(StoreError::NoSuchAccount)
+                } else {
+                    Ok(())
+                }
             })
             .await
     }
 
     pub async fn account_exists(&self, username: &str) -> Result<bool> {
         let username = username.to_string();
-        self.sqlite().read(move |conn| exists(conn, &username)).await
+        self.sqlite()
+            .read(move |conn| exists(conn, &username))
+            .await
     }
 
     pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>> {
@@ -119,8 +131,18 @@ impl Store {
                 .and_then(|mut s| {
                     s.query_row([&username], |r| {
                         Ok(Credentials {
-                            sha1: ScramKeys { salt: r.get(0)?, iterations: r.get(1)?, stored_key: r.get(2)?, server_key: r.get(3)? },
-                            sha256: ScramKeys { salt: r.get(4)?, iterations: r.get(5)?, stored_key: r.get(6)?, server_key: r.get(7)? },
+                            sha1: ScramKeys {
+                                salt: r.get(0)?,
+                                iterations: r.get(1)?,
+                                stored_key: r.get(2)?,
+                                server_key: r.get(3)?,
+                            },
+                            sha256: ScramKeys {
+                                salt: r.get(4)?,
+                                iterations: r.get(5)?,
+                                stored_key: r.get(6)?,
+                                server_key: r.get(7)?,
+                            },
                         })
                     })
                     .optional()
@@ -133,7 +155,9 @@ impl Store {
     pub async fn list_accounts(&self) -> Result<Vec<String>> {
         self.sqlite()
             .read(|conn| {
-                let mut s = conn.prepare_cached("SELECT username FROM accounts ORDER BY username").map_err(db)?;
+                let mut s = conn
+                    .prepare_cached("SELECT username FROM accounts ORDER BY username")
+                    .map_err(db)?;
                 let rows = s.query_map([], |r| r.get(0)).map_err(db)?;
                 rows.collect::<rusqlite::Result<Vec<String>>>().map_err(db)
             })

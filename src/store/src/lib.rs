@@ -51,7 +51,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { synchronous_full: false, read_connections: 4 }
+        Self {
+            synchronous_full: false,
+            read_connections: 4,
+        }
     }
 }
 
@@ -67,7 +70,9 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> anyhow::Result<Store> {
-        Ok(Store { backend: Arc::new(Backend::Sqlite(sqlite::Sqlite::open(path, &opts)?)) })
+        Ok(Store {
+            backend: Arc::new(Backend::Sqlite(sqlite::Sqlite::open(path, &opts)?)),
+        })
     }
 
     /// Commits pending writes and stops the writer; later calls fail.

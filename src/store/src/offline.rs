@@ -15,9 +15,17 @@ pub struct OfflineMessage {
 
 impl Store {
     /// Stores a message unless the user already has `max_per_user`; `false` when full.
-    pub async fn offline_push(&self, username: &str, stanza_xml: &str, max_per_user: usize) -> Result<bool> {
+    pub async fn offline_push(
+        &self,
+        username: &str,
+        stanza_xml: &str,
+        max_per_user: usize,
+    ) -> Result<bool> {
         let (u, x) = (username.to_string(), stanza_xml.to_string());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         self.sqlite()
             .write(move |conn| {
                 let count: i64 = conn
@@ -27,9 +35,11 @@ impl Store {
                 if count as usize >= max_per_user {
                     return Ok(false);
                 }
-                conn.prepare_cached("INSERT INTO offline (username, stamp, stanza) VALUES (?1, ?2, ?3)")
-                    .and_then(|mut s| s.execute(rusqlite::params![u, now, x]))
-                    .map_err(db)?;
+                conn.prepare_cached(
+                    "INSERT INTO offline (username, stamp, stanza) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(rusqlite::params![u, now, x]))
+                .map_err(db)?;
                 Ok(true)
             })
             .await
@@ -40,7 +50,11 @@ impl Store {
         let u = username.to_string();
         self.sqlite()
             .read(move |conn| {
-                let mut s = conn.prepare_cached("SELECT id, stamp, stanza FROM offline WHERE username = ?1 ORDER BY id").map_err(db)?;
+                let mut s = conn
+                    .prepare_cached(
+                        "SELECT id, stamp, stanza FROM offline WHERE username = ?1 ORDER BY id",
+                    )
+                    .map_err(db)?;
                 let rows = s
                     .query_map([&u], |r| {
                         Ok(OfflineMessage {

@@ -60,7 +60,11 @@ fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RosterItem> {
         subscription: Subscription::parse(&subscription).unwrap_or(Subscription::None),
         ask: r.get(3)?,
         approved: r.get(4)?,
-        groups: if groups.is_empty() { Vec::new() } else { groups.split(GROUP_SEP).map(str::to_string).collect() },
+        groups: if groups.is_empty() {
+            Vec::new()
+        } else {
+            groups.split(GROUP_SEP).map(str::to_string).collect()
+        },
     })
 }
 
@@ -89,8 +93,16 @@ impl Store {
         self.sqlite()
             .read(move |conn| {
                 let v = version(conn, &username)?;
-                let mut s = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM roster WHERE username = ?1 ORDER BY contact")).map_err(db)?;
-                let items = s.query_map([&username], item_from_row).map_err(db)?.collect::<rusqlite::Result<Vec<_>>>().map_err(db)?;
+                let mut s = conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM roster WHERE username = ?1 ORDER BY contact"
+                    ))
+                    .map_err(db)?;
+                let items = s
+                    .query_map([&username], item_from_row)
+                    .map_err(db)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(db)?;
                 Ok((v, items))
             })
             .await
@@ -100,9 +112,11 @@ impl Store {
         let (username, contact) = (username.to_string(), contact.to_string());
         self.sqlite()
             .read(move |conn| {
-                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM roster WHERE username = ?1 AND contact = ?2"))
-                    .and_then(|mut s| s.query_row([&username, &contact], item_from_row).optional())
-                    .map_err(db)
+                conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM roster WHERE username = ?1 AND contact = ?2"
+                ))
+                .and_then(|mut s| s.query_row([&username, &contact], item_from_row).optional())
+                .map_err(db)
             })
             .await
     }
@@ -140,14 +154,20 @@ impl Store {
                     .prepare_cached("DELETE FROM roster WHERE username = ?1 AND contact = ?2")
                     .and_then(|mut s| s.execute([&username, &contact]))
                     .map_err(db)?;
-                if n == 0 { Ok(None) } else { bump_version(conn, &username).map(Some) }
+                if n == 0 {
+                    Ok(None)
+                } else {
+                    bump_version(conn, &username).map(Some)
+                }
             })
             .await
     }
 
     pub async fn roster_version(&self, username: &str) -> Result<u64> {
         let username = username.to_string();
-        self.sqlite().read(move |conn| version(conn, &username)).await
+        self.sqlite()
+            .read(move |conn| version(conn, &username))
+            .await
     }
 
     pub async fn roster_count(&self, username: &str) -> Result<usize> {
@@ -162,8 +182,17 @@ impl Store {
             .await
     }
 
-    pub async fn pending_in_put(&self, username: &str, contact: &str, stanza_xml: &str) -> Result<()> {
-        let (u, c, x) = (username.to_string(), contact.to_string(), stanza_xml.to_string());
+    pub async fn pending_in_put(
+        &self,
+        username: &str,
+        contact: &str,
+        stanza_xml: &str,
+    ) -> Result<()> {
+        let (u, c, x) = (
+            username.to_string(),
+            contact.to_string(),
+            stanza_xml.to_string(),
+        );
         self.sqlite()
             .write(move |conn| {
                 conn.prepare_cached("INSERT OR REPLACE INTO pending_in (username, contact, stanza) VALUES (?1, ?2, ?3)")

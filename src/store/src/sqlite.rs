@@ -32,14 +32,23 @@ pub(crate) struct Sqlite {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/sqlite/001_core.sql"))])
+    Migrations::new(vec![M::up(include_str!(
+        "../migrations/sqlite/001_core.sql"
+    ))])
 }
 
 fn open_connection(path: &Path, opts: &StoreOptions) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).map_err(|e| {
-        anyhow::anyhow!("cannot open database {}: {e} — check that data_dir exists and is writable by hearth", path.display())
+        anyhow::anyhow!(
+            "cannot open database {}: {e} — check that data_dir exists and is writable by hearth",
+            path.display()
+        )
     })?;
-    let sync = if opts.synchronous_full { "FULL" } else { "NORMAL" };
+    let sync = if opts.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=30000; PRAGMA temp_store=MEMORY;"
     ))
@@ -50,14 +59,20 @@ fn open_connection(path: &Path, opts: &StoreOptions) -> anyhow::Result<Connectio
 impl Sqlite {
     pub(crate) fn open(path: &Path, opts: &StoreOptions) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create directory {} for the database", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("cannot create directory {} for the database", dir.display())
+            })?;
         }
         let mut conn = open_connection(path, opts)?;
-        migrations()
-            .to_latest(&mut conn)
-            .with_context(|| format!("cannot migrate database {} to the current schema", path.display()))?;
-        let readers = (0..opts.read_connections.max(1)).map(|_| open_connection(path, opts)).collect::<anyhow::Result<Vec<_>>>()?;
+        migrations().to_latest(&mut conn).with_context(|| {
+            format!(
+                "cannot migrate database {} to the current schema",
+                path.display()
+            )
+        })?;
+        let readers = (0..opts.read_connections.max(1))
+            .map(|_| open_connection(path, opts))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("hearth-sqlite-writer".into())
@@ -89,9 +104,13 @@ impl Sqlite {
             })
         });
         let sender = self.writer.lock().expect("writer lock").clone();
-        let sender = sender.ok_or_else(|| StoreError::Other(anyhow::anyhow!("the database is closed")))?;
-        sender.send(Request::Job(job)).map_err(|_| StoreError::Other(anyhow::anyhow!("the database writer stopped")))?;
-        rx.await.map_err(|_| StoreError::Other(anyhow::anyhow!("the database writer stopped")))?
+        let sender =
+            sender.ok_or_else(|| StoreError::Other(anyhow::anyhow!("the database is closed")))?;
+        sender
+            .send(Request::Job(job))
+            .map_err(|_| StoreError::Other(anyhow::anyhow!("the database writer stopped")))?;
+        rx.await
+            .map_err(|_| StoreError::Other(anyhow::anyhow!("the database writer stopped")))?
     }
 
     /// Runs `f` on a read connection in a blocking task.
@@ -100,10 +119,19 @@ impl Sqlite {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let permit = self.read_permits.clone().acquire_owned().await.map_err(|_| StoreError::Other(anyhow::anyhow!("the database is closed")))?;
+        let permit = self
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Other(anyhow::anyhow!("the database is closed")))?;
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = readers.lock().expect("readers lock").pop().expect("a permit guarantees a connection");
+            let conn = readers
+                .lock()
+                .expect("readers lock")
+                .pop()
+                .expect("a permit guarantees a connection");
             let result = f(&conn);
             readers.lock().expect("readers lock").push(conn);
             drop(permit);
@@ -126,10 +154,17 @@ impl Sqlite {
     }
 }
 
-fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     conn.execute_batch("SAVEPOINT job").map_err(db)?;
     let result = f(conn);
-    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
     conn.execute_batch(end).map_err(db)?;
     result
 }

@@ -1,12 +1,24 @@
 use super::*;
 
 fn keys(n: u8) -> Credentials {
-    let k = ScramKeys { salt: vec![n; 16], iterations: 4096, stored_key: vec![n; 32], server_key: vec![n; 32] };
-    Credentials { sha1: k.clone(), sha256: k }
+    let k = ScramKeys {
+        salt: vec![n; 16],
+        iterations: 4096,
+        stored_key: vec![n; 32],
+        server_key: vec![n; 32],
+    };
+    Credentials {
+        sha1: k.clone(),
+        sha256: k,
+    }
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(&dir.path().join("sub/hearth.sqlite"), StoreOptions::default()).unwrap()
+    Store::open(
+        &dir.path().join("sub/hearth.sqlite"),
+        StoreOptions::default(),
+    )
+    .unwrap()
 }
 
 fn item(contact: &str) -> RosterItem {
@@ -25,19 +37,34 @@ async fn accounts() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
     s.create_account("alice", &keys(1)).await.unwrap();
-    assert!(matches!(s.create_account("alice", &keys(2)).await, Err(StoreError::AccountExists)));
+    assert!(matches!(
+        s.create_account("alice", &keys(2)).await,
+        Err(StoreError::AccountExists)
+    ));
     assert!(s.account_exists("alice").await.unwrap());
     assert!(!s.account_exists("bob").await.unwrap());
     assert_eq!(s.credentials("alice").await.unwrap(), Some(keys(1)));
     assert_eq!(s.credentials("bob").await.unwrap(), None);
     s.set_credentials("alice", &keys(3)).await.unwrap();
     assert_eq!(s.credentials("alice").await.unwrap(), Some(keys(3)));
-    assert!(matches!(s.set_credentials("bob", &keys(3)).await, Err(StoreError::NoSuchAccount)));
-    let bulk: Vec<_> = ["carol", "alice", "dave"].iter().map(|u| (u.to_string(), keys(4))).collect();
+    assert!(matches!(
+        s.set_credentials("bob", &keys(3)).await,
+        Err(StoreError::NoSuchAccount)
+    ));
+    let bulk: Vec<_> = ["carol", "alice", "dave"]
+        .iter()
+        .map(|u| (u.to_string(), keys(4)))
+        .collect();
     assert_eq!(s.create_accounts(&bulk).await.unwrap(), 2);
-    assert_eq!(s.list_accounts().await.unwrap(), vec!["alice", "carol", "dave"]);
+    assert_eq!(
+        s.list_accounts().await.unwrap(),
+        vec!["alice", "carol", "dave"]
+    );
     s.delete_account("carol").await.unwrap();
-    assert!(matches!(s.delete_account("carol").await, Err(StoreError::NoSuchAccount)));
+    assert!(matches!(
+        s.delete_account("carol").await,
+        Err(StoreError::NoSuchAccount)
+    ));
     s.close().await;
 }
 
@@ -47,24 +74,82 @@ async fn roster_and_versions() {
     let s = open(&dir);
     s.create_account("alice", &keys(1)).await.unwrap();
     assert_eq!(s.roster("alice").await.unwrap(), (0, vec![]));
-    let v1 = s.roster_put("alice", &item("bob@example.com")).await.unwrap();
-    let v2 = s.roster_put("alice", &RosterItem { groups: vec![], ..item("carol@example.com") }).await.unwrap();
+    let v1 = s
+        .roster_put("alice", &item("bob@example.com"))
+        .await
+        .unwrap();
+    let v2 = s
+        .roster_put(
+            "alice",
+            &RosterItem {
+                groups: vec![],
+                ..item("carol@example.com")
+            },
+        )
+        .await
+        .unwrap();
     assert!(v2 > v1);
     let (v, items) = s.roster("alice").await.unwrap();
     assert_eq!(v, v2);
-    assert_eq!(items, vec![item("bob@example.com"), RosterItem { groups: vec![], ..item("carol@example.com") }]);
-    assert_eq!(s.roster_item("alice", "bob@example.com").await.unwrap(), Some(item("bob@example.com")));
+    assert_eq!(
+        items,
+        vec![
+            item("bob@example.com"),
+            RosterItem {
+                groups: vec![],
+                ..item("carol@example.com")
+            }
+        ]
+    );
+    assert_eq!(
+        s.roster_item("alice", "bob@example.com").await.unwrap(),
+        Some(item("bob@example.com"))
+    );
     assert_eq!(s.roster_count("alice").await.unwrap(), 2);
-    assert_eq!(s.roster_remove("alice", "nobody@example.com").await.unwrap(), None);
-    let v3 = s.roster_remove("alice", "bob@example.com").await.unwrap().unwrap();
+    assert_eq!(
+        s.roster_remove("alice", "nobody@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    let v3 = s
+        .roster_remove("alice", "bob@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(v3 > v2);
     assert_eq!(s.roster_version("alice").await.unwrap(), v3);
-    assert!(s.roster_put("ghost", &item("x@y")).await.is_err(), "no roster for a missing account");
-    s.pending_in_put("alice", "eve@example.com", "<presence type='subscribe'/>").await.unwrap();
-    s.pending_in_put("alice", "eve@example.com", "<presence type='subscribe' id='2'/>").await.unwrap();
-    assert_eq!(s.pending_in_list("alice").await.unwrap(), vec![("eve@example.com".to_string(), "<presence type='subscribe' id='2'/>".to_string())]);
-    assert!(s.pending_in_remove("alice", "eve@example.com").await.unwrap());
-    assert!(!s.pending_in_remove("alice", "eve@example.com").await.unwrap());
+    assert!(
+        s.roster_put("ghost", &item("x@y")).await.is_err(),
+        "no roster for a missing account"
+    );
+    s.pending_in_put("alice", "eve@example.com", "<presence type='subscribe'/>")
+        .await
+        .unwrap();
+    s.pending_in_put(
+        "alice",
+        "eve@example.com",
+        "<presence type='subscribe' id='2'/>",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.pending_in_list("alice").await.unwrap(),
+        vec![(
+            "eve@example.com".to_string(),
+            "<presence type='subscribe' id='2'/>".to_string()
+        )]
+    );
+    assert!(
+        s.pending_in_remove("alice", "eve@example.com")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.pending_in_remove("alice", "eve@example.com")
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -75,7 +160,11 @@ async fn offline_limit_and_removal() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.offline_push("bob", &format!("<message id='{i}'/>"), 150).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            s.offline_push("bob", &format!("<message id='{i}'/>"), 150)
+                .await
+                .unwrap()
+        }));
     }
     let mut stored = 0;
     for t in tasks {
@@ -108,13 +197,17 @@ async fn group_commit_isolates_failures_and_data_survives_reopen() {
     for t in tasks {
         assert!(t.await.unwrap());
     }
-    s.roster_put("alice", &item("bob@example.com")).await.unwrap();
+    s.roster_put("alice", &item("bob@example.com"))
+        .await
+        .unwrap();
     s.close().await;
     let s = open(&dir);
     assert_eq!(s.offline_count("alice").await.unwrap(), 90);
     assert_eq!(s.roster("alice").await.unwrap().1.len(), 1);
     // Deleting the account erases everything it owns.
-    s.pending_in_put("alice", "x@y", "<presence/>").await.unwrap();
+    s.pending_in_put("alice", "x@y", "<presence/>")
+        .await
+        .unwrap();
     s.delete_account("alice").await.unwrap();
     s.create_account("alice", &keys(1)).await.unwrap();
     assert_eq!(s.offline_count("alice").await.unwrap(), 0);
@@ -152,9 +245,16 @@ fn queries_use_indexes() {
         "DELETE FROM offline WHERE username = 'a' AND id <= 5",
     ] {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
-        let plan: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap().map(|r| r.unwrap()).collect();
+        let plan: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
         let plan = plan.join("; ");
-        assert!(!plan.contains("SCAN") || plan.contains("USING"), "{q}: {plan}");
+        assert!(
+            !plan.contains("SCAN") || plan.contains("USING"),
+            "{q}: {plan}"
+        );
         assert!(!plan.contains("TEMP B-TREE"), "{q}: {plan}");
     }
 }

@@ -29,7 +29,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_stanza_size: 256 * 1024, max_depth: 32, max_attributes: 64 }
+        Self {
+            max_stanza_size: 256 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+        }
     }
 }
 
@@ -155,7 +159,9 @@ impl StreamParser {
         loop {
             if self.ended {
                 if self.buf.iter().any(|b| !b.is_ascii_whitespace()) {
-                    return Err(XmlError::NotWellFormed("data after the end of the stream".into()));
+                    return Err(XmlError::NotWellFormed(
+                        "data after the end of the stream".into(),
+                    ));
                 }
                 self.buf.clear();
                 return Ok(None);
@@ -200,7 +206,11 @@ impl StreamParser {
                 if !self.header_done {
                     self.header_done = true;
                     self.stanza_bytes = 0;
-                    return Ok(Some(StreamEvent::Header(self.header(ns.as_str(), name.as_str(), &attrs))));
+                    return Ok(Some(StreamEvent::Header(self.header(
+                        ns.as_str(),
+                        name.as_str(),
+                        &attrs,
+                    ))));
                 }
                 if attrs.len() > self.limits.max_attributes {
                     return Err(XmlError::PolicyViolation(format!(
@@ -252,9 +262,15 @@ impl StreamParser {
 
     fn header(&mut self, ns: &str, name: &str, attrs: &rxml::AttrMap) -> StreamHeader {
         let get = |key: &str| {
-            attrs.iter().find(|((n, k), _)| n.is_none() && k.as_str() == key).map(|(_, v)| v.to_string())
+            attrs
+                .iter()
+                .find(|((n, k), _)| n.is_none() && k.as_str() == key)
+                .map(|(_, v)| v.to_string())
         };
-        let lang = attrs.iter().find(|((n, k), _)| n.as_str() == NS_XML && k.as_str() == "lang").map(|(_, v)| v.to_string());
+        let lang = attrs
+            .iter()
+            .find(|((n, k), _)| n.as_str() == NS_XML && k.as_str() == "lang")
+            .map(|(_, v)| v.to_string());
         let header = StreamHeader {
             name: name.to_string(),
             ns: ns.to_string(),
@@ -381,7 +397,13 @@ pub fn stream_header(h: &StreamHeader) -> String {
     out.extend_from_slice(b" xmlns:stream='");
     escape_into(&h.ns, &mut out);
     out.push(b'\'');
-    for (name, value) in [("from", &h.from), ("to", &h.to), ("id", &h.id), ("version", &h.version), ("xml:lang", &h.lang)] {
+    for (name, value) in [
+        ("from", &h.from),
+        ("to", &h.to),
+        ("id", &h.id),
+        ("version", &h.version),
+        ("xml:lang", &h.lang),
+    ] {
         if let Some(v) = value {
             out.push(b' ');
             out.extend_from_slice(name.as_bytes());

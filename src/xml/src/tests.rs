@@ -28,7 +28,9 @@ fn render(evs: &[StreamEvent]) -> Vec<String> {
     evs.iter()
         .map(|e| match e {
             StreamEvent::Header(h) => format!("header {h:?}"),
-            StreamEvent::Element(el) => String::from_utf8(element_to_bytes(el, "jabber:client").to_vec()).unwrap(),
+            StreamEvent::Element(el) => {
+                String::from_utf8(element_to_bytes(el, "jabber:client").to_vec()).unwrap()
+            }
             StreamEvent::End => "end".into(),
         })
         .collect()
@@ -46,18 +48,27 @@ const STREAM: &str = concat!(
 #[test]
 fn header_and_stanzas() {
     let evs = parse_all(STREAM.as_bytes(), Limits::default()).unwrap();
-    let StreamEvent::Header(h) = &evs[0] else { panic!() };
+    let StreamEvent::Header(h) = &evs[0] else {
+        panic!()
+    };
     assert_eq!(h.name, "stream");
     assert_eq!(h.ns, NS_STREAM);
     assert_eq!(h.default_ns.as_deref(), Some("jabber:client"));
     assert_eq!(h.to.as_deref(), Some("example.com"));
     assert_eq!(h.version.as_deref(), Some("1.0"));
     assert_eq!(h.lang.as_deref(), Some("en"));
-    let StreamEvent::Element(features) = &evs[1] else { panic!() };
+    let StreamEvent::Element(features) = &evs[1] else {
+        panic!()
+    };
     assert!(features.is("features", NS_STREAM));
-    let StreamEvent::Element(msg) = &evs[2] else { panic!() };
+    let StreamEvent::Element(msg) = &evs[2] else {
+        panic!()
+    };
     assert!(msg.is("message", "jabber:client"));
-    assert_eq!(msg.get_child("body", "jabber:client").unwrap().text(), "hi & <there> 😀");
+    assert_eq!(
+        msg.get_child("body", "jabber:client").unwrap().text(),
+        "hi & <there> 😀"
+    );
     assert!(matches!(evs.last(), Some(StreamEvent::End)));
     assert_eq!(evs.len(), 5);
 }
@@ -79,21 +90,40 @@ fn any_chunking_gives_the_same_events() {
 #[test]
 fn serialiser_round_trips_and_escapes() {
     let evs = parse_all(STREAM.as_bytes(), Limits::default()).unwrap();
-    let StreamEvent::Element(msg) = &evs[2] else { panic!() };
+    let StreamEvent::Element(msg) = &evs[2] else {
+        panic!()
+    };
     let bytes = element_to_bytes(msg, "jabber:client");
     let text = std::str::from_utf8(&bytes).unwrap();
     assert!(text.starts_with("<message "), "{text}");
-    assert!(!text.starts_with("<message xmlns"), "default namespace omitted: {text}");
+    assert!(
+        !text.starts_with("<message xmlns"),
+        "default namespace omitted: {text}"
+    );
     assert!(text.contains("hi &amp; &lt;there&gt; 😀"), "{text}");
-    assert!(text.contains("<x xmlns='urn:x'><y a='1'>t</y></x>"), "{text}");
+    assert!(
+        text.contains("<x xmlns='urn:x'><y a='1'>t</y></x>"),
+        "{text}"
+    );
     let again = parse_all(format!("{HEADER}{text}").as_bytes(), Limits::default()).unwrap();
-    let StreamEvent::Element(back) = &again[1] else { panic!() };
+    let StreamEvent::Element(back) = &again[1] else {
+        panic!()
+    };
     assert_eq!(back, msg);
-    let StreamEvent::Element(iq) = &evs[3] else { panic!() };
+    let StreamEvent::Element(iq) = &evs[3] else {
+        panic!()
+    };
     let text = String::from_utf8(element_to_bytes(iq, "jabber:client").to_vec()).unwrap();
-    assert!(text.contains("<query xmlns='jabber:iq:roster' xml:lang='de'/>"), "{text}");
+    assert!(
+        text.contains("<query xmlns='jabber:iq:roster' xml:lang='de'/>"),
+        "{text}"
+    );
     let mut quoted = Element::bare("message", "jabber:client");
-    quoted.set_attr(rxml::Namespace::NONE, rxml::NcName::try_from("id").unwrap(), "a'b\"c<");
+    quoted.set_attr(
+        rxml::Namespace::NONE,
+        rxml::NcName::try_from("id").unwrap(),
+        "a'b\"c<",
+    );
     let text = String::from_utf8(element_to_bytes(&quoted, "jabber:client").to_vec()).unwrap();
     assert_eq!(text, "<message id='a&apos;b&quot;c&lt;'/>");
 }
@@ -101,11 +131,21 @@ fn serialiser_round_trips_and_escapes() {
 #[test]
 fn restricted_xml_is_refused() {
     assert_eq!(err_condition("<!-- comment -->"), "restricted-xml");
-    assert_eq!(err_condition("<message><body>&lol;</body></message>"), "restricted-xml");
+    assert_eq!(
+        err_condition("<message><body>&lol;</body></message>"),
+        "restricted-xml"
+    );
     let pi = err_condition("<?php evil() ?>");
     assert!(pi == "restricted-xml" || pi == "not-well-formed", "{pi}");
-    let dtd = parse_all(b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><stream:stream/>", Limits::default()).unwrap_err();
-    assert!(matches!(dtd.condition(), "restricted-xml" | "not-well-formed"), "{dtd:?}");
+    let dtd = parse_all(
+        b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><stream:stream/>",
+        Limits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(dtd.condition(), "restricted-xml" | "not-well-formed"),
+        "{dtd:?}"
+    );
     let bomb = concat!(
         "<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol1 '&lol;&lol;&lol;&lol;&lol;'>",
         "<!ENTITY lol2 '&lol1;&lol1;&lol1;&lol1;'>]><lolz>&lol2;</lolz>"
@@ -115,11 +155,20 @@ fn restricted_xml_is_refused() {
 
 #[test]
 fn malformed_xml_is_refused() {
-    assert_eq!(err_condition("<message><body></message>"), "not-well-formed");
+    assert_eq!(
+        err_condition("<message><body></message>"),
+        "not-well-formed"
+    );
     assert_eq!(err_condition("<message id='1' id='2'/>"), "not-well-formed");
-    assert_eq!(err_condition("<message><p:x/></message>"), "not-well-formed");
+    assert_eq!(
+        err_condition("<message><p:x/></message>"),
+        "not-well-formed"
+    );
     assert_eq!(err_condition("<message>\u{0}</message>"), "not-well-formed");
-    assert_eq!(err_condition("text between stanzas<message/>"), "bad-format");
+    assert_eq!(
+        err_condition("text between stanzas<message/>"),
+        "bad-format"
+    );
     let mut p = StreamParser::new(Limits::default());
     p.feed(HEADER.as_bytes());
     p.feed(&[b'<', b'a', 0xff, b'>']);
@@ -130,17 +179,38 @@ fn malformed_xml_is_refused() {
 
 #[test]
 fn limits_give_policy_violation() {
-    let limits = Limits { max_stanza_size: 1000, max_depth: 4, max_attributes: 3 };
-    let big = format!("{HEADER}<message><body>{}</body></message>", "x".repeat(2000));
-    assert_eq!(parse_all(big.as_bytes(), limits).unwrap_err().condition(), "policy-violation");
+    let limits = Limits {
+        max_stanza_size: 1000,
+        max_depth: 4,
+        max_attributes: 3,
+    };
+    let big = format!(
+        "{HEADER}<message><body>{}</body></message>",
+        "x".repeat(2000)
+    );
+    assert_eq!(
+        parse_all(big.as_bytes(), limits).unwrap_err().condition(),
+        "policy-violation"
+    );
     let deep = format!("{HEADER}{}{}", "<a xmlns='x'>".repeat(5), "</a>".repeat(5));
-    assert_eq!(parse_all(deep.as_bytes(), limits).unwrap_err().condition(), "policy-violation");
+    assert_eq!(
+        parse_all(deep.as_bytes(), limits).unwrap_err().condition(),
+        "policy-violation"
+    );
     let ok_deep = format!("{HEADER}{}{}", "<a xmlns='x'>".repeat(4), "</a>".repeat(4));
     assert!(parse_all(ok_deep.as_bytes(), limits).is_ok());
     let attrs = format!("{HEADER}<message a='1' b='2' c='3' d='4'/>");
-    assert_eq!(parse_all(attrs.as_bytes(), limits).unwrap_err().condition(), "policy-violation");
+    assert_eq!(
+        parse_all(attrs.as_bytes(), limits).unwrap_err().condition(),
+        "policy-violation"
+    );
     let long_attr = format!("{HEADER}<message a='{}'/>", "v".repeat(10_000));
-    assert_eq!(parse_all(long_attr.as_bytes(), Limits::default()).unwrap_err().condition(), "policy-violation");
+    assert_eq!(
+        parse_all(long_attr.as_bytes(), Limits::default())
+            .unwrap_err()
+            .condition(),
+        "policy-violation"
+    );
     // A stanza that never ends is cut off once it passes the limit, without waiting for its end.
     let mut p = StreamParser::new(limits);
     p.feed(HEADER.as_bytes());
@@ -149,7 +219,10 @@ fn limits_give_policy_violation() {
     p.feed(&vec![b'x'; 1500]);
     assert_eq!(events(&mut p).unwrap_err().condition(), "policy-violation");
     // Many small stanzas, each under the limit, are fine; so is whitespace between them.
-    let many = format!("{HEADER}{}", "<message><body>hello</body></message>\n".repeat(100));
+    let many = format!(
+        "{HEADER}{}",
+        "<message><body>hello</body></message>\n".repeat(100)
+    );
     assert_eq!(parse_all(many.as_bytes(), limits).unwrap().len(), 101);
 }
 
@@ -182,7 +255,9 @@ fn header_writer() {
     };
     let text = stream_header(&h);
     let evs = parse_all(text.as_bytes(), Limits::default()).unwrap();
-    let StreamEvent::Header(back) = &evs[0] else { panic!() };
+    let StreamEvent::Header(back) = &evs[0] else {
+        panic!()
+    };
     assert_eq!(back, &h);
 }
 
@@ -191,7 +266,11 @@ fn garbage_never_panics() {
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let alphabet = b"<>/='\"&;:! ?-[]abcxmlns\n\x00\xff";
     for _ in 0..2000 {
-        let mut p = StreamParser::new(Limits { max_stanza_size: 4096, max_depth: 8, max_attributes: 8 });
+        let mut p = StreamParser::new(Limits {
+            max_stanza_size: 4096,
+            max_depth: 8,
+            max_attributes: 8,
+        });
         p.feed(HEADER.as_bytes());
         let mut input = Vec::new();
         for _ in 0..64 {
@@ -224,5 +303,8 @@ fn bench_parse_and_serialise() {
         }
     }
     let per = start.elapsed().as_nanos() / n as u128;
-    println!("parse + serialise: {per} ns per {}-byte stanza", stanza.len());
+    println!(
+        "parse + serialise: {per} ns per {}-byte stanza",
+        stanza.len()
+    );
 }
