@@ -11,6 +11,7 @@ async fn spoofed_from_closes_only_that_stream() {
     let (mut mallory, _) = login(&server, "alice", "alicepass1", "m").await;
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     b.send("<presence/>").await;
+    b.sync().await;
     mallory.send("<message from='bob@localhost/b' to='bob@localhost' type='chat'><body>fake</body></message>").await;
     mallory.expect_stream_error("invalid-from").await;
     b.expect_silence(300).await;
@@ -29,6 +30,7 @@ async fn half_open_and_dropped_connections_do_not_disturb_others() {
     let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     b.send("<presence/>").await;
+    b.sync().await;
 
     // 200 connections opened and dropped at every stage of the handshake.
     let mut tasks = Vec::new();

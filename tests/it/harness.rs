@@ -406,6 +406,26 @@ impl Raw {
         assert!(self.buf.is_empty(), "unexpected data: {:?}", self.buf);
     }
 
+    /// A ping round trip: everything this client sent before has been processed by the server.
+    /// Other data received meanwhile stays buffered for later expectations.
+    pub async fn sync(&mut self) {
+        self.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(pos) = self.buf.find("id='sync'") {
+                let start = self.buf[..pos].rfind('<').expect("start of the reply");
+                if let Some(len) = self.buf[pos..].find("/>") {
+                    self.buf.drain(start..pos + len + 2);
+                    return;
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.read_more()).await {
+                Ok(0) | Err(_) => panic!("no answer to the sync ping; received: {:?}", self.buf),
+                Ok(_) => {}
+            }
+        }
+    }
+
     pub async fn open(&mut self) -> String {
         self.send(&header()).await;
         self.expect("</stream:features>").await

@@ -10,6 +10,7 @@ async fn two_users(server: &TestServer) -> (Raw, Raw) {
     let (mut b, _) = login(server, "bob", "bobpass12", "b").await;
     for c in [&mut a, &mut b] {
         c.send("<presence/>").await;
+        c.sync().await;
     }
     (a, b)
 }
@@ -71,6 +72,7 @@ async fn offline_messages_are_stored_and_delivered_with_delay() {
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     b.expect_silence(200).await;
     b.send("<presence/>").await;
+    b.sync().await;
     let first = b.expect("</message>").await;
     assert!(
         first.contains("while you were away") && first.contains("<delay xmlns='urn:xmpp:delay'"),
@@ -86,6 +88,7 @@ async fn offline_messages_are_stored_and_delivered_with_delay() {
     // Delivered messages are gone: a new session does not get them again.
     let (mut b2, _) = login(&server, "bob", "bobpass12", "b2").await;
     b2.send("<presence/>").await;
+    b2.sync().await;
     b2.expect_stanza("from='bob@localhost/b'").await;
     b2.expect_silence(300).await;
 }
@@ -115,6 +118,7 @@ async fn offline_storage_survives_restart_and_has_a_limit() {
     let server2 = restart(&server);
     let (mut b, _) = login(&server2, "bob", "bobpass12", "b").await;
     b.send("<presence/>").await;
+    b.sync().await;
     b.expect("<body>n0</body>").await;
     b.expect("<body>n1</body>").await;
 }

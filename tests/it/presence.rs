@@ -77,6 +77,7 @@ async fn subscription_handshake_presence_and_unavailable_on_disconnect() {
             .await;
         c.expect_stanza("id=\'r\'").await;
         c.send("<presence/>").await;
+        c.sync().await;
     }
     // Alice asks Bob.
     a.send("<presence to='bob@localhost' type='subscribe'/>")
@@ -131,6 +132,7 @@ async fn pre_approval_and_no_presence_leak_to_strangers() {
         .await;
     a.expect_stanza("id=\'r\'").await;
     a.send("<presence/>").await;
+    a.sync().await;
     // Alice pre-approves Bob (RFC 6121 §3.4).
     a.send("<presence to='bob@localhost' type='subscribed'/>")
         .await;
@@ -141,6 +143,7 @@ async fn pre_approval_and_no_presence_leak_to_strangers() {
         .await;
     b.expect_stanza("id=\'r\'").await;
     b.send("<presence/>").await;
+    b.sync().await;
     b.send("<presence to='alice@localhost' type='subscribe'/>")
         .await;
     // Approved automatically: Bob gets 'subscribed' and Alice's presence without Alice acting.
@@ -161,7 +164,9 @@ async fn directed_presence_is_withdrawn_on_disconnect() {
     let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     b.send("<presence/>").await;
+    b.sync().await;
     a.send("<presence/>").await;
+    a.sync().await;
     a.send("<presence to='bob@localhost/b'><status>just for you</status></presence>")
         .await;
     b.expect("just for you").await;
