@@ -409,7 +409,8 @@ impl Raw {
     /// A ping round trip: everything this client sent before has been processed by the server.
     /// Other data received meanwhile stays buffered for later expectations.
     pub async fn sync(&mut self) {
-        self.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+        self.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+            .await;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(pos) = self.buf.find("id='sync'") {
