@@ -193,14 +193,11 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
         UserAction::Add { .. } => anyhow::bail!("give either a username or --stdin"),
         UserAction::Del { user } => {
             let user = accounts::normalise_username(&domain, &user)?;
-            match store.delete_account(&user).await {
-                Ok(()) => {
-                    println!("deleted {user}@{domain} and all its data");
-                    Ok(())
-                }
-                Err(hearth_store::StoreError::NoSuchAccount) => Err(AccountError::NotFound),
-                Err(e) => Err(AccountError::Other(e.into())),
-            }
+            store
+                .delete_account(&user)
+                .await
+                .map(|()| println!("deleted {user}@{domain} and all its data"))
+                .map_err(AccountError::from)
         }
         UserAction::Passwd { user } => {
             let user = accounts::normalise_username(&domain, &user)?;

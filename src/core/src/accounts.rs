@@ -19,6 +19,16 @@ pub enum AccountError {
     Other(#[from] anyhow::Error),
 }
 
+impl From<hearth_store::StoreError> for AccountError {
+    fn from(e: hearth_store::StoreError) -> Self {
+        match e {
+            hearth_store::StoreError::AccountExists => AccountError::Exists,
+            hearth_store::StoreError::NoSuchAccount => AccountError::NotFound,
+            hearth_store::StoreError::Other(e) => AccountError::Other(e),
+        }
+    }
+}
+
 /// The normalised local part (nodeprep, RFC 6122) of a username given as `user` or `user@domain`.
 pub fn normalise_username(domain: &str, raw: &str) -> Result<String, AccountError> {
     let invalid = |why: &str| AccountError::InvalidUsername(raw.to_string(), why.to_string());
@@ -58,11 +68,7 @@ pub async fn create(
     iterations: u32,
 ) -> Result<(), AccountError> {
     let creds = derive(password, iterations).await?;
-    match store.create_account(username, &creds).await {
-        Ok(()) => Ok(()),
-        Err(hearth_store::StoreError::AccountExists) => Err(AccountError::Exists),
-        Err(e) => Err(AccountError::Other(e.into())),
-    }
+    Ok(store.create_account(username, &creds).await?)
 }
 
 pub async fn set_password(
@@ -72,11 +78,7 @@ pub async fn set_password(
     iterations: u32,
 ) -> Result<(), AccountError> {
     let creds = derive(password, iterations).await?;
-    match store.set_credentials(username, &creds).await {
-        Ok(()) => Ok(()),
-        Err(hearth_store::StoreError::NoSuchAccount) => Err(AccountError::NotFound),
-        Err(e) => Err(AccountError::Other(e.into())),
-    }
+    Ok(store.set_credentials(username, &creds).await?)
 }
 
 /// Creates many accounts at once (bulk provisioning from `hearth user add --stdin`); existing

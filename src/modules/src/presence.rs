@@ -699,83 +699,172 @@ mod tests {
         }
     }
 
-    /// RFC 6121 Appendix A.2.1 (outbound subscribe) and A.3 (inbound), the rows that change state.
+    /// RFC 6121 Appendix A.2 (outbound) and A.3 (inbound): the rows that change state, as
+    /// (direction, state before, stanza type, state after, forwarded).
     #[test]
     fn state_tables() {
-        // Outbound subscribe: None -> None+PendingOut; From -> From+PendingOut; To stays.
-        assert_eq!(
-            outbound_transition(st(None, false, false), "subscribe").next,
-            st(None, true, false)
-        );
-        assert_eq!(
-            outbound_transition(st(From, false, false), "subscribe").next,
-            st(From, true, false)
-        );
-        assert_eq!(
-            outbound_transition(st(To, false, false), "subscribe").next,
-            st(To, false, false)
-        );
-        // Outbound subscribed approves a pending request.
-        let t = outbound_transition(st(None, true, true), "subscribed");
-        assert_eq!(t.next, st(From, true, false));
-        assert!(t.deliver);
-        let t = outbound_transition(st(To, false, true), "subscribed");
-        assert_eq!(t.next, st(Both, false, false));
-        // Without a request: pre-approval, nothing sent.
-        let t = outbound_transition(st(None, false, false), "subscribed");
-        assert!(t.next.approved && !t.deliver);
-        // Outbound unsubscribe / unsubscribed.
-        assert_eq!(
-            outbound_transition(st(Both, false, false), "unsubscribe").next,
-            st(From, false, false)
-        );
-        assert_eq!(
-            outbound_transition(st(None, true, false), "unsubscribe").next,
-            st(None, false, false)
-        );
-        assert_eq!(
-            outbound_transition(st(Both, false, false), "unsubscribed").next,
-            st(To, false, false)
-        );
-        let t = outbound_transition(st(None, false, true), "unsubscribed");
-        assert_eq!(t.next, st(None, false, false));
-        assert!(t.deliver, "denying a request is sent");
-        assert!(!outbound_transition(st(To, false, false), "unsubscribed").deliver);
-        // Inbound subscribe: stored as pending, delivered once.
-        let t = inbound_transition(st(None, false, false), "subscribe");
-        assert_eq!(t.next, st(None, false, true));
-        assert!(t.deliver);
-        assert!(
-            !inbound_transition(st(None, false, true), "subscribe").deliver,
-            "duplicate request not re-delivered"
-        );
-        // Inbound subscribed only when we asked.
-        assert_eq!(
-            inbound_transition(st(None, true, false), "subscribed").next,
-            st(To, false, false)
-        );
-        assert_eq!(
-            inbound_transition(st(From, true, false), "subscribed").next,
-            st(Both, false, false)
-        );
-        assert!(!inbound_transition(st(None, false, false), "subscribed").deliver);
-        // Inbound unsubscribe / unsubscribed.
-        assert_eq!(
-            inbound_transition(st(Both, false, false), "unsubscribe").next,
-            st(To, false, false)
-        );
-        assert_eq!(
-            inbound_transition(st(None, false, true), "unsubscribe").next,
-            st(None, false, false)
-        );
-        assert_eq!(
-            inbound_transition(st(Both, false, false), "unsubscribed").next,
-            st(From, false, false)
-        );
-        assert_eq!(
-            inbound_transition(st(None, true, false), "unsubscribed").next,
-            st(None, false, false)
-        );
-        assert!(!inbound_transition(st(From, false, false), "unsubscribed").deliver);
+        let approved = State {
+            approved: true,
+            ..st(None, false, false)
+        };
+        let rows = [
+            (
+                true,
+                st(None, false, false),
+                "subscribe",
+                st(None, true, false),
+                true,
+            ),
+            (
+                true,
+                st(From, false, false),
+                "subscribe",
+                st(From, true, false),
+                true,
+            ),
+            (
+                true,
+                st(To, false, false),
+                "subscribe",
+                st(To, false, false),
+                true,
+            ),
+            (
+                true,
+                st(None, true, true),
+                "subscribed",
+                st(From, true, false),
+                true,
+            ),
+            (
+                true,
+                st(To, false, true),
+                "subscribed",
+                st(Both, false, false),
+                true,
+            ),
+            // No request to answer: pre-approval, nothing sent (§3.4).
+            (true, st(None, false, false), "subscribed", approved, false),
+            (
+                true,
+                st(Both, false, false),
+                "unsubscribe",
+                st(From, false, false),
+                true,
+            ),
+            (
+                true,
+                st(None, true, false),
+                "unsubscribe",
+                st(None, false, false),
+                true,
+            ),
+            (
+                true,
+                st(Both, false, false),
+                "unsubscribed",
+                st(To, false, false),
+                true,
+            ),
+            // Denying a pending request is sent.
+            (
+                true,
+                st(None, false, true),
+                "unsubscribed",
+                st(None, false, false),
+                true,
+            ),
+            (
+                true,
+                st(To, false, false),
+                "unsubscribed",
+                st(To, false, false),
+                false,
+            ),
+            (
+                false,
+                st(None, false, false),
+                "subscribe",
+                st(None, false, true),
+                true,
+            ),
+            // A duplicate request is not delivered again.
+            (
+                false,
+                st(None, false, true),
+                "subscribe",
+                st(None, false, true),
+                false,
+            ),
+            (
+                false,
+                st(None, true, false),
+                "subscribed",
+                st(To, false, false),
+                true,
+            ),
+            (
+                false,
+                st(From, true, false),
+                "subscribed",
+                st(Both, false, false),
+                true,
+            ),
+            (
+                false,
+                st(None, false, false),
+                "subscribed",
+                st(None, false, false),
+                false,
+            ),
+            (
+                false,
+                st(Both, false, false),
+                "unsubscribe",
+                st(To, false, false),
+                true,
+            ),
+            (
+                false,
+                st(None, false, true),
+                "unsubscribe",
+                st(None, false, false),
+                true,
+            ),
+            (
+                false,
+                st(Both, false, false),
+                "unsubscribed",
+                st(From, false, false),
+                true,
+            ),
+            (
+                false,
+                st(None, true, false),
+                "unsubscribed",
+                st(None, false, false),
+                true,
+            ),
+            (
+                false,
+                st(From, false, false),
+                "unsubscribed",
+                st(From, false, false),
+                false,
+            ),
+        ];
+        for (out, before, kind, after, deliver) in rows {
+            let t = if out {
+                outbound_transition(before, kind)
+            } else {
+                inbound_transition(before, kind)
+            };
+            assert_eq!(
+                (t.next, t.deliver),
+                (after, deliver),
+                "{} {kind} from {before:?}",
+                if out { "outbound" } else { "inbound" }
+            );
+        }
     }
 }
