@@ -157,6 +157,13 @@ impl TestServer {
         }
     }
 
+    /// SIGKILL: a crash, no chance to flush anything.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     pub fn signal(&self, sig: &str) {
         let id = self.child.as_ref().expect("running").id().to_string();
         assert!(

@@ -123,6 +123,22 @@ async fn offline_storage_survives_restart_and_has_a_limit() {
     b.expect("<body>n1</body>").await;
 }
 
+#[tokio::test]
+async fn stored_offline_message_survives_a_crash() {
+    let mut server = TestServer::start();
+    server.add_user("alice", "alicepass1");
+    server.add_user("bob", "bobpass12");
+    let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
+    a.send("<message to='bob@localhost' type='chat' id='c1'><body>before the crash</body></message>").await;
+    // The ping is answered after the message was handled, i.e. after it was committed.
+    a.sync().await;
+    server.kill();
+    let server2 = restart(&server);
+    let (mut b, _) = login(&server2, "bob", "bobpass12", "b").await;
+    b.send("<presence/>").await;
+    b.expect("<body>before the crash</body>").await;
+}
+
 fn restart(old: &TestServer) -> TestServer {
     TestServer::restart_from(old)
 }
