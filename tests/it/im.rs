@@ -129,7 +129,10 @@ async fn stored_offline_message_survives_a_crash() {
     server.add_user("alice", "alicepass1");
     server.add_user("bob", "bobpass12");
     let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
-    a.send("<message to='bob@localhost' type='chat' id='c1'><body>before the crash</body></message>").await;
+    a.send(
+        "<message to='bob@localhost' type='chat' id='c1'><body>before the crash</body></message>",
+    )
+    .await;
     // The ping is answered after the message was handled, i.e. after it was committed.
     a.sync().await;
     server.kill();

@@ -140,9 +140,9 @@ impl Conn {
                         };
                     }
                 };
-                match self.handle_event(event).await {
+                match Box::pin(self.handle_event(event)).await {
                     Ok(Action::Continue) => {}
-                    Ok(Action::StartTls) => match self.start_tls(io).await {
+                    Ok(Action::StartTls) => match Box::pin(self.start_tls(io)).await {
                         Ok(tls) => io = tls,
                         Err(()) => return,
                     },
@@ -200,7 +200,7 @@ impl Conn {
             }
             self.parser.idle_shrink();
         };
-        self.close(&mut io, end).await;
+        Box::pin(self.close(&mut io, end)).await;
     }
 
     /// Marks the stream as encrypted and computes its channel-binding data.
@@ -436,7 +436,8 @@ impl Conn {
             return Ok(());
         }
         stanza.set_from(Some(session.jid.clone()));
-        self.server.process_from_client(session, stanza).await;
+        // Boxed: the connection task's future stays small while idle (memory per session).
+        Box::pin(self.server.process_from_client(session, stanza)).await;
         Ok(())
     }
 
@@ -714,7 +715,8 @@ impl Conn {
         }
         .await;
         self.out.clear();
-        if self.out.capacity() > WRITE_BATCH {
+        // Idle sessions keep no write buffer; a busy one re-allocates, which costs little.
+        if self.out.capacity() > 1024 {
             self.out = Vec::new();
         }
         r

@@ -151,6 +151,7 @@ impl StreamParser {
             self.buf = Vec::new();
         }
         if self.stack.is_empty() {
+            self.stack = Vec::new();
             self.parser.release_temporaries();
         }
     }
@@ -287,9 +288,18 @@ impl StreamParser {
 }
 
 fn new_rxml() -> Parser {
+    // One namespace-interning context for every stream: each connection would otherwise keep
+    // its own copy of the same few namespace names.
+    static CONTEXT: std::sync::OnceLock<std::sync::Arc<rxml::Context>> = std::sync::OnceLock::new();
+    let context = CONTEXT
+        .get_or_init(|| std::sync::Arc::new(rxml::Context::new()))
+        .clone();
     // Comments are refused (rxml's default); tokens (names, attribute values, text chunks) are
     // bounded by rxml's default of 8 KiB.
-    Parser::with_options(rxml::Options::default())
+    Parser::with_options(rxml::Options {
+        context: Some(context),
+        ..rxml::Options::default()
+    })
 }
 
 /// The `xmlns='…'` declared on the root element in `raw` (the header's bytes).
