@@ -245,3 +245,68 @@ async fn failed_logins_are_throttled_per_ip() {
     let r = c.plain_auth("alice", "correct horse").await;
     assert!(r.contains("<temporary-auth-failure/>"), "{r}");
 }
+
+/// SCRAM-SHA-256-PLUS bound with tls-server-end-point (RFC 5929): the `sasl` crate knows only
+/// tls-unique and tls-exporter, so this test computes the client side itself (RFC 5802 §3).
+#[tokio::test]
+async fn scram_plus_with_tls_server_end_point() {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let hmac = |key: &[u8], data: &[u8]| {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    };
+    let server = TestServer::start();
+    server.add_user("alice", "correct horse");
+    for (cb_data_ok, expect_success) in [(true, true), (false, false)] {
+        let mut c = tls_stream(&server).await;
+        let leaf = c.tls().peer_certificates().unwrap()[0].clone();
+        let mut cb_data = Sha256::digest(&leaf).to_vec();
+        if !cb_data_ok {
+            cb_data[0] ^= 1;
+        }
+        let gs2 = "p=tls-server-end-point,,";
+        let bare = "n=alice,r=clientnonce123";
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>{}</auth>",
+            B64.encode(format!("{gs2}{bare}"))
+        ))
+        .await;
+        let reply = c.expect("</challenge>").await;
+        let body = &reply[reply.find("'>").unwrap() + 2..reply.rfind("</").unwrap()];
+        let server_first = String::from_utf8(B64.decode(body).unwrap()).unwrap();
+        let field = |k: &str| {
+            server_first
+                .split(',')
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let (nonce, salt, iterations) = (
+            field("r="),
+            B64.decode(field("s=")).unwrap(),
+            field("i=").parse::<u32>().unwrap(),
+        );
+        let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(b"correct horse", &salt, iterations);
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = Sha256::digest(&client_key);
+        let mut cbind = gs2.as_bytes().to_vec();
+        cbind.extend_from_slice(&cb_data);
+        let without_proof = format!("c={},r={nonce}", B64.encode(&cbind));
+        let auth_message = format!("{bare},{server_first},{without_proof}");
+        let signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        c.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
+        ))
+        .await;
+        let r = c.expect_one_of(&["</success>", "</failure>"]).await;
+        assert_eq!(r.contains("<success"), expect_success, "{r}");
+    }
+}
