@@ -1,6 +1,7 @@
 //! `hearth check`: what is wrong with the configuration, the data directory, the certificate and
 //! the DNS records, each line saying what to do.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +24,23 @@ impl Report {
     }
 }
 
-pub async fn run(cfg: &Config, config_path: Option<&Path>) -> anyhow::Result<bool> {
+/// `IP` or `IP:PORT` (port 53 by default).
+pub fn parse_dns_server(s: &str) -> anyhow::Result<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| {
+            anyhow::anyhow!("--dns-server {s:?}: expected an IP address, optionally with :PORT")
+        })
+}
+
+pub async fn run(
+    cfg: &Config,
+    config_path: Option<&Path>,
+    dns_server: Option<SocketAddr>,
+) -> anyhow::Result<bool> {
     let mut r = Report { errors: 0 };
     match config_path {
         Some(p) => r.ok(format!("configuration {} is valid", p.display())),
@@ -49,7 +66,7 @@ pub async fn run(cfg: &Config, config_path: Option<&Path>) -> anyhow::Result<boo
     r.ok(format!("client listeners: {}", listeners.join(", ")));
     check_data_dir(&mut r, &cfg.data_dir);
     check_certificate(&mut r, cfg);
-    check_dns(&mut r, &cfg.domain).await;
+    check_dns(&mut r, &cfg.domain, dns_server).await;
     println!("{} error(s)", r.errors);
     Ok(r.errors == 0)
 }
@@ -131,14 +148,26 @@ fn check_certificate(r: &mut Report, cfg: &Config) {
     }
 }
 
-async fn check_dns(r: &mut Report, domain: &str) {
+async fn check_dns(r: &mut Report, domain: &str, dns_server: Option<SocketAddr>) {
     if domain == "localhost" || !domain.contains('.') {
         r.warn(format!("{domain} is not a public domain: skipping DNS checks (clients must be told the server's address)"));
         return;
     }
-    let resolver = match hickory_resolver::Resolver::builder_tokio() {
-        Ok(b) => {
-            let mut b = b;
+    let builder = match dns_server {
+        Some(addr) => {
+            use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let ns = NameServerConfig::new(addr.ip(), true, vec![udp]);
+            Ok(hickory_resolver::Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+            ))
+        }
+        None => hickory_resolver::Resolver::builder_tokio(),
+    };
+    let resolver = match builder {
+        Ok(mut b) => {
             b.options_mut().timeout = Duration::from_secs(2);
             b.options_mut().attempts = 1;
             b.build()

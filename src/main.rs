@@ -32,7 +32,12 @@ enum Command {
         action: UserAction,
     },
     /// Check the configuration, the certificate and the DNS records.
-    Check,
+    Check {
+        /// Ask this DNS server (IP or IP:PORT) instead of the system's resolvers, e.g. a public
+        /// resolver to see what clients on the internet see.
+        #[arg(long)]
+        dns_server: Option<String>,
+    },
     /// List the specifications (RFCs and XEPs) hearth implements.
     Xeps {
         /// Print a DOAP (RDF/XML) description instead of a table.
@@ -83,7 +88,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::User { action } => runtime.block_on(user(config, action)),
-        Command::Check => runtime.block_on(check::run(&config, cli.config.as_deref())),
+        Command::Check { dns_server } => {
+            let dns_server = dns_server
+                .map(|s| check::parse_dns_server(&s))
+                .transpose()?;
+            runtime.block_on(check::run(&config, cli.config.as_deref(), dns_server))
+        }
         Command::Xeps { doap } => {
             xeps(&config, doap)?;
             Ok(true)
