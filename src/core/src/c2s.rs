@@ -802,3 +802,36 @@ fn random_id() -> String {
     let n: u128 = rand::rng().random();
     format!("{n:032x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection task lives as long as the session: its size is paid per idle connection.
+    #[tokio::test]
+    async fn connection_task_is_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config::parse(&format!(
+            "domain = \"localhost\"\ndata_dir = \"{}\"",
+            dir.path().display()
+        ))
+        .unwrap();
+        let store = hearth_store::Store::open(&cfg.sqlite_path(), Default::default()).unwrap();
+        let tls = crate::tls::Tls::load(&cfg).unwrap();
+        let server = Server::new(cfg, store, tls, Default::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let task = serve(server, tcp, peer, false);
+        let size = std::mem::size_of_val(&task);
+        println!(
+            "c2s task future: {size} bytes; Conn: {} bytes; StreamParser: {} bytes",
+            std::mem::size_of::<Conn>(),
+            std::mem::size_of::<StreamParser>()
+        );
+        assert!(size < 4096, "{size}");
+        drop(client);
+    }
+}
