@@ -174,3 +174,45 @@ async fn directed_presence_is_withdrawn_on_disconnect() {
     let gone = b.expect("type='unavailable'").await;
     assert!(gone.contains("from='alice@localhost/a'"), "{gone}");
 }
+
+/// Initial presence probes the contacts (RFC 6121 §4.2.2): a new session learns who is online,
+/// and pending subscription requests wait for the next login (§3.1.3).
+#[tokio::test]
+async fn initial_presence_probes_contacts_and_redelivers_requests() {
+    let server = TestServer::start();
+    server.add_user("alice", "alicepass1");
+    server.add_user("bob", "bobpass12");
+    server.add_user("carol", "carolpass1");
+    let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
+    let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
+    b.send("<presence><status>here</status></presence>").await;
+    b.sync().await;
+    // Alice subscribes to Bob; Bob approves.
+    a.send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    b.expect("type='subscribe'").await;
+    b.send("<presence to='alice@localhost' type='subscribed'/>")
+        .await;
+    b.sync().await;
+    a.sync().await;
+    drop(a);
+    // Carol asks Alice while Alice is offline.
+    let (mut c, _) = login(&server, "carol", "carolpass1", "c").await;
+    c.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
+    c.sync().await;
+    // Alice comes back: her initial presence probes Bob, and Carol's request is delivered.
+    let (mut a2, _) = login(&server, "alice", "alicepass1", "a2").await;
+    a2.send("<presence/>").await;
+    let got = a2
+        .expect_one_of(&["<status>here</status>", "from='carol@localhost'"])
+        .await;
+    let rest = a2
+        .expect_one_of(&["<status>here</status>", "from='carol@localhost'"])
+        .await;
+    let all = format!("{got}{rest}");
+    assert!(
+        all.contains("<status>here</status>") && all.contains("from='carol@localhost'"),
+        "{all}"
+    );
+}
