@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::FutureExt;
 use hearth_auth::{ChannelBindings, Mechanism, SaslServer, Step};
 use hearth_xml::{StreamEvent, StreamHeader, StreamParser};
 use minidom::Element;
@@ -124,7 +125,6 @@ impl Conn {
         let handshake_deadline = Instant::now() + Duration::from_secs(cfg.handshake_timeout_secs);
         let mut shutdown = self.server.shutdown_signal();
         let mut queue: Option<SessionQueue> = None;
-        let mut rbuf: Vec<u8> = Vec::new();
         let mut last_read = Instant::now();
         let end = 'conn: loop {
             // Handle everything already buffered before waiting for more input.
@@ -160,16 +160,21 @@ impl Conn {
             } else {
                 last_read + Duration::from_secs(cfg.ping_after_secs)
             };
-            rbuf.reserve(4096);
             tokio::select! {
-                read = io.read_buf(&mut rbuf) => match read {
-                    Ok(0) | Err(_) => break End::Graceful,
-                    Ok(_) => {
-                        self.parser.feed(&rbuf);
-                        // Idle sessions hold no read buffer: memory per connection matters.
-                        rbuf = Vec::new();
-                        last_read = Instant::now();
-                        self.ping_id = None;
+                ready = io.readable() => {
+                    if ready.is_err() {
+                        break End::Graceful;
+                    }
+                    let mut rbuf = Vec::with_capacity(4096);
+                    // Readiness can be spurious: then the read is not ready and we wait again.
+                    match io.read_buf(&mut rbuf).now_or_never() {
+                        None => {}
+                        Some(Ok(0) | Err(_)) => break End::Graceful,
+                        Some(Ok(_)) => {
+                            self.parser.feed(&rbuf);
+                            last_read = Instant::now();
+                            self.ping_id = None;
+                        }
                     }
                 },
                 item = recv(&mut queue) => match item {
@@ -714,11 +719,9 @@ impl Conn {
             io.flush().await
         }
         .await;
-        self.out.clear();
-        // Idle sessions keep no write buffer; a busy one re-allocates, which costs little.
-        if self.out.capacity() > 1024 {
-            self.out = Vec::new();
-        }
+        // Idle sessions keep no write buffer; a busy one re-allocates, which costs little
+        // next to encrypting what it writes.
+        self.out = Vec::new();
         r
     }
 

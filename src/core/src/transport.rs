@@ -13,6 +13,17 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Waits until a read would make progress, without holding a read buffer: idle connections
+    /// then cost no buffer memory. With TLS, rustls may already hold decrypted data, in which
+    /// case there is nothing to wait for.
+    pub async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.readable().await,
+            Transport::Tls(s) if s.get_ref().1.wants_read() => s.get_ref().0.readable().await,
+            Transport::Tls(_) => Ok(()),
+        }
+    }
+
     pub fn tls(&self) -> Option<&rustls::ServerConnection> {
         match self {
             Transport::Plain(_) => None,
