@@ -111,7 +111,8 @@ pub fn offered_mechanisms(cb: &ChannelBindings, allow_plain: bool) -> Vec<Mechan
 /// What the exchange needs next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Look up the account's stored credentials and call `SaslServer::credentials`.
+    /// Look up the account's stored credentials and call `SaslServer::credentials` (for every
+    /// mechanism, PLAIN included: the password is checked inside against the stored keys).
     NeedCredentials { username: String },
     /// Send `<challenge/>` with this payload.
     Challenge(Vec<u8>),
@@ -197,17 +198,30 @@ impl SaslFailure {
 
 enum State {
     Start,
-    PlainCredentials { username: String, password: String },
+    /// An empty `<auth/>` was answered with an empty challenge; the next response is the
+    /// client's first message.
+    AwaitingInitial,
+    PlainCredentials {
+        username: String,
+        password: String,
+    },
     ScramCredentials(scram::ClientFirst),
     ScramFinal(scram::ServerFirst),
     Done,
 }
 
 /// One authentication exchange.
+///
+/// Every mechanism goes through `Step::NeedCredentials`: the caller's loop is the same for
+/// SCRAM and PLAIN, and only this crate ever sees a PLAIN password (it is checked against the
+/// stored SCRAM keys in `credentials()` and dropped). An LDAP bind would add its own step.
 pub struct SaslServer {
     mech: Mechanism,
     cb: ChannelBindings,
     state: State,
+    /// Fixed server nonce, for the RFC test vectors.
+    #[cfg(test)]
+    fixed_nonce: Option<&'static str>,
 }
 
 impl SaslServer {
@@ -216,19 +230,28 @@ impl SaslServer {
             mech,
             cb,
             state: State::Start,
+            #[cfg(test)]
+            fixed_nonce: None,
         }
     }
 
     /// The first client message (the `<auth/>` payload, decoded; empty when none was sent).
     pub fn start(&mut self, initial: &[u8]) -> Result<Step, SaslFailure> {
         if !matches!(self.state, State::Start) {
+            self.state = State::Done;
             return Err(SaslFailure::malformed("exchange already started"));
         }
         if initial.is_empty() {
             // Both mechanisms are client-first: an empty challenge asks for the initial response.
+            self.state = State::AwaitingInitial;
             return Ok(Step::Challenge(Vec::new()));
         }
-        let text = std::str::from_utf8(initial)
+        self.first_message(initial)
+    }
+
+    fn first_message(&mut self, data: &[u8]) -> Result<Step, SaslFailure> {
+        self.state = State::Done;
+        let text = std::str::from_utf8(data)
             .map_err(|_| SaslFailure::new(Condition::IncorrectEncoding, "not UTF-8"))?;
         match self.mech.hash() {
             None => {
@@ -251,18 +274,25 @@ impl SaslServer {
     /// The stored credentials of the account named in the exchange (`None`: no such account).
     pub fn credentials(&mut self, creds: Option<&Credentials>) -> Result<Step, SaslFailure> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::PlainCredentials { username, password } => match creds {
-                Some(c) if verify_plain(c, &password) => Ok(Step::Success {
-                    username,
-                    additional: None,
-                }),
-                _ => Err(
-                    SaslFailure::new(Condition::NotAuthorized, "wrong username or password")
-                        .for_user(&username),
-                ),
-            },
+            State::PlainCredentials { username, password } => {
+                // Unknown accounts are checked against decoy keys: the same PBKDF2 work, so
+                // response time does not tell whether the account exists.
+                let (keys, exists) = scram::keys_for(scram::Hash::Sha256, creds, &username);
+                if scram::verify_prepared(&keys, scram::Hash::Sha256, &password) && exists {
+                    Ok(Step::Success {
+                        username,
+                        additional: None,
+                    })
+                } else {
+                    Err(
+                        SaslFailure::new(Condition::NotAuthorized, "wrong username or password")
+                            .for_user(&username),
+                    )
+                }
+            }
             State::ScramCredentials(first) => {
-                let (server_first, challenge) = first.answer(creds);
+                let nonce = self.server_nonce();
+                let (server_first, challenge) = first.answer(creds, &nonce);
                 self.state = State::ScramFinal(server_first);
                 Ok(Step::Challenge(challenge))
             }
@@ -273,10 +303,12 @@ impl SaslServer {
     /// A further client response (`<response/>` payload, decoded).
     pub fn step(&mut self, response: &[u8]) -> Result<Step, SaslFailure> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Start => self.start(response),
+            State::AwaitingInitial if !response.is_empty() => self.first_message(response),
             State::ScramFinal(server_first) => {
-                let text = std::str::from_utf8(response)
-                    .map_err(|_| SaslFailure::new(Condition::IncorrectEncoding, "not UTF-8"))?;
+                let text = std::str::from_utf8(response).map_err(|_| {
+                    SaslFailure::new(Condition::IncorrectEncoding, "not UTF-8")
+                        .for_user(server_first.username())
+                })?;
                 let (username, server_final) = server_first.verify(text)?;
                 Ok(Step::Success {
                     username,
@@ -285,6 +317,17 @@ impl SaslServer {
             }
             _ => Err(SaslFailure::malformed("unexpected response")),
         }
+    }
+
+    #[cfg(not(test))]
+    fn server_nonce(&self) -> String {
+        scram::new_nonce()
+    }
+
+    #[cfg(test)]
+    fn server_nonce(&self) -> String {
+        self.fixed_nonce
+            .map_or_else(scram::new_nonce, str::to_string)
     }
 }
 
@@ -305,22 +348,34 @@ fn parse_plain(text: &str) -> Result<(String, String), SaslFailure> {
         ));
     };
     let username = saslprep(authcid)?.to_string();
-    if username.is_empty() || password.is_empty() {
-        return Err(SaslFailure::new(
-            Condition::NotAuthorized,
-            "empty username or password",
-        ));
+    if username.is_empty() {
+        return Err(SaslFailure::malformed("empty username"));
     }
     check_authzid(authzid, &username)?;
-    Ok((username, saslprep(password)?.to_string()))
+    let password = saslprep(password)
+        .map_err(|f| f.for_user(&username))?
+        .into_owned();
+    if password.is_empty() {
+        return Err(
+            SaslFailure::new(Condition::NotAuthorized, "empty password").for_user(&username)
+        );
+    }
+    Ok((username, password))
 }
 
-/// Acting for another identity is not offered: an authzid must name the authenticating account.
+/// Acting for another identity is not offered: an authzid must name the authenticating account,
+/// as the bare name or its bare JID. The domain is not checked here (this crate does not know
+/// it); the session is bound to the account on this server either way.
 fn check_authzid(authzid: &str, username: &str) -> Result<(), SaslFailure> {
     if authzid.is_empty() {
         return Ok(());
     }
-    let local = authzid.split_once('@').map_or(authzid, |(l, _)| l);
+    let local = match authzid.split_once('@') {
+        Some((local, domain)) if !domain.is_empty() && !domain.contains('/') => local,
+        Some(_) => "",
+        None => authzid,
+    };
+    // JID localparts are case-insensitive (RFC 7622 §3.3).
     if local.eq_ignore_ascii_case(username) {
         Ok(())
     } else {
@@ -332,10 +387,10 @@ fn check_authzid(authzid: &str, username: &str) -> Result<(), SaslFailure> {
     }
 }
 
-/// Checks a password against stored SCRAM keys (PLAIN logins): recompute StoredKey, compare in
-/// constant time.
+/// Checks a password against stored SCRAM keys (PLAIN logins, account tools): SASLprep it,
+/// recompute StoredKey, compare in constant time.
 pub fn verify_plain(creds: &Credentials, password: &str) -> bool {
-    scram::verify_password(&creds.sha256, scram::Hash::Sha256, password)
+    saslprep(password).is_ok_and(|p| scram::verify_prepared(&creds.sha256, scram::Hash::Sha256, &p))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! SCRAM (RFC 5802) server side, for SHA-1 and SHA-256, with channel binding.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -76,8 +77,16 @@ fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
+/// A server nonce: 24 random bytes, base64 (printable and comma-free, as RFC 5802 requires).
+pub(crate) fn new_nonce() -> String {
+    B64.encode(random_bytes(24))
+}
+
 /// SCRAM keys for both hashes, each with its own random salt.
 pub fn derive_credentials(password: &str, iterations: u32) -> Result<Credentials, SaslFailure> {
+    if iterations == 0 {
+        return Err(SaslFailure::malformed("iteration count must be positive"));
+    }
     let password = saslprep(password)?;
     Ok(Credentials {
         sha1: Hash::Sha1.keys(&password, random_bytes(16), iterations),
@@ -85,26 +94,42 @@ pub fn derive_credentials(password: &str, iterations: u32) -> Result<Credentials
     })
 }
 
-pub(crate) fn verify_password(keys: &ScramKeys, hash: Hash, password: &str) -> bool {
-    let Ok(password) = saslprep(password) else {
-        return false;
-    };
-    let computed = hash.keys(&password, keys.salt.clone(), keys.iterations);
+/// Checks an already SASLprep'd password: recompute StoredKey, compare in constant time.
+pub(crate) fn verify_prepared(keys: &ScramKeys, hash: Hash, password: &str) -> bool {
+    let computed = hash.keys(password, keys.salt.clone(), keys.iterations);
     computed.stored_key.ct_eq(&keys.stored_key).into()
 }
 
-/// Keys for an account that does not exist: derived from the name with a per-process secret, so
-/// the exchange looks the same as for a real account and fails only at the proof.
-fn decoy_keys(hash: Hash, username: &str) -> ScramKeys {
+/// Iteration count shown for unknown accounts: the one last seen on a real account, so decoys
+/// look like real accounts whatever count the operator configured.
+static DECOY_ITERATIONS: AtomicU32 = AtomicU32::new(10_000);
+
+/// The keys to run the exchange with, and whether the account exists. Unknown accounts get
+/// decoys derived from the name with a per-process secret: the exchange looks the same (a
+/// stable salt per name) and fails only at the proof.
+pub(crate) fn keys_for(
+    hash: Hash,
+    creds: Option<&Credentials>,
+    username: &str,
+) -> (ScramKeys, bool) {
     static SECRET: OnceLock<Vec<u8>> = OnceLock::new();
+    if let Some(c) = creds {
+        let keys = match hash {
+            Hash::Sha1 => c.sha1.clone(),
+            Hash::Sha256 => c.sha256.clone(),
+        };
+        DECOY_ITERATIONS.store(keys.iterations, Ordering::Relaxed);
+        return (keys, true);
+    }
     let secret = SECRET.get_or_init(|| random_bytes(32));
     let seed = hash.hmac(secret, username.as_bytes());
-    ScramKeys {
+    let keys = ScramKeys {
         salt: seed[..16].to_vec(),
-        iterations: 10_000,
+        iterations: DECOY_ITERATIONS.load(Ordering::Relaxed).max(1),
         stored_key: random_bytes(seed.len()),
         server_key: random_bytes(seed.len()),
-    }
+    };
+    (keys, false)
 }
 
 /// `=2C` and `=3D` escapes in a SCRAM username (RFC 5802 §5.1).
@@ -151,7 +176,8 @@ impl ClientFirst {
         let gs2_header = &text[..flag.len() + authzid.len() + 2];
         let cb_data: &[u8] = match (flag, plus) {
             ("n", false) => &[],
-            // The client could bind but believes we cannot: a stripped -PLUS offer (downgrade).
+            // The client could bind but believes we cannot: a stripped -PLUS offer (downgrade,
+            // RFC 5802 §6).
             ("y", false) if cb.any() => {
                 return Err(SaslFailure::new(
                     Condition::NotAuthorized,
@@ -162,7 +188,7 @@ impl ClientFirst {
             (f, true) if f.starts_with("p=") => cb.data(&f[2..]).ok_or_else(|| {
                 SaslFailure::new(Condition::NotAuthorized, "unsupported channel-binding type")
             })?,
-            (_, true) => {
+            ("n" | "y", true) => {
                 return Err(SaslFailure::new(
                     Condition::NotAuthorized,
                     "a -PLUS mechanism needs channel binding",
@@ -176,71 +202,47 @@ impl ClientFirst {
             }
             _ => return Err(SaslFailure::malformed("bad GS2 flag")),
         };
-        let mut username = None;
-        let mut nonce = None;
-        for attr in bare.split(',') {
-            match attr.split_at_checked(2) {
-                Some(("n=", v)) if username.is_none() => {
-                    username = Some(saslprep(&unescape_name(v)?)?.to_string())
-                }
-                Some(("r=", v)) if nonce.is_none() => nonce = Some(v.to_string()),
-                Some(("m=", _)) => {
-                    return Err(SaslFailure::malformed(
-                        "mandatory extensions are not supported",
-                    ));
-                }
-                _ if username.is_some() && nonce.is_some() => {}
-                _ => {
-                    return Err(SaslFailure::malformed(
-                        "client-first-message must start with n= and r=",
-                    ));
-                }
+        // client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions]
+        let mut attrs = bare.split(',');
+        let username = match attrs.next() {
+            Some(a) if a.starts_with("m=") => {
+                return Err(SaslFailure::malformed(
+                    "mandatory extensions are not supported",
+                ));
             }
-        }
-        let (Some(username), Some(client_nonce)) = (username, nonce) else {
-            return Err(SaslFailure::malformed("username and nonce required"));
+            Some(a) if a.starts_with("n=") => saslprep(&unescape_name(&a[2..])?)?.into_owned(),
+            _ => return Err(SaslFailure::malformed("client-first-message needs n=")),
         };
-        if username.is_empty()
-            || client_nonce.is_empty()
-            || !client_nonce
-                .bytes()
-                .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
-        {
-            return Err(SaslFailure::malformed("empty username or bad nonce"));
+        if username.is_empty() {
+            return Err(SaslFailure::malformed("empty username"));
         }
+        let client_nonce = match attrs.next().and_then(|a| a.strip_prefix("r=")) {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| (0x21..=0x7e).contains(&b)) => n,
+            _ => return Err(SaslFailure::malformed("missing or bad nonce").for_user(&username)),
+        };
         if let Some(a) = authzid.strip_prefix("a=") {
             check_authzid(&unescape_name(a)?, &username)?;
         } else if !authzid.is_empty() {
-            return Err(SaslFailure::malformed("bad authzid"));
+            return Err(SaslFailure::malformed("bad authzid").for_user(&username));
         }
         let mut expected_cbind = gs2_header.as_bytes().to_vec();
         expected_cbind.extend_from_slice(cb_data);
         Ok(Self {
             hash,
+            client_nonce: client_nonce.to_string(),
             username,
-            client_nonce,
             bare: bare.to_string(),
             expected_cbind,
         })
     }
 
     /// The server-first message for these credentials (decoys when the account is unknown).
-    pub(crate) fn answer(self, creds: Option<&Credentials>) -> (ServerFirst, Vec<u8>) {
-        let suffix = B64.encode(random_bytes(24));
-        self.answer_with_nonce(creds, &suffix)
-    }
-
-    pub(crate) fn answer_with_nonce(
+    pub(crate) fn answer(
         self,
         creds: Option<&Credentials>,
         server_nonce: &str,
     ) -> (ServerFirst, Vec<u8>) {
-        let keys = creds.map(|c| match self.hash {
-            Hash::Sha1 => c.sha1.clone(),
-            Hash::Sha256 => c.sha256.clone(),
-        });
-        let exists = keys.is_some();
-        let keys = keys.unwrap_or_else(|| decoy_keys(self.hash, &self.username));
+        let (keys, exists) = keys_for(self.hash, creds, &self.username);
         let nonce = format!("{}{server_nonce}", self.client_nonce);
         let message = format!(
             "r={nonce},s={},i={}",
@@ -270,60 +272,61 @@ pub(crate) struct ServerFirst {
 }
 
 impl ServerFirst {
+    pub(crate) fn username(&self) -> &str {
+        &self.first.username
+    }
+
     /// Checks the client-final message; returns the username and the server-final message.
     pub(crate) fn verify(self, text: &str) -> Result<(String, Vec<u8>), SaslFailure> {
         let user = &self.first.username;
-        let Some(proof_pos) = text.rfind(",p=") else {
-            return Err(SaslFailure::malformed("no proof").for_user(user));
+        let fail = |c, t| SaslFailure::new(c, t).for_user(user);
+        // client-final-message = "c=" cbind "," "r=" nonce ["," extensions] ",p=" proof
+        let Some((without_proof, proof)) = text.rsplit_once(",p=") else {
+            return Err(fail(Condition::MalformedRequest, "no proof"));
         };
-        let without_proof = &text[..proof_pos];
-        let proof = B64.decode(&text[proof_pos + 3..]).map_err(|_| {
-            SaslFailure::new(Condition::IncorrectEncoding, "proof is not base64").for_user(user)
+        let mut attrs = without_proof.split(',');
+        let (Some(cbind), Some(nonce)) = (
+            attrs.next().and_then(|a| a.strip_prefix("c=")),
+            attrs.next().and_then(|a| a.strip_prefix("r=")),
+        ) else {
+            return Err(fail(
+                Condition::MalformedRequest,
+                "client-final-message needs c= and r=",
+            ));
+        };
+        let cbind = B64.decode(cbind).map_err(|_| {
+            fail(
+                Condition::IncorrectEncoding,
+                "channel-binding data is not base64",
+            )
         })?;
-        let mut cbind = None;
-        let mut nonce = None;
-        for attr in without_proof.split(',') {
-            match attr.split_at_checked(2) {
-                Some(("c=", v)) => cbind = Some(v),
-                Some(("r=", v)) => nonce = Some(v),
-                _ => {}
-            }
-        }
-        let cbind = cbind.and_then(|c| B64.decode(c).ok()).ok_or_else(|| {
-            SaslFailure::malformed("missing channel-binding attribute").for_user(user)
-        })?;
+        let proof = B64
+            .decode(proof)
+            .map_err(|_| fail(Condition::IncorrectEncoding, "proof is not base64"))?;
         if !bool::from(cbind.ct_eq(&self.first.expected_cbind)) {
-            return Err(SaslFailure::new(
+            return Err(fail(
                 Condition::NotAuthorized,
                 "channel-binding data does not match",
-            )
-            .for_user(user));
+            ));
         }
-        if nonce != Some(self.nonce.as_str()) {
-            return Err(
-                SaslFailure::new(Condition::NotAuthorized, "nonce does not match").for_user(user),
-            );
+        if nonce != self.nonce {
+            return Err(fail(Condition::NotAuthorized, "nonce does not match"));
         }
         let hash = self.first.hash;
         let auth_message = format!("{},{},{}", self.first.bare, self.message, without_proof);
         let client_signature = hash.hmac(&self.keys.stored_key, auth_message.as_bytes());
-        if proof.len() != client_signature.len() {
-            return Err(
-                SaslFailure::new(Condition::NotAuthorized, "wrong username or password")
-                    .for_user(user),
-            );
-        }
-        let client_key: Vec<u8> = proof
-            .iter()
-            .zip(&client_signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
-        let matches: bool = hash.digest(&client_key).ct_eq(&self.keys.stored_key).into();
+        // ClientKey = ClientProof XOR ClientSignature; the proof is right if H(ClientKey) is
+        // StoredKey. A proof of the wrong length cannot match; the length is not secret.
+        let matches = proof.len() == client_signature.len() && {
+            let client_key: Vec<u8> = proof
+                .iter()
+                .zip(&client_signature)
+                .map(|(a, b)| a ^ b)
+                .collect();
+            hash.digest(&client_key).ct_eq(&self.keys.stored_key).into()
+        };
         if !(matches && self.exists) {
-            return Err(
-                SaslFailure::new(Condition::NotAuthorized, "wrong username or password")
-                    .for_user(user),
-            );
+            return Err(fail(Condition::NotAuthorized, "wrong username or password"));
         }
         let server_signature = hash.hmac(&self.keys.server_key, auth_message.as_bytes());
         Ok((
