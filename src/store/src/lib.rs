@@ -1,5 +1,32 @@
-//! hearth-store: storage behind one `Store` handle. Backends are variants of an enum so a
-//! PostgreSQL backend can be added without touching callers; SQLite is the default.
+//! hearth-store: storage behind one [`Store`] handle, used by the core and the modules.
+//!
+//! `Store` wraps an enum of backends and every public method dispatches on it, so a PostgreSQL
+//! backend (a `postgres` cargo feature) can be added later without touching callers. The
+//! methods are grouped by capability (`accounts.rs`, `roster.rs`, `offline.rs`); each backend
+//! keeps its SQL in its own directory (`sqlite/`) under the same method names.
+//!
+//! Accounts are keyed by the normalised local part (`username`); everything a user owns
+//! references the account and is erased with it.
+
+/// Calls the method of the same name on the backend in use.
+macro_rules! dispatch {
+    ($store:ident . $method:ident ( $($arg:expr),* )) => {
+        match &*$store.backend {
+            $crate::Backend::Sqlite(db) => db.$method($($arg),*).await,
+        }
+    };
+}
+
+mod accounts;
+mod offline;
+mod roster;
+mod sqlite;
+
+pub use offline::OfflineMessage;
+pub use roster::{RosterItem, Subscription};
+
+use std::path::Path;
+use std::sync::Arc;
 
 /// SCRAM credentials for one hash function (RFC 5802 §3): the server never stores the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,17 +44,6 @@ pub struct Credentials {
     pub sha256: ScramKeys,
 }
 
-mod accounts;
-mod offline;
-mod roster;
-mod sqlite;
-
-pub use offline::OfflineMessage;
-pub use roster::{RosterItem, Subscription};
-
-use std::path::Path;
-use std::sync::Arc;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("account already exists")]
@@ -42,10 +58,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// `synchronous=FULL`: survive power loss, at the cost of an fsync per commit. `NORMAL`
-    /// (the default) survives process crashes.
+    /// `synchronous=FULL`: a commit survives power loss, at the cost of an fsync per commit.
+    /// The default, `NORMAL`, survives crashes of the process.
     pub synchronous_full: bool,
-    /// Read connections in the pool.
+    /// Connections in the read pool (at least one is opened).
     pub read_connections: usize,
 }
 
@@ -59,33 +75,29 @@ impl Default for StoreOptions {
 }
 
 enum Backend {
-    Sqlite(sqlite::Sqlite),
+    Sqlite(sqlite::SqliteBackend),
 }
 
-/// The storage handle: cheap to clone, shared by the core and the modules.
+/// The storage handle: cheap to clone, shared by the core and the modules. Dropping the last
+/// clone commits the writes already queued, like [`Store::close`].
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
 }
 
 impl Store {
+    /// Opens (creating it and its directory if missing) and migrates the SQLite database at
+    /// `path`. Errors name the path and what the administrator can do about them.
     pub fn open(path: &Path, opts: StoreOptions) -> anyhow::Result<Store> {
+        let backend = Backend::Sqlite(sqlite::SqliteBackend::open(path, &opts)?);
         Ok(Store {
-            backend: Arc::new(Backend::Sqlite(sqlite::Sqlite::open(path, &opts)?)),
+            backend: Arc::new(backend),
         })
     }
 
-    /// Commits pending writes and stops the writer; later calls fail.
+    /// Commits the writes already queued and stops the writer; later writes fail.
     pub async fn close(&self) {
-        match &*self.backend {
-            Backend::Sqlite(db) => db.close().await,
-        }
-    }
-
-    fn sqlite(&self) -> &sqlite::Sqlite {
-        match &*self.backend {
-            Backend::Sqlite(db) => db,
-        }
+        dispatch!(self.close())
     }
 }
 

@@ -1,9 +1,8 @@
-//! Rosters (RFC 6121 §2) with a per-account version (XEP-0237), and inbound subscription
-//! requests awaiting the user's answer (§3.1.3).
+//! Rosters (RFC 6121 §2) with one version counter per user (XEP-0237), and inbound
+//! subscription requests awaiting the user's answer (RFC 6121 §3.1.3).
+//!
+//! Contacts are bare JIDs, normalised by the caller.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
-use crate::sqlite::db;
 use crate::{Result, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +14,7 @@ pub enum Subscription {
 }
 
 impl Subscription {
+    /// The value of the `subscription` attribute.
     pub fn as_str(self) -> &'static str {
         match self {
             Subscription::None => "none",
@@ -23,15 +23,19 @@ impl Subscription {
             Subscription::Both => "both",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(Subscription::None),
-            "to" => Some(Subscription::To),
-            "from" => Some(Subscription::From),
-            "both" => Some(Subscription::Both),
-            _ => None,
-        }
+impl std::str::FromStr for Subscription {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "none" => Subscription::None,
+            "to" => Subscription::To,
+            "from" => Subscription::From,
+            "both" => Subscription::Both,
+            _ => anyhow::bail!("unknown subscription state {s:?}"),
+        })
     }
 }
 
@@ -45,184 +49,58 @@ pub struct RosterItem {
     pub ask: bool,
     /// Inbound subscription pre-approved (RFC 6121 §3.4).
     pub approved: bool,
+    /// Group names; none contains U+001F (XML cannot carry it).
     pub groups: Vec<String>,
 }
 
-/// U+001F cannot occur in XML text, so no group name contains it.
-const GROUP_SEP: char = '\u{1f}';
-
-fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RosterItem> {
-    let groups: String = r.get(5)?;
-    let subscription: String = r.get(2)?;
-    Ok(RosterItem {
-        contact: r.get(0)?,
-        name: r.get(1)?,
-        subscription: Subscription::parse(&subscription).unwrap_or(Subscription::None),
-        ask: r.get(3)?,
-        approved: r.get(4)?,
-        groups: if groups.is_empty() {
-            Vec::new()
-        } else {
-            groups.split(GROUP_SEP).map(str::to_string).collect()
-        },
-    })
-}
-
-fn bump_version(conn: &Connection, username: &str) -> Result<u64> {
-    conn.prepare_cached("UPDATE accounts SET roster_version = roster_version + 1 WHERE username = ?1 RETURNING roster_version")
-        .and_then(|mut s| s.query_row([username], |r| r.get::<_, i64>(0)))
-        .optional()
-        .map_err(db)?
-        .map(|v| v as u64)
-        .ok_or(crate::StoreError::NoSuchAccount)
-}
-
-fn version(conn: &Connection, username: &str) -> Result<u64> {
-    conn.prepare_cached("SELECT roster_version FROM accounts WHERE username = ?1")
-        .and_then(|mut s| s.query_row([username], |r| r.get::<_, i64>(0)).optional())
-        .map_err(db)
-        .map(|v| v.unwrap_or(0) as u64)
-}
-
-const COLUMNS: &str = "contact, name, subscription, ask, approved, groups";
-
 impl Store {
-    /// The whole roster and its version.
+    /// The roster's version and its items, sorted by contact, read consistently.
     pub async fn roster(&self, username: &str) -> Result<(u64, Vec<RosterItem>)> {
-        let username = username.to_string();
-        self.sqlite()
-            .read(move |conn| {
-                let v = version(conn, &username)?;
-                let mut s = conn
-                    .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM roster WHERE username = ?1 ORDER BY contact"
-                    ))
-                    .map_err(db)?;
-                let items = s
-                    .query_map([&username], item_from_row)
-                    .map_err(db)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(db)?;
-                Ok((v, items))
-            })
-            .await
+        dispatch!(self.roster(username))
     }
 
     pub async fn roster_item(&self, username: &str, contact: &str) -> Result<Option<RosterItem>> {
-        let (username, contact) = (username.to_string(), contact.to_string());
-        self.sqlite()
-            .read(move |conn| {
-                conn.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM roster WHERE username = ?1 AND contact = ?2"
-                ))
-                .and_then(|mut s| s.query_row([&username, &contact], item_from_row).optional())
-                .map_err(db)
-            })
-            .await
+        dispatch!(self.roster_item(username, contact))
     }
 
-    /// Inserts or replaces an item; returns the new roster version.
+    /// Inserts or replaces the item; returns the new roster version.
     pub async fn roster_put(&self, username: &str, item: &RosterItem) -> Result<u64> {
-        let (username, item) = (username.to_string(), item.clone());
-        self.sqlite()
-            .write(move |conn| {
-                let v = bump_version(conn, &username)?;
-                conn.prepare_cached(&format!("INSERT OR REPLACE INTO roster (username, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"))
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            username,
-                            item.contact,
-                            item.name,
-                            item.subscription.as_str(),
-                            item.ask,
-                            item.approved,
-                            item.groups.join(&GROUP_SEP.to_string())
-                        ])
-                    })
-                    .map_err(db)?;
-                Ok(v)
-            })
-            .await
+        dispatch!(self.roster_put(username, item))
     }
 
-    /// Removes an item; `None` when there was none, else the new roster version.
+    /// Removes the item: `None` if there was none (the version is unchanged), else the new
+    /// roster version.
     pub async fn roster_remove(&self, username: &str, contact: &str) -> Result<Option<u64>> {
-        let (username, contact) = (username.to_string(), contact.to_string());
-        self.sqlite()
-            .write(move |conn| {
-                let n = conn
-                    .prepare_cached("DELETE FROM roster WHERE username = ?1 AND contact = ?2")
-                    .and_then(|mut s| s.execute([&username, &contact]))
-                    .map_err(db)?;
-                if n == 0 {
-                    Ok(None)
-                } else {
-                    bump_version(conn, &username).map(Some)
-                }
-            })
-            .await
+        dispatch!(self.roster_remove(username, contact))
     }
 
+    /// The current version; 0 for a user who never had a roster change.
     pub async fn roster_version(&self, username: &str) -> Result<u64> {
-        let username = username.to_string();
-        self.sqlite()
-            .read(move |conn| version(conn, &username))
-            .await
+        dispatch!(self.roster_version(username))
     }
 
     pub async fn roster_count(&self, username: &str) -> Result<usize> {
-        let username = username.to_string();
-        self.sqlite()
-            .read(move |conn| {
-                conn.prepare_cached("SELECT count(*) FROM roster WHERE username = ?1")
-                    .and_then(|mut s| s.query_row([&username], |r| r.get::<_, i64>(0)))
-                    .map(|n| n as usize)
-                    .map_err(db)
-            })
-            .await
+        dispatch!(self.roster_count(username))
     }
 
+    /// Keeps an inbound subscription request (replacing an earlier one from the same contact)
+    /// until the user answers it, whether or not the contact is in the roster.
     pub async fn pending_in_put(
         &self,
         username: &str,
         contact: &str,
         stanza_xml: &str,
     ) -> Result<()> {
-        let (u, c, x) = (
-            username.to_string(),
-            contact.to_string(),
-            stanza_xml.to_string(),
-        );
-        self.sqlite()
-            .write(move |conn| {
-                conn.prepare_cached("INSERT OR REPLACE INTO pending_in (username, contact, stanza) VALUES (?1, ?2, ?3)")
-                    .and_then(|mut s| s.execute([&u, &c, &x]))
-                    .map(|_| ())
-                    .map_err(db)
-            })
-            .await
+        dispatch!(self.pending_in_put(username, contact, stanza_xml))
     }
 
+    /// `true` if a request was removed.
     pub async fn pending_in_remove(&self, username: &str, contact: &str) -> Result<bool> {
-        let (u, c) = (username.to_string(), contact.to_string());
-        self.sqlite()
-            .write(move |conn| {
-                conn.prepare_cached("DELETE FROM pending_in WHERE username = ?1 AND contact = ?2")
-                    .and_then(|mut s| s.execute([&u, &c]))
-                    .map(|n| n > 0)
-                    .map_err(db)
-            })
-            .await
+        dispatch!(self.pending_in_remove(username, contact))
     }
 
+    /// The pending requests as `(contact, stanza xml)`, sorted by contact.
     pub async fn pending_in_list(&self, username: &str) -> Result<Vec<(String, String)>> {
-        let u = username.to_string();
-        self.sqlite()
-            .read(move |conn| {
-                let mut s = conn.prepare_cached("SELECT contact, stanza FROM pending_in WHERE username = ?1 ORDER BY contact").map_err(db)?;
-                let rows = s.query_map([&u], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
-            })
-            .await
+        dispatch!(self.pending_in_list(username))
     }
 }

@@ -1,0 +1,363 @@
+//! The SQLite backend.
+//!
+//! Writes go to one writer thread that owns the write connection. It takes every request
+//! waiting in its queue and runs them in one transaction (group commit: one WAL append and, with
+//! `synchronous=FULL`, one fsync for the lot), each request in its own savepoint so a failing
+//! one is rolled back alone; then it answers each caller. Reads run on a small pool of
+//! read-only connections in blocking tasks; WAL lets them proceed while the writer writes.
+
+mod accounts;
+mod offline;
+mod roster;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::anyhow;
+use rusqlite::{Connection, ErrorCode, ffi};
+use rusqlite_migration::{M, MigrationDefinitionError, Migrations};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::{Result, StoreError, StoreOptions};
+
+/// The schema, one step per file; `user_version` records how far a database got.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/sqlite/001_core.sql"
+    ))])
+}
+
+/// Writes that may wait for the writer before callers wait to queue (back-pressure).
+const QUEUE: usize = 4096;
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Runs a write inside the batch's transaction; returns how to answer its caller once the
+/// batch committed (`Ok`) or failed.
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
+
+enum Request {
+    Write(Job),
+    /// Commit what came before, then stop.
+    Close,
+}
+
+pub(crate) struct SqliteBackend {
+    // Fields drop in order: the queue closes first, so the writer commits what is queued and
+    // stops; then its thread is joined.
+    writer: mpsc::Sender<Request>,
+    writer_thread: WriterThread,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    read_permits: Arc<Semaphore>,
+}
+
+impl SqliteBackend {
+    pub(crate) fn open(path: &Path, opts: &StoreOptions) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow!(
+                    "cannot create directory {} for the database: {e} — check that hearth's user may create it (data_dir ownership)",
+                    dir.display()
+                )
+            })?;
+        }
+        let mut conn = connect(path, opts)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| open_error(path, &e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), %mode,
+                "the database is not in WAL mode (a network filesystem?): reads will wait for writes");
+        }
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| migration_error(path, e))?;
+        let readers = (0..opts.read_connections.max(1))
+            .map(|_| {
+                let c = connect(path, opts)?;
+                c.pragma_update(None, "query_only", true)
+                    .map_err(|e| open_error(path, &e))?;
+                Ok(c)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (writer, rx) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("hearth-db-writer".into())
+            .spawn(move || writer_loop(&conn, rx))
+            .map_err(|e| anyhow!("cannot start the database writer thread: {e}"))?;
+        Ok(Self {
+            writer,
+            writer_thread: WriterThread(Mutex::new(Some(thread))),
+            read_permits: Arc::new(Semaphore::new(readers.len())),
+            readers: Arc::new(Mutex::new(readers)),
+        })
+    }
+
+    /// Runs `f` in the writer's next transaction; resolves once that committed. A caller that
+    /// stops waiting does not cancel the write.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (job, answer) = job(f);
+        self.writer
+            .send(Request::Write(job))
+            .await
+            .map_err(|_| other("the database is closed"))?;
+        answer
+            .await
+            .map_err(|_| other("the database closed, or its writer failed (see the log), before this write committed"))?
+    }
+
+    /// Runs `f` on a read connection in a blocking task.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let permit = self.read_permits.clone().acquire_owned().await;
+        let permit = permit.map_err(|_| other("the read pool is closed"))?;
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || f(&mut Lease::take(pool, permit)))
+            .await
+            .map_err(|e| other(format!("a database read failed: {e}")))?
+    }
+
+    pub(crate) async fn close(&self) {
+        // Fails only if the writer already stopped.
+        let _ = self.writer.send(Request::Close).await;
+        let thread = self.writer_thread.take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || join(t)).await;
+        }
+    }
+}
+
+fn connect(path: &Path, opts: &StoreOptions) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| open_error(path, &e))?;
+    let sync = if opts.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=30000; PRAGMA temp_store=MEMORY;"
+    ))
+    .map_err(|e| open_error(path, &e))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Says what an administrator can do about a failure to open the database.
+fn open_error(path: &Path, e: &rusqlite::Error) -> anyhow::Error {
+    let p = path.display();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            // SQLite does not say why; the OS does.
+            let cause = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .err()
+                .map_or_else(|| e.to_string(), |io| io.to_string());
+            anyhow!(
+                "cannot open database {p}: {cause} — check that hearth's user owns data_dir and may read and write this file and create its -wal and -shm files beside it"
+            )
+        }
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => anyhow!(
+            "cannot open database {p}: {e} — the file is not a hearth database or is damaged; restore it from a backup, or move it away to start empty"
+        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => anyhow!(
+            "cannot open database {p}: {e} — another process holds it; is another hearth running with the same data_dir?"
+        ),
+        Some(ErrorCode::DiskFull) => anyhow!("cannot open database {p}: the disk is full"),
+        _ => anyhow!("cannot open database {p}: {e}"),
+    }
+}
+
+fn migration_error(path: &Path, e: rusqlite_migration::Error) -> anyhow::Error {
+    match e {
+        rusqlite_migration::Error::MigrationDefinition(
+            MigrationDefinitionError::DatabaseTooFarAhead,
+        ) => anyhow!(
+            "database {} was written by a newer hearth (schema newer than this build knows) — run that version, or restore a backup made before the upgrade",
+            path.display()
+        ),
+        rusqlite_migration::Error::RusqliteError { err, .. } => {
+            open_error(path, &err).context(format!(
+                "cannot migrate database {} to the current schema",
+                path.display()
+            ))
+        }
+        e => anyhow!(
+            "cannot migrate database {} to the current schema: {e}",
+            path.display()
+        ),
+    }
+}
+
+fn other(msg: impl std::fmt::Display + std::fmt::Debug + Send + Sync + 'static) -> StoreError {
+    StoreError::Other(anyhow::Error::msg(msg))
+}
+
+/// Every foreign key references `accounts(username)`: a violation means the account is missing.
+fn db(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error() {
+        Some(s) if s.extended_code == ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+            StoreError::NoSuchAccount
+        }
+        _ => StoreError::Other(e.into()),
+    }
+}
+
+/// Wraps `f` as a job for the writer, and the receiver of its answer.
+fn job<T, F>(f: F) -> (Job, oneshot::Receiver<Result<T>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |conn| {
+        let result = in_savepoint(conn, f);
+        Box::new(move |batch| {
+            let answer = match batch {
+                Ok(()) => result,
+                Err(e) => Err(other(format!("the database transaction failed: {e}"))),
+            };
+            // The caller may have stopped waiting.
+            let _ = tx.send(answer);
+        })
+    });
+    (job, rx)
+}
+
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT request").map_err(db)?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE request"
+    } else {
+        "ROLLBACK TO request; RELEASE request"
+    };
+    conn.execute_batch(end).map_err(db)?;
+    result
+}
+
+/// What the writer did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct WriterStats {
+    writes: u64,
+    transactions: u64,
+}
+
+fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Request>) -> WriterStats {
+    let mut stats = WriterStats::default();
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    let mut open = true;
+    while open && rx.blocking_recv_many(&mut queued, MAX_BATCH) > 0 {
+        let mut jobs = Vec::with_capacity(queued.len());
+        for request in queued.drain(..) {
+            match request {
+                Request::Write(job) => jobs.push(job),
+                Request::Close => open = false,
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs answers their callers with an error.
+            tracing::error!(error = %e, writes = jobs.len(), "cannot start a database transaction; the writes fail");
+            continue;
+        }
+        let replies: Vec<Reply> = jobs.into_iter().map(|job| job(conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(|e| {
+            tracing::error!(error = %e, writes = replies.len(), "database commit failed; the writes fail");
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        if committed.is_ok() {
+            stats.writes += replies.len() as u64;
+            stats.transactions += 1;
+        }
+        for reply in replies {
+            reply(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+    stats
+}
+
+/// The writer thread, joined on drop (after the queue closed) so queued writes are committed.
+struct WriterThread(Mutex<Option<JoinHandle<WriterStats>>>);
+
+impl WriterThread {
+    fn take(&self) -> Option<JoinHandle<WriterStats>> {
+        self.0.lock().expect("writer thread lock").take()
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(t) = self.take() {
+            join(t);
+        }
+    }
+}
+
+fn join(thread: JoinHandle<WriterStats>) {
+    match thread.join() {
+        Ok(s) => tracing::debug!(
+            writes = s.writes,
+            transactions = s.transactions,
+            "database writer stopped"
+        ),
+        Err(_) => tracing::error!("the database writer thread panicked"),
+    }
+}
+
+/// A read connection taken from the pool, given back on drop (even if the read panicked).
+struct Lease {
+    pool: Arc<Mutex<Vec<Connection>>>,
+    conn: Option<Connection>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// The permit guarantees a connection is free.
+    fn take(pool: Arc<Mutex<Vec<Connection>>>, permit: OwnedSemaphorePermit) -> Self {
+        let conn = pool.lock().expect("read pool lock").pop();
+        Self {
+            pool,
+            conn,
+            _permit: permit,
+        }
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("one connection per permit")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("one connection per permit")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool.lock().expect("read pool lock").push(c);
+        }
+    }
+}

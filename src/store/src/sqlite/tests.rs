@@ -1,0 +1,227 @@
+//! Tests of the SQLite engine: batching, query plans, pragmas, open errors.
+
+use std::path::Path;
+
+use super::*;
+
+fn migrated(path: &Path) -> Connection {
+    let mut conn = Connection::open(path).unwrap();
+    migrations().to_latest(&mut conn).unwrap();
+    conn
+}
+
+#[test]
+fn migrations_are_valid() {
+    migrations().validate().unwrap();
+}
+
+/// Requests queued together run in one transaction; one that fails is rolled back alone,
+/// including what it wrote before failing.
+#[test]
+fn one_transaction_per_batch_and_failures_are_isolated() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (0)")
+        .unwrap();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let answers: Vec<_> = (0..300)
+        .map(|i| {
+            let (job, answer) = job(move |c: &Connection| {
+                c.execute("INSERT INTO t VALUES (?1)", [1000 + i])
+                    .map_err(db)?;
+                if i % 7 == 0 {
+                    c.execute("INSERT INTO t VALUES (0)", []).map_err(db)?;
+                }
+                Ok(i)
+            });
+            tx.try_send(Request::Write(job)).ok().unwrap();
+            answer
+        })
+        .collect();
+    drop(tx);
+    let stats = writer_loop(&conn, rx);
+    assert_eq!(
+        stats,
+        WriterStats {
+            writes: 300,
+            transactions: 1
+        }
+    );
+    for (i, mut answer) in answers.into_iter().enumerate() {
+        let result = answer.try_recv().unwrap();
+        assert_eq!(result.is_ok(), i % 7 != 0, "request {i}");
+    }
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1 + 300 - 43);
+}
+
+#[test]
+fn close_commits_what_came_before_it() {
+    let conn = Connection::open_in_memory().unwrap();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (before, mut committed) =
+        job(|c: &Connection| c.execute_batch("CREATE TABLE t (k)").map_err(db));
+    tx.try_send(Request::Write(before)).ok().unwrap();
+    tx.try_send(Request::Close).ok().unwrap();
+    // The writer stops although the queue is still open.
+    let stats = writer_loop(&conn, rx);
+    assert_eq!(stats.transactions, 1);
+    committed.try_recv().unwrap().unwrap();
+    assert!(tx.is_closed());
+}
+
+/// Every statement the server runs per stanza or login is answered from an index: no full
+/// scan of a user-data table, no temporary sort.
+#[test]
+fn queries_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = migrated(&dir.path().join("plan.sqlite"));
+    let served = [
+        accounts::INSERT,
+        accounts::UPDATE,
+        accounts::DELETE,
+        accounts::EXISTS,
+        accounts::CREDENTIALS,
+        roster::VERSION,
+        roster::BUMP,
+        roster::ITEMS,
+        roster::ITEM,
+        roster::PUT,
+        roster::REMOVE,
+        roster::COUNT,
+        roster::PENDING_PUT,
+        roster::PENDING_REMOVE,
+        roster::PENDING_LIST,
+        offline::COUNT,
+        offline::INSERT,
+        offline::LIST,
+        offline::REMOVE,
+        // What `ON DELETE CASCADE` runs when an account is deleted.
+        "DELETE FROM roster WHERE username = ?1",
+        "DELETE FROM pending_in WHERE username = ?1",
+        "DELETE FROM offline WHERE username = ?1",
+    ];
+    for sql in served {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        // Parameters left unbound, as in a prepared statement.
+        let mut rows = stmt.raw_query();
+        let mut plan = Vec::<String>::new();
+        while let Some(row) = rows.next().unwrap() {
+            plan.push(row.get(3).unwrap());
+        }
+        for step in &plan {
+            assert!(
+                !step.starts_with("SCAN") && !step.contains("TEMP B-TREE"),
+                "{sql}\n=> {plan:?}"
+            );
+        }
+    }
+    // Listing every account (an admin command) reads the table in key order, without a sort.
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", accounts::LIST))
+        .unwrap();
+    let plan: String = stmt.query_row([], |r| r.get(3)).unwrap();
+    assert_eq!(plan, "SCAN accounts");
+}
+
+#[tokio::test]
+async fn pragmas() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.sqlite");
+    for (full, sync) in [(false, 1), (true, 2)] {
+        let opts = StoreOptions {
+            synchronous_full: full,
+            read_connections: 2,
+        };
+        let db = SqliteBackend::open(&path, &opts).unwrap();
+        let got = db
+            .read(|c| {
+                let get = |p: &str| match c.pragma_query_value(None, p, |r| r.get(0)).unwrap() {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    v => panic!("{p} = {v:?}"),
+                };
+                Ok([
+                    "journal_mode",
+                    "synchronous",
+                    "foreign_keys",
+                    "busy_timeout",
+                    "temp_store",
+                    "query_only",
+                ]
+                .map(get))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            ["wal", &sync.to_string(), "1", "30000", "2", "1"].map(String::from)
+        );
+        db.close().await;
+    }
+}
+
+fn open_err(path: &Path) -> String {
+    let e = SqliteBackend::open(path, &StoreOptions::default())
+        .err()
+        .unwrap();
+    format!("{e:#}")
+}
+
+#[test]
+fn open_errors_name_the_path_and_the_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.sqlite");
+    std::fs::write(&garbage, vec![b'x'; 8192]).unwrap();
+    let e = open_err(&garbage);
+    assert!(
+        e.contains(&garbage.display().to_string()) && e.contains("restore it from a backup"),
+        "{e}"
+    );
+
+    let e = open_err(dir.path());
+    assert!(
+        e.starts_with(&format!("cannot open database {}:", dir.path().display()))
+            && e.contains("check that hearth's user owns data_dir"),
+        "{e}"
+    );
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let e = open_err(&file.join("db.sqlite"));
+    assert!(
+        e.contains("cannot create directory") && e.contains(&file.display().to_string()),
+        "{e}"
+    );
+
+    let newer = dir.path().join("newer.sqlite");
+    migrated(&newer)
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let e = open_err(&newer);
+    assert!(e.contains("written by a newer hearth"), "{e}");
+}
+
+/// Meaningful when not run as root (root may write anywhere).
+#[test]
+fn permission_errors_say_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(locked.join("probe"), "").is_ok() {
+        return;
+    }
+    let path = locked.join("hearth.sqlite");
+    let e = open_err(&path);
+    assert!(
+        e.starts_with(&format!(
+            "cannot open database {}: Permission denied",
+            path.display()
+        )) && e.contains("data_dir"),
+        "{e}"
+    );
+}
