@@ -12,6 +12,8 @@ async fn spoofed_from_closes_only_that_stream() {
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     b.send("<presence/>").await;
     b.sync().await;
+    // RFC 6121 §4.2.2: the broadcast comes back to its sender too.
+    b.expect_stanza("to='bob@localhost/b'").await;
     mallory.send("<message from='bob@localhost/b' to='bob@localhost' type='chat'><body>fake</body></message>").await;
     mallory.expect_stream_error("invalid-from").await;
     b.expect_silence(300).await;

@@ -1,11 +1,14 @@
-//! RFC 6121 §3–4: presence subscriptions (the whole state machine, pre-approval and
-//! cancellation), presence broadcast, probes, directed presence, and unavailable presence when a
-//! session ends.
+//! RFC 6121 §3–4: presence subscriptions (the whole state machine of Appendix A, with
+//! pre-approval and cancellation), presence broadcast, probes, directed presence, and
+//! unavailable presence when a session ends.
 //!
-//! The sender's side (`pre-presence/*`, from a local client) and the recipient's side
-//! (`presence/*`, for a local account) are handled independently, so the same code serves a
-//! contact on this server and, once federation exists, on another one.
+//! The sender's side (`pre-presence/{bare,full,host}`, from a local client) and the recipient's
+//! side (`presence/{bare,full}`, for a local account) are handled independently, so the same code
+//! serves a contact on this server and, once federation exists, on another one. The subscription
+//! rules are two pure functions, [`outbound_transition`] and [`inbound_transition`]; the hooks
+//! load the state, apply the effects and store the result. Fires [`INITIAL_EVENT`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use hearth_core::jid::Jid;
@@ -15,18 +18,21 @@ use hearth_core::server::Server;
 use hearth_core::session::Session;
 use hearth_core::stanza::{Kind, Stanza};
 use hearth_store::{RosterItem, Subscription};
+use minidom::Element;
 use serde::Deserialize;
 
 use crate::roster;
 
-/// Fired after a session's initial presence (RFC 6121 §4.2) with that presence; the origin is
-/// the session. Offline delivery hooks it.
+/// Fired once a session's initial presence (RFC 6121 §4.2) has been broadcast, the contacts
+/// probed and the waiting subscription requests redelivered. The context's origin is that
+/// session and the stanza its initial presence. The offline module hooks it to deliver stored
+/// messages.
 pub const INITIAL_EVENT: &str = "presence/initial";
 
 pub struct Presence;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {}
 
 impl Module for Presence {
@@ -47,51 +53,80 @@ impl Module for Presence {
         ] {
             reg.hook(event, 0, |cx, st| async move { outbound(cx, st).await });
         }
-        reg.hook(
-            "presence/bare",
-            0,
-            |cx, st| async move { inbound(cx, st).await },
-        );
-        reg.hook(
-            "presence/full",
-            0,
-            |cx, st| async move { inbound(cx, st).await },
-        );
+        for event in ["presence/bare", "presence/full"] {
+            reg.hook(event, 0, |cx, st| async move { inbound(cx, st).await });
+        }
         reg.on_session(|server, event| async move {
             if let SessionEvent::Closed {
-                was_available: true,
+                was_available,
                 session,
                 ..
             } = event
             {
-                let mut unavailable = Stanza::new(Kind::Presence);
-                unavailable.set_type(Some("unavailable"));
-                unavailable.set_from(Some(session.jid.clone()));
-                broadcast_unavailable(&server, &session, unavailable).await;
+                session_closed(&server, &session, was_available).await;
             }
         });
         Ok(Arc::new(Presence))
     }
 }
 
-/// A subscription state as RFC 6121 Appendix A names it, from the user's roster item plus
-/// whether an inbound request is pending.
+/// The four presence types that manage subscriptions (RFC 6121 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionType {
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+}
+
+impl SubscriptionType {
+    pub fn parse(type_: &str) -> Option<Self> {
+        Some(match type_ {
+            "subscribe" => Self::Subscribe,
+            "subscribed" => Self::Subscribed,
+            "unsubscribe" => Self::Unsubscribe,
+            "unsubscribed" => Self::Unsubscribed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscribe => "subscribe",
+            Self::Subscribed => "subscribed",
+            Self::Unsubscribe => "unsubscribe",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
+/// The user's side of a subscription with one contact: the states of RFC 6121 Appendix A.1
+/// ("None + Pending Out" is subscription `None` with `ask`) plus the pre-approval of §3.4, which
+/// the appendix does not model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
     pub subscription: Subscription,
-    /// Outbound request pending ("Pending Out").
+    /// Outbound request pending ("Pending Out", `ask='subscribe'` in the roster).
     pub ask: bool,
-    /// Inbound request pending ("Pending In").
+    /// Inbound request pending ("Pending In"; kept apart from the roster).
     pub pending_in: bool,
+    /// The contact's next request is approved in advance (`approved='true'`).
     pub approved: bool,
 }
 
-/// What a subscription stanza does to the state and whether it goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
-    pub next: State,
-    /// Forward the stanza (outbound: to the contact; inbound: to the user's resources).
-    pub deliver: bool,
+/// What a subscription stanza causes besides the state change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Pass the stanza on: outbound, route it to the contact; inbound, deliver it to the user.
+    pub forward: bool,
+    /// Answer `subscribed` on the user's behalf: the contact already has, or was pre-approved
+    /// for, a subscription (§3.1.3, §3.4).
+    pub auto_approve: bool,
+    /// Send the user's current presence to the contact, who may see it from now on.
+    pub send_presence: bool,
+    /// Send unavailable presence from the user's resources to the contact, who may no longer
+    /// see it.
+    pub send_unavailable: bool,
 }
 
 fn with_to(s: Subscription, on: bool) -> Subscription {
@@ -124,84 +159,107 @@ fn has_from(s: Subscription) -> bool {
     matches!(s, Subscription::From | Subscription::Both)
 }
 
-/// RFC 6121 Appendix A.2 and §3: the user sends a subscription stanza.
-pub fn outbound_transition(state: State, kind: &str) -> Transition {
+/// RFC 6121 Appendix A.2 (with §3.4 pre-approval): the user sends a subscription stanza.
+pub fn outbound_transition(state: State, type_: SubscriptionType) -> (State, Effects) {
+    use SubscriptionType::*;
     let mut next = state;
-    let deliver = match kind {
-        "subscribe" => {
+    let mut fx = Effects::default();
+    match type_ {
+        // A.2.1: always routed; with a subscription already, the contact's server answers it.
+        Subscribe => {
             if !has_to(state.subscription) {
                 next.ask = true;
             }
-            true
+            fx.forward = true;
         }
-        "subscribed" if state.pending_in => {
+        // A.2.2: always routed.
+        Unsubscribe => {
+            next.subscription = with_to(state.subscription, false);
+            next.ask = false;
+            fx.forward = true;
+        }
+        // A.2.3: approving a waiting request; the contact sees the user's presence from now on.
+        Subscribed if state.pending_in => {
             next.subscription = with_from(state.subscription, true);
             next.pending_in = false;
             next.approved = false;
-            true
+            fx.forward = true;
+            fx.send_presence = true;
         }
-        // Already subscribed: nothing to do, nothing to send.
-        "subscribed" if has_from(state.subscription) => false,
-        // No request to answer: pre-approval (§3.4).
-        "subscribed" => {
-            next.approved = true;
-            false
-        }
-        "unsubscribe" => {
-            next.subscription = with_to(state.subscription, false);
-            next.ask = false;
-            true
-        }
-        "unsubscribed" => {
+        Subscribed if has_from(state.subscription) => {}
+        // §3.4.1: no request to approve: pre-approve the next one; nothing goes out.
+        Subscribed => next.approved = true,
+        // A.2.4: cancelling a subscription or denying a request. Withdrawing a pre-approval is
+        // local: the contact never learnt of it.
+        Unsubscribed => {
             next.subscription = with_from(state.subscription, false);
             next.pending_in = false;
             next.approved = false;
-            state.pending_in || has_from(state.subscription) || state.approved
+            fx.forward = state.pending_in || has_from(state.subscription);
+            fx.send_unavailable = has_from(state.subscription);
         }
-        _ => false,
-    };
-    Transition { next, deliver }
+    }
+    (next, fx)
 }
 
-/// RFC 6121 Appendix A.3 and §3: a contact's subscription stanza reaches the user.
-pub fn inbound_transition(state: State, kind: &str) -> Transition {
+/// RFC 6121 Appendix A.3 (with §3.4 pre-approval): a contact's subscription stanza reaches the
+/// user.
+pub fn inbound_transition(state: State, type_: SubscriptionType) -> (State, Effects) {
+    use SubscriptionType::*;
     let mut next = state;
-    let deliver = match kind {
-        // Auto-answered when already subscribed or pre-approved (handled by the caller).
-        "subscribe" if has_from(state.subscription) || state.approved => false,
-        "subscribe" => {
+    let mut fx = Effects::default();
+    match type_ {
+        // §3.1.3 step 2: already subscribed; the user is not asked again.
+        Subscribe if has_from(state.subscription) => {
+            fx.auto_approve = true;
+            fx.send_presence = true;
+        }
+        // §3.4.2: pre-approved; the approval is used up.
+        Subscribe if state.approved => {
+            next.subscription = with_from(state.subscription, true);
+            next.pending_in = false;
+            next.approved = false;
+            fx.auto_approve = true;
+            fx.send_presence = true;
+        }
+        // A.3.1: kept until answered; a repeated request is not delivered again.
+        Subscribe => {
             next.pending_in = true;
-            !state.pending_in
+            fx.forward = !state.pending_in;
         }
-        "subscribed" if state.ask => {
-            next.subscription = with_to(state.subscription, true);
-            next.ask = false;
-            true
-        }
-        "subscribed" => false,
-        "unsubscribe" if has_from(state.subscription) || state.pending_in => {
+        // A.3.2, §3.3.3: the contact drops its subscription or withdraws its request.
+        Unsubscribe if has_from(state.subscription) || state.pending_in => {
             next.subscription = with_from(state.subscription, false);
             next.pending_in = false;
-            true
+            fx.forward = true;
+            fx.send_unavailable = has_from(state.subscription);
         }
-        "unsubscribe" => false,
-        "unsubscribed" if has_to(state.subscription) || state.ask => {
+        Unsubscribe => {}
+        // A.3.3: only an approval of a request the user made counts.
+        Subscribed if state.ask => {
+            next.subscription = with_to(state.subscription, true);
+            next.ask = false;
+            fx.forward = true;
+        }
+        Subscribed => {}
+        // A.3.4: the contact cancels the user's subscription or denies the request.
+        Unsubscribed if has_to(state.subscription) || state.ask => {
             next.subscription = with_to(state.subscription, false);
             next.ask = false;
-            true
+            fx.forward = true;
         }
-        "unsubscribed" => false,
-        _ => false,
-    };
-    Transition { next, deliver }
+        Unsubscribed => {}
+    }
+    (next, fx)
 }
 
-fn local_user<'a>(server: &Server, jid: &'a Jid) -> Option<&'a str> {
-    if server.is_local_domain(jid.domain()) {
-        jid.node()
-    } else {
-        None
-    }
+/// The `<priority/>` of an available presence, clamped to −128..127 (RFC 6121 §4.7.2.3); absent
+/// or not a number is 0.
+pub fn priority_of(presence: &Element) -> i8 {
+    presence
+        .get_child("priority", hearth_core::ns::CLIENT)
+        .and_then(|p| p.text().trim().parse::<i64>().ok())
+        .map_or(0, |p| p.clamp(-128, 127) as i8)
 }
 
 fn item_state(item: Option<&RosterItem>, pending_in: bool) -> State {
@@ -213,14 +271,22 @@ fn item_state(item: Option<&RosterItem>, pending_in: bool) -> State {
     }
 }
 
-/// Loads the user's view of `contact`.
+fn store_failed(e: hearth_store::StoreError) {
+    tracing::error!(error = %e, "presence storage failed");
+}
+
+/// Loads the user's side of the subscription with `contact`.
 async fn load(cx: &Context, user: &str, contact: &str) -> Option<(Option<RosterItem>, State)> {
     let store = cx.store();
-    let item = store.roster_item(user, contact).await.map_err(log).ok()?;
+    let item = store
+        .roster_item(user, contact)
+        .await
+        .map_err(store_failed)
+        .ok()?;
     let pending = store
         .pending_in_list(user)
         .await
-        .map_err(log)
+        .map_err(store_failed)
         .ok()?
         .iter()
         .any(|(c, _)| c == contact);
@@ -228,11 +294,7 @@ async fn load(cx: &Context, user: &str, contact: &str) -> Option<(Option<RosterI
     Some((item, state))
 }
 
-fn log(e: hearth_store::StoreError) {
-    tracing::error!(error = %e, "presence storage failed");
-}
-
-/// Stores a changed state and pushes the roster item when it changed.
+/// Stores a changed state; a changed roster item is pushed to the interested resources.
 async fn save(
     cx: &Context,
     account: &Jid,
@@ -243,8 +305,11 @@ async fn save(
     next: State,
 ) {
     let store = cx.store();
-    if before.pending_in != next.pending_in && !next.pending_in {
-        let _ = store.pending_in_remove(user, contact).await.map_err(log);
+    if before.pending_in && !next.pending_in {
+        let _ = store
+            .pending_in_remove(user, contact)
+            .await
+            .map_err(store_failed);
     }
     let item_changed = (before.subscription, before.ask, before.approved)
         != (next.subscription, next.ask, next.approved);
@@ -262,8 +327,8 @@ async fn save(
     item.subscription = next.subscription;
     item.ask = next.ask;
     item.approved = next.approved;
-    if let Ok(v) = store.roster_put(user, &item).await.map_err(log) {
-        roster::push(&cx.server, account, Ok(&item), v).await;
+    if let Ok(v) = store.roster_put(user, &item).await.map_err(store_failed) {
+        roster::push(&cx.server, account, roster::Change::Item(&item), v).await;
     }
 }
 
@@ -273,6 +338,29 @@ fn presence(type_: Option<&str>, from: Jid, to: Jid) -> Stanza {
     p.set_from(Some(from));
     p.set_to(Some(to));
     p
+}
+
+/// The contacts that receive the user's broadcast presence: subscription from or both. The
+/// user's own JID is left out: the own resources are told directly.
+fn subscribers<'a>(items: &'a [RosterItem], account: &'a Jid) -> impl Iterator<Item = Jid> + 'a {
+    items
+        .iter()
+        .filter(|i| has_from(i.subscription))
+        .filter_map(|i| Jid::parse(&i.contact).ok())
+        .filter(move |c| c.bare() != account.bare())
+}
+
+async fn roster_items(server: &Server, account: &Jid) -> Vec<RosterItem> {
+    let Some(user) = account.node() else {
+        return Vec::new();
+    };
+    server
+        .store
+        .roster(user)
+        .await
+        .map(|(_, items)| items)
+        .map_err(store_failed)
+        .unwrap_or_default()
 }
 
 /// Sends the current presence of each of `account`'s available resources to `to` (or one
@@ -286,8 +374,7 @@ async fn send_current_presence(
     let mut sent = false;
     for session in server.sessions.of(account.bare()) {
         let last = session.presence.lock().expect("presence lock").last.clone();
-        let Some(last) = last else { continue };
-        let Ok(mut p) = Stanza::from_element(last) else {
+        let Some(Ok(mut p)) = last.map(Stanza::from_element) else {
             continue;
         };
         p.set_from(Some(session.jid.clone()));
@@ -317,64 +404,107 @@ async fn send_unavailable_from_all(server: &Arc<Server>, account: &Jid, to: &Jid
     }
 }
 
+/// Delivers a session's broadcast presence to its account's available resources and to the
+/// session itself, while it is bound: an entity is implicitly subscribed to its own presence
+/// (RFC 6121 §4.2.2, §4.4.2, §4.5.2).
+fn to_own_resources(server: &Server, session: &Session, st: &Stanza) {
+    for other in server.sessions.of(session.jid.bare()) {
+        if other.id == session.id || other.is_available() {
+            let mut p = st.clone();
+            p.set_to(Some(other.jid.clone()));
+            server.deliver(&other, &p);
+        }
+    }
+}
+
+/// Presence from a local client (the sender's side).
 async fn outbound(cx: Context, st: Stanza) -> Flow {
     let Some(session) = cx.session().cloned() else {
         return Flow::Continue(st);
     };
     let account = session.jid.to_bare();
-    let kind = st.stanza_type().to_string();
-    match (kind.as_str(), st.to().cloned()) {
-        ("available" | "unavailable", None) => {
+    let type_ = st.type_attr();
+    let availability = matches!(type_, None | Some("unavailable"));
+    let unavailable = type_ == Some("unavailable");
+    let subscription = type_.and_then(SubscriptionType::parse);
+    match (st.to().cloned(), availability, subscription) {
+        (None, true, _) => {
             broadcast(&cx, &session, st).await;
             Flow::Stop
         }
-        ("available" | "unavailable", Some(to)) if to.bare() == account.bare() && to.is_bare() => {
-            broadcast(&cx, &session, st).await;
-            Flow::Stop
-        }
-        ("available" | "unavailable", Some(to)) => {
-            directed(&cx, &session, &account, &to, &st).await;
+        (Some(to), true, _) => {
+            directed(&cx, &session, &account, &to, unavailable).await;
             Flow::Continue(st)
         }
-        (kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"), Some(to)) => {
-            subscription_out(&cx, &account, &to.to_bare(), kind, st).await;
+        (Some(to), _, Some(type_)) => {
+            subscription_out(&cx, &account, &to.to_bare(), type_, st).await;
             Flow::Stop
         }
+        (None, _, Some(type_)) => {
+            tracing::debug!(account = %account, type_ = type_.as_str(), "not routing subscription stanza: it has no 'to'");
+            Flow::Stop
+        }
+        // Probes and errors go on as they are.
         _ => Flow::Continue(st),
     }
 }
 
-/// RFC 6121 §4.6: remember directed presence to entities that are not subscribed, so they are
-/// told when the session goes away.
-async fn directed(cx: &Context, session: &Arc<Session>, account: &Jid, to: &Jid, st: &Stanza) {
-    let subscribed = match account.node() {
+/// RFC 6121 §4.6: remember directed presence to entities that no broadcast tells, so they learn
+/// when the session goes away. A subscriber is told by broadcasts only once the session is
+/// available.
+async fn directed(
+    cx: &Context,
+    session: &Arc<Session>,
+    account: &Jid,
+    to: &Jid,
+    unavailable: bool,
+) {
+    if to.bare() == account.bare() {
+        // The own resources hear every broadcast.
+        return;
+    }
+    if unavailable {
+        session
+            .presence
+            .lock()
+            .expect("presence lock")
+            .directed
+            .remove(to);
+        return;
+    }
+    let subscriber = match account.node() {
         Some(user) => cx
             .store()
             .roster_item(user, &to.bare().to_string())
             .await
+            .map_err(store_failed)
             .ok()
             .flatten()
             .is_some_and(|i| has_from(i.subscription)),
         None => false,
     };
     let mut p = session.presence.lock().expect("presence lock");
-    if st.stanza_type() == "unavailable" {
-        p.directed.remove(to);
-    } else if !subscribed {
+    if !(subscriber && p.available) {
         p.directed.insert(to.clone());
     }
 }
 
-async fn subscription_out(cx: &Context, account: &Jid, contact: &Jid, kind: &str, st: Stanza) {
+async fn subscription_out(
+    cx: &Context,
+    account: &Jid,
+    contact: &Jid,
+    type_: SubscriptionType,
+    st: Stanza,
+) {
     let Some(user) = account.node() else { return };
     let key = contact.to_string();
     let Some((item, before)) = load(cx, user, &key).await else {
         return;
     };
-    let t = outbound_transition(before, kind);
-    save(cx, account, user, &key, item, before, t.next).await;
-    if !t.deliver {
-        tracing::debug!(account = %account, contact = %contact, kind, "not routing subscription stanza: nothing to tell the contact");
+    let (next, fx) = outbound_transition(before, type_);
+    save(cx, account, user, &key, item, before, next).await;
+    if !fx.forward {
+        tracing::debug!(account = %account, contact = %contact, type_ = type_.as_str(), "not routing subscription stanza: nothing to tell the contact");
         return;
     }
     // RFC 6121 §3.1.2: subscription stanzas go out from the bare JID, to the bare JID.
@@ -382,27 +512,24 @@ async fn subscription_out(cx: &Context, account: &Jid, contact: &Jid, kind: &str
     out.set_from(Some(account.clone()));
     out.set_to(Some(contact.clone()));
     cx.server.route(out).await;
-    match kind {
-        // Approving: the contact now gets the user's presence (§3.1.5).
-        "subscribed" => send_current_presence(&cx.server, account, contact, false).await,
-        // Cancelling: the contact is told the user is gone (§3.2.1).
-        "unsubscribed" if has_from(before.subscription) => {
-            send_unavailable_from_all(&cx.server, account, contact).await
-        }
-        _ => {}
+    if fx.send_presence {
+        send_current_presence(&cx.server, account, contact, false).await;
+    }
+    if fx.send_unavailable {
+        send_unavailable_from_all(&cx.server, account, contact).await;
     }
 }
 
 /// A roster item is being removed (RFC 6121 §2.5.2): cancel both directions first.
 pub async fn cancel_on_remove(cx: &Context, account: &Jid, item: &RosterItem) {
-    let Ok(contact) = Jid::parse(&item.contact) else {
+    let (Some(user), Ok(contact)) = (account.node(), Jid::parse(&item.contact)) else {
         return;
     };
-    let user = account.node().unwrap_or_default().to_string();
     let pending_in = cx
         .store()
-        .pending_in_remove(&user, &item.contact)
+        .pending_in_remove(user, &item.contact)
         .await
+        .map_err(store_failed)
         .unwrap_or(false);
     if has_to(item.subscription) || item.ask {
         cx.server
@@ -427,87 +554,74 @@ pub async fn cancel_on_remove(cx: &Context, account: &Jid, item: &RosterItem) {
     }
 }
 
-/// Available or unavailable presence without `to` (RFC 6121 §4.2–4.5).
+/// Available or unavailable presence without `to` (RFC 6121 §4.2, §4.4, §4.5).
 async fn broadcast(cx: &Context, session: &Arc<Session>, mut st: Stanza) {
     st.set_from(Some(session.jid.clone()));
     st.set_to(None);
-    if st.stanza_type() == "unavailable" {
-        broadcast_unavailable(&cx.server, session, st).await;
+    if st.type_attr() == Some("unavailable") {
+        withdraw(&cx.server, session, st, true).await;
         return;
     }
-    let priority = st
-        .element()
-        .get_child("priority", hearth_core::ns::CLIENT)
-        .and_then(|p| p.text().trim().parse::<i32>().ok())
-        .map_or(0, |p| p.clamp(-128, 127) as i8);
     let initial = {
         let mut p = session.presence.lock().expect("presence lock");
         let initial = !p.available;
         p.available = true;
-        p.priority = priority;
+        p.priority = priority_of(st.element());
         p.last = Some(st.element().clone());
         initial
     };
     let account = session.jid.to_bare();
-    let Some(user) = account.node().map(str::to_string) else {
-        return;
-    };
-    let items = cx
-        .store()
-        .roster(&user)
-        .await
-        .map(|(_, items)| items)
-        .unwrap_or_default();
-    for item in items.iter().filter(|i| has_from(i.subscription)) {
-        if let Ok(contact) = Jid::parse(&item.contact) {
-            let mut p = st.clone();
-            p.set_to(Some(contact));
-            cx.server.route(p).await;
-        }
+    let items = roster_items(&cx.server, &account).await;
+    for contact in subscribers(&items, &account) {
+        let mut p = st.clone();
+        p.set_to(Some(contact));
+        cx.server.route(p).await;
     }
-    for other in cx.server.sessions.of(account.bare()) {
-        if other.id != session.id && other.is_available() {
-            let mut p = st.clone();
-            p.set_to(Some(other.jid.clone()));
-            cx.server.deliver(&other, &p);
-        }
-    }
+    to_own_resources(&cx.server, session, &st);
     if !initial {
         return;
     }
-    // Initial presence: learn the contacts' presence, see the own other resources, get the
-    // subscription requests that waited (§3.1.3), then offline messages (event).
+    // Initial presence (§4.2.2): learn the contacts' presence (probes from the bare JID, so
+    // answers reach every available resource, §4.3.1)...
     for item in items.iter().filter(|i| has_to(i.subscription)) {
-        if let Ok(contact) = Jid::parse(&item.contact) {
+        if let Ok(contact) = Jid::parse(&item.contact)
+            && contact.bare() != account.bare()
+        {
             cx.server
                 .route(presence(Some("probe"), account.clone(), contact))
                 .await;
         }
     }
+    // ...see the account's other available resources...
     for other in cx.server.sessions.of(account.bare()) {
+        if other.id == session.id {
+            continue;
+        }
         let last = other.presence.lock().expect("presence lock").last.clone();
-        if other.id != session.id
-            && let Some(last) = last
-            && let Ok(mut p) = Stanza::from_element(last)
-        {
+        if let Some(Ok(mut p)) = last.map(Stanza::from_element) {
             p.set_from(Some(other.jid.clone()));
             p.set_to(Some(session.jid.clone()));
             cx.server.deliver(session, &p);
         }
     }
-    if let Ok(pending) = cx.store().pending_in_list(&user).await {
+    // ...get the subscription requests still waiting for an answer (§3.1.3)...
+    if let Some(user) = account.node()
+        && let Ok(pending) = cx.store().pending_in_list(user).await.map_err(store_failed)
+    {
         for (_, xml) in pending {
             if let Some(p) = Stanza::from_storage_xml(&xml) {
                 cx.server.deliver(session, &p);
             }
         }
     }
+    // ...then whatever else waits for the first presence (offline messages).
     let _ = cx.server.fire(INITIAL_EVENT, cx.clone(), st).await;
 }
 
-/// Unavailable presence from a session: to subscribers, the account's other resources and
-/// everyone it sent directed presence to; then the session counts as unavailable.
-async fn broadcast_unavailable(server: &Arc<Server>, session: &Arc<Session>, st: Stanza) {
+/// Unavailable presence from a session (§4.5.2, §4.6.3): to the subscribers and the account's
+/// resources when `broadcast` (the session had been available), and to everyone it sent directed
+/// presence to. The session then counts as unavailable and forgets its directed presence.
+async fn withdraw(server: &Arc<Server>, session: &Arc<Session>, st: Stanza, broadcast: bool) {
     let directed = {
         let mut p = session.presence.lock().expect("presence lock");
         p.available = false;
@@ -515,23 +629,15 @@ async fn broadcast_unavailable(server: &Arc<Server>, session: &Arc<Session>, st:
         std::mem::take(&mut p.directed)
     };
     let account = session.jid.to_bare();
-    let items = match account.node() {
-        Some(user) => server
-            .store
-            .roster(user)
-            .await
-            .map(|(_, items)| items)
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let mut told = std::collections::HashSet::new();
-    for item in items.iter().filter(|i| has_from(i.subscription)) {
-        if let Ok(contact) = Jid::parse(&item.contact) {
+    let mut told = HashSet::new();
+    if broadcast {
+        for contact in subscribers(&roster_items(server, &account).await, &account) {
             told.insert(contact.clone());
             let mut p = st.clone();
             p.set_to(Some(contact));
             server.route(p).await;
         }
+        to_own_resources(server, session, &st);
     }
     for to in directed {
         if !told.contains(&to.to_bare()) {
@@ -540,72 +646,77 @@ async fn broadcast_unavailable(server: &Arc<Server>, session: &Arc<Session>, st:
             server.route(p).await;
         }
     }
-    for other in server.sessions.of(account.bare()) {
-        if other.id != session.id && other.is_available() {
-            let mut p = st.clone();
-            p.set_to(Some(other.jid.clone()));
-            server.deliver(&other, &p);
-        }
-    }
+}
+
+/// A session ended without (or after) unavailable presence: its subscribers, other resources and
+/// directed-presence recipients learn it is gone. The session is already unbound, but still
+/// holds its presence state.
+async fn session_closed(server: &Arc<Server>, session: &Arc<Session>, was_available: bool) {
+    let mut st = Stanza::new(Kind::Presence);
+    st.set_type(Some("unavailable"));
+    st.set_from(Some(session.jid.clone()));
+    withdraw(server, session, st, was_available).await;
 }
 
 /// Presence for a local account (the recipient's side).
 async fn inbound(cx: Context, st: Stanza) -> Flow {
-    let Some(to) = st.to().cloned() else {
+    let (Some(to), Some(from)) = (st.to().cloned(), st.from().cloned()) else {
+        tracing::debug!("not delivering presence: it lacks 'to' or 'from'");
         return Flow::Stop;
     };
-    let Some(user) = local_user(&cx.server, &to).map(str::to_string) else {
+    let Some(user) = to.node().map(str::to_string) else {
         return Flow::Continue(st);
     };
-    let Some(from) = st.from().cloned() else {
-        return Flow::Stop;
-    };
-    let kind = st.stanza_type().to_string();
-    match kind.as_str() {
-        "available" | "unavailable" | "error" => {
-            deliver_presence(&cx.server, &to, &st);
-            Flow::Stop
+    match st.type_attr() {
+        None | Some("unavailable" | "error") => deliver_presence(&cx.server, &to, &st),
+        Some("probe") => probe(&cx, &user, &to.to_bare(), &from).await,
+        Some(t) => {
+            if let Some(type_) = SubscriptionType::parse(t) {
+                // A subscription stanza to a full JID counts as sent to the bare JID (§3.1.3).
+                subscription_in(&cx, &user, &to.to_bare(), &from.to_bare(), type_, st).await;
+            }
         }
-        "probe" => {
-            probe(&cx, &user, &to.to_bare(), &from).await;
-            Flow::Stop
-        }
-        kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
-            subscription_in(&cx, &user, &to.to_bare(), &from.to_bare(), kind, st).await;
-            Flow::Stop
-        }
-        _ => Flow::Stop,
     }
+    Flow::Stop
 }
 
-/// To a full JID: that session only. To a bare JID: every available resource (RFC 6121
-/// §4.4.3, §8.5.2.1.1).
+/// To a full JID: that session only, else dropped (§8.5.3.2.1). To a bare JID: every available
+/// resource, whatever its priority (§8.5.2.1.1).
 fn deliver_presence(server: &Arc<Server>, to: &Jid, st: &Stanza) {
     if to.is_full() {
-        if let Some(s) = server.sessions.get(to) {
-            server.deliver(&s, st);
+        match server.sessions.get(to) {
+            Some(s) => {
+                server.deliver(&s, st);
+            }
+            None => tracing::debug!(to = %to, "not delivering presence: no such resource"),
         }
         return;
     }
+    let mut delivered = false;
     for s in server.sessions.of(to.bare()) {
         if s.is_available() {
-            server.deliver(&s, st);
+            delivered |= server.deliver(&s, st);
         }
+    }
+    if !delivered {
+        tracing::trace!(to = %to, "not delivering presence: no available resource");
     }
 }
 
-/// RFC 6121 §4.3.2: answer a probe only for entities allowed to see the user's presence.
+/// RFC 6121 §4.3.2: answer a probe only for entities allowed to see the user's presence; anyone
+/// else learns nothing, not even that the account exists.
 async fn probe(cx: &Context, user: &str, account: &Jid, from: &Jid) {
     let allowed = from.bare() == account.bare()
         || cx
             .store()
             .roster_item(user, &from.bare().to_string())
             .await
+            .map_err(store_failed)
             .ok()
             .flatten()
             .is_some_and(|i| has_from(i.subscription));
     if !allowed {
-        tracing::debug!(account = %account, prober = %from, "not answering probe: no subscription");
+        tracing::debug!(account = %account, prober = %from, "not answering probe: the prober has no subscription");
         return;
     }
     send_current_presence(&cx.server, account, from, true).await;
@@ -616,14 +727,20 @@ async fn subscription_in(
     user: &str,
     account: &Jid,
     contact: &Jid,
-    kind: &str,
-    st: Stanza,
+    type_: SubscriptionType,
+    mut st: Stanza,
 ) {
     let exists = !cx.server.sessions.of(account.bare()).is_empty()
-        || cx.store().account_exists(user).await.unwrap_or(false);
+        || cx
+            .store()
+            .account_exists(user)
+            .await
+            .map_err(store_failed)
+            .unwrap_or(false);
     if !exists {
-        // RFC 6121 §3.1.3: no such user; a request is answered as if refused.
-        if kind == "subscribe" {
+        // §8.5.1: a request to no such user is answered as refused; the rest is ignored.
+        tracing::debug!(account = %account, contact = %contact, type_ = type_.as_str(), "not delivering subscription stanza: no such account");
+        if type_ == SubscriptionType::Subscribe {
             cx.server
                 .route(presence(
                     Some("unsubscribed"),
@@ -638,15 +755,41 @@ async fn subscription_in(
     let Some((item, before)) = load(cx, user, &key).await else {
         return;
     };
-    if kind == "subscribe" && (has_from(before.subscription) || before.approved) {
-        // Already allowed or pre-approved: answer for the user (§3.1.3, §3.4).
-        let next = State {
-            subscription: with_from(before.subscription, true),
-            approved: false,
-            pending_in: false,
-            ..before
+    let (next, fx) = inbound_transition(before, type_);
+    st.set_from(Some(contact.clone()));
+    st.set_to(Some(account.clone()));
+    if next.pending_in && !before.pending_in {
+        // §3.1.3: keep the whole request (a nickname may ride along) until it is answered.
+        let _ = cx
+            .store()
+            .pending_in_put(user, &key, &st.to_storage_xml())
+            .await
+            .map_err(store_failed);
+    }
+    // The roster push goes first, so a client handling the stanza already sees the new state.
+    save(cx, account, user, &key, item, before, next).await;
+    if fx.forward {
+        // A request goes to the available resources (and waits for the next one, §3.1.3);
+        // answers and cancellations to those that hold the roster (§3.1.6, §3.2.3, §3.3.3).
+        for s in cx.server.sessions.of(account.bare()) {
+            let wanted = if type_ == SubscriptionType::Subscribe {
+                s.is_available()
+            } else {
+                s.presence.lock().expect("presence lock").interested
+            };
+            if wanted {
+                cx.server.deliver(&s, &st);
+            }
+        }
+    } else {
+        let reason = if fx.auto_approve {
+            "answered on the user's behalf"
+        } else {
+            "it changes nothing"
         };
-        save(cx, account, user, &key, item, before, next).await;
+        tracing::debug!(account = %account, contact = %contact, type_ = type_.as_str(), reason, "not delivering subscription stanza");
+    }
+    if fx.auto_approve {
         cx.server
             .route(presence(
                 Some("subscribed"),
@@ -654,217 +797,232 @@ async fn subscription_in(
                 contact.clone(),
             ))
             .await;
+    }
+    if fx.send_presence {
         send_current_presence(&cx.server, account, contact, false).await;
-        return;
     }
-    let t = inbound_transition(before, kind);
-    if kind == "subscribe" && t.next.pending_in {
-        let mut stored = st.clone();
-        stored.set_from(Some(contact.clone()));
-        let _ = cx
-            .store()
-            .pending_in_put(user, &key, &stored.to_storage_xml())
-            .await
-            .map_err(log);
-    }
-    save(cx, account, user, &key, item, before, t.next).await;
-    if kind == "unsubscribe" && has_from(before.subscription) {
+    if fx.send_unavailable {
         send_unavailable_from_all(&cx.server, account, contact).await;
-    }
-    if t.deliver {
-        let mut out = st;
-        out.set_from(Some(contact.clone()));
-        out.set_to(Some(account.clone()));
-        for s in cx.server.sessions.of(account.bare()) {
-            if s.is_available() {
-                cx.server.deliver(&s, &out);
-            }
-        }
-    } else {
-        tracing::debug!(account = %account, contact = %contact, kind, "not delivering subscription stanza: no state change");
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::SubscriptionType::*;
     use super::*;
-    use Subscription::*;
 
-    fn st(subscription: Subscription, ask: bool, pending_in: bool) -> State {
+    /// A state by its RFC 6121 Appendix A.1 name: "None + Pending Out" is `None+Out`.
+    fn state(name: &str) -> State {
+        let mut parts = name.split('+');
+        let subscription = match parts.next() {
+            Some("None") => Subscription::None,
+            Some("To") => Subscription::To,
+            Some("From") => Subscription::From,
+            Some("Both") => Subscription::Both,
+            other => panic!("unknown state {other:?}"),
+        };
+        let rest: Vec<&str> = parts.collect();
         State {
             subscription,
-            ask,
-            pending_in,
+            ask: rest.contains(&"Out"),
+            pending_in: rest.contains(&"In"),
             approved: false,
         }
     }
 
-    /// RFC 6121 Appendix A.2 (outbound) and A.3 (inbound): the rows that change state, as
-    /// (direction, state before, stanza type, state after, forwarded).
+    /// RFC 6121 Appendix A.2 (outbound) and A.3 (inbound), every row: (stanza, existing state,
+    /// route or deliver, new state).
+    const OUTBOUND: &[(SubscriptionType, &str, bool, &str)] = &[
+        // A.2.1
+        (Subscribe, "None", true, "None+Out"),
+        (Subscribe, "None+Out", true, "None+Out"),
+        (Subscribe, "None+In", true, "None+Out+In"),
+        (Subscribe, "None+Out+In", true, "None+Out+In"),
+        (Subscribe, "To", true, "To"),
+        (Subscribe, "To+In", true, "To+In"),
+        (Subscribe, "From", true, "From+Out"),
+        (Subscribe, "From+Out", true, "From+Out"),
+        (Subscribe, "Both", true, "Both"),
+        // A.2.2
+        (Unsubscribe, "None", true, "None"),
+        (Unsubscribe, "None+Out", true, "None"),
+        (Unsubscribe, "None+In", true, "None+In"),
+        (Unsubscribe, "None+Out+In", true, "None+In"),
+        (Unsubscribe, "To", true, "None"),
+        (Unsubscribe, "To+In", true, "None+In"),
+        (Unsubscribe, "From", true, "From"),
+        (Unsubscribe, "From+Out", true, "From"),
+        (Unsubscribe, "Both", true, "From"),
+        // A.2.3 (the rows without a request to approve become pre-approvals, tested below)
+        (Subscribed, "None+In", true, "From"),
+        (Subscribed, "None+Out+In", true, "From+Out"),
+        (Subscribed, "To+In", true, "Both"),
+        (Subscribed, "From", false, "From"),
+        (Subscribed, "From+Out", false, "From+Out"),
+        (Subscribed, "Both", false, "Both"),
+        // A.2.4
+        (Unsubscribed, "None", false, "None"),
+        (Unsubscribed, "None+Out", false, "None+Out"),
+        (Unsubscribed, "None+In", true, "None"),
+        (Unsubscribed, "None+Out+In", true, "None+Out"),
+        (Unsubscribed, "To", false, "To"),
+        (Unsubscribed, "To+In", true, "To"),
+        (Unsubscribed, "From", true, "None"),
+        (Unsubscribed, "From+Out", true, "None+Out"),
+        (Unsubscribed, "Both", true, "To"),
+    ];
+
+    const INBOUND: &[(SubscriptionType, &str, bool, &str)] = &[
+        // A.3.1 (From, From+Out and Both are answered for the user, tested below)
+        (Subscribe, "None", true, "None+In"),
+        (Subscribe, "None+Out", true, "None+Out+In"),
+        (Subscribe, "None+In", false, "None+In"),
+        (Subscribe, "None+Out+In", false, "None+Out+In"),
+        (Subscribe, "To", true, "To+In"),
+        (Subscribe, "To+In", false, "To+In"),
+        (Subscribe, "From", false, "From"),
+        (Subscribe, "From+Out", false, "From+Out"),
+        (Subscribe, "Both", false, "Both"),
+        // A.3.2
+        (Unsubscribe, "None", false, "None"),
+        (Unsubscribe, "None+Out", false, "None+Out"),
+        (Unsubscribe, "None+In", true, "None"),
+        (Unsubscribe, "None+Out+In", true, "None+Out"),
+        (Unsubscribe, "To", false, "To"),
+        (Unsubscribe, "To+In", true, "To"),
+        (Unsubscribe, "From", true, "None"),
+        (Unsubscribe, "From+Out", true, "None+Out"),
+        (Unsubscribe, "Both", true, "To"),
+        // A.3.3
+        (Subscribed, "None", false, "None"),
+        (Subscribed, "None+Out", true, "To"),
+        (Subscribed, "None+In", false, "None+In"),
+        (Subscribed, "None+Out+In", true, "To+In"),
+        (Subscribed, "To", false, "To"),
+        (Subscribed, "To+In", false, "To+In"),
+        (Subscribed, "From", false, "From"),
+        (Subscribed, "From+Out", true, "Both"),
+        (Subscribed, "Both", false, "Both"),
+        // A.3.4
+        (Unsubscribed, "None", false, "None"),
+        (Unsubscribed, "None+Out", true, "None"),
+        (Unsubscribed, "None+In", false, "None+In"),
+        (Unsubscribed, "None+Out+In", true, "None+In"),
+        (Unsubscribed, "To", true, "None"),
+        (Unsubscribed, "To+In", true, "None+In"),
+        (Unsubscribed, "From", false, "From"),
+        (Unsubscribed, "From+Out", true, "From"),
+        (Unsubscribed, "Both", true, "From"),
+    ];
+
     #[test]
-    fn state_tables() {
-        let approved = State {
-            approved: true,
-            ..st(None, false, false)
-        };
-        let rows = [
-            (
-                true,
-                st(None, false, false),
-                "subscribe",
-                st(None, true, false),
-                true,
-            ),
-            (
-                true,
-                st(From, false, false),
-                "subscribe",
-                st(From, true, false),
-                true,
-            ),
-            (
-                true,
-                st(To, false, false),
-                "subscribe",
-                st(To, false, false),
-                true,
-            ),
-            (
-                true,
-                st(None, true, true),
-                "subscribed",
-                st(From, true, false),
-                true,
-            ),
-            (
-                true,
-                st(To, false, true),
-                "subscribed",
-                st(Both, false, false),
-                true,
-            ),
-            // No request to answer: pre-approval, nothing sent (§3.4).
-            (true, st(None, false, false), "subscribed", approved, false),
-            (
-                true,
-                st(Both, false, false),
-                "unsubscribe",
-                st(From, false, false),
-                true,
-            ),
-            (
-                true,
-                st(None, true, false),
-                "unsubscribe",
-                st(None, false, false),
-                true,
-            ),
-            (
-                true,
-                st(Both, false, false),
-                "unsubscribed",
-                st(To, false, false),
-                true,
-            ),
-            // Denying a pending request is sent.
-            (
-                true,
-                st(None, false, true),
-                "unsubscribed",
-                st(None, false, false),
-                true,
-            ),
-            (
-                true,
-                st(To, false, false),
-                "unsubscribed",
-                st(To, false, false),
-                false,
-            ),
-            (
-                false,
-                st(None, false, false),
-                "subscribe",
-                st(None, false, true),
-                true,
-            ),
-            // A duplicate request is not delivered again.
-            (
-                false,
-                st(None, false, true),
-                "subscribe",
-                st(None, false, true),
-                false,
-            ),
-            (
-                false,
-                st(None, true, false),
-                "subscribed",
-                st(To, false, false),
-                true,
-            ),
-            (
-                false,
-                st(From, true, false),
-                "subscribed",
-                st(Both, false, false),
-                true,
-            ),
-            (
-                false,
-                st(None, false, false),
-                "subscribed",
-                st(None, false, false),
-                false,
-            ),
-            (
-                false,
-                st(Both, false, false),
-                "unsubscribe",
-                st(To, false, false),
-                true,
-            ),
-            (
-                false,
-                st(None, false, true),
-                "unsubscribe",
-                st(None, false, false),
-                true,
-            ),
-            (
-                false,
-                st(Both, false, false),
-                "unsubscribed",
-                st(From, false, false),
-                true,
-            ),
-            (
-                false,
-                st(None, true, false),
-                "unsubscribed",
-                st(None, false, false),
-                true,
-            ),
-            (
-                false,
-                st(From, false, false),
-                "unsubscribed",
-                st(From, false, false),
-                false,
-            ),
-        ];
-        for (out, before, kind, after, deliver) in rows {
-            let t = if out {
-                outbound_transition(before, kind)
-            } else {
-                inbound_transition(before, kind)
-            };
+    fn appendix_a_state_tables() {
+        for (outbound, table) in [(true, OUTBOUND), (false, INBOUND)] {
+            for &(type_, before, forward, after) in table {
+                let (next, fx) = if outbound {
+                    outbound_transition(state(before), type_)
+                } else {
+                    inbound_transition(state(before), type_)
+                };
+                let dir = if outbound { "outbound" } else { "inbound" };
+                assert_eq!(next, state(after), "{dir} {type_:?} in {before}");
+                assert_eq!(fx.forward, forward, "{dir} {type_:?} in {before}: forward");
+            }
+        }
+    }
+
+    #[test]
+    fn approving_and_cancelling_send_presence() {
+        let (_, fx) = outbound_transition(state("None+In"), Subscribed);
+        assert!(fx.send_presence && !fx.send_unavailable);
+        for s in ["From", "Both", "From+Out"] {
+            let (_, fx) = outbound_transition(state(s), Unsubscribed);
+            assert!(fx.send_unavailable, "cancelling {s}");
+            // §3.3.3: the contact drops its subscription and stops seeing the user.
+            let (_, fx) = inbound_transition(state(s), Unsubscribe);
+            assert!(fx.send_unavailable, "inbound unsubscribe in {s}");
+        }
+        // Denying a request tells the contact no presence to withdraw.
+        let (_, fx) = outbound_transition(state("None+In"), Unsubscribed);
+        assert!(fx.forward && !fx.send_unavailable);
+        let (_, fx) = inbound_transition(state("None+In"), Unsubscribe);
+        assert!(fx.forward && !fx.send_unavailable);
+    }
+
+    /// §3.1.3 step 2: an existing subscription is confirmed without asking the user.
+    #[test]
+    fn subscribe_when_subscribed_is_answered() {
+        for s in ["From", "From+Out", "Both"] {
+            let (next, fx) = inbound_transition(state(s), Subscribe);
+            assert_eq!(next, state(s));
             assert_eq!(
-                (t.next, t.deliver),
-                (after, deliver),
-                "{} {kind} from {before:?}",
-                if out { "outbound" } else { "inbound" }
+                fx,
+                Effects {
+                    forward: false,
+                    auto_approve: true,
+                    send_presence: true,
+                    send_unavailable: false
+                },
+                "{s}"
             );
         }
+    }
+
+    /// §3.4: `subscribed` without a request pre-approves; the next request is granted at once
+    /// and uses the approval up; `unsubscribed` withdraws it silently.
+    #[test]
+    fn pre_approval() {
+        for s in ["None", "None+Out", "To"] {
+            let (next, fx) = outbound_transition(state(s), Subscribed);
+            assert_eq!(
+                next,
+                State {
+                    approved: true,
+                    ..state(s)
+                },
+                "{s}"
+            );
+            assert_eq!(fx, Effects::default(), "pre-approving in {s} sends nothing");
+        }
+        let approved = |s: &str| State {
+            approved: true,
+            ..state(s)
+        };
+        for (before, after) in [("None", "From"), ("None+Out", "From+Out"), ("To", "Both")] {
+            let (next, fx) = inbound_transition(approved(before), Subscribe);
+            assert_eq!(next, state(after), "{before}");
+            assert!(
+                fx.auto_approve && fx.send_presence && !fx.forward,
+                "{before}"
+            );
+        }
+        let (next, fx) = outbound_transition(approved("None"), Unsubscribed);
+        assert_eq!((next, fx), (state("None"), Effects::default()));
+        // Approving an actual request clears a stale pre-approval too.
+        let (next, _) = outbound_transition(approved("None+In"), Subscribed);
+        assert_eq!(next, state("From"));
+    }
+
+    #[test]
+    fn subscription_types() {
+        for t in [Subscribe, Subscribed, Unsubscribe, Unsubscribed] {
+            assert_eq!(SubscriptionType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(SubscriptionType::parse("probe"), None);
+    }
+
+    #[test]
+    fn priority_is_clamped() {
+        let p = |xml: &str| priority_of(&xml.parse::<Element>().unwrap());
+        let wrap = |v: &str| {
+            format!("<presence xmlns='jabber:client'><priority>{v}</priority></presence>")
+        };
+        assert_eq!(p("<presence xmlns='jabber:client'/>"), 0);
+        assert_eq!(p(&wrap("5")), 5);
+        assert_eq!(p(&wrap(" -1 ")), -1);
+        assert_eq!(p(&wrap("+7")), 7);
+        assert_eq!(p(&wrap("1000")), 127);
+        assert_eq!(p(&wrap("-1000")), -128);
+        assert_eq!(p(&wrap("high")), 0);
     }
 }

@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 pub const NS: &str = "jabber:iq:roster";
 const NS_VER: &str = "urn:xmpp:features:rosterver";
+/// Longest item name or group name, in bytes (RFC 6121 §2.3.3 lets the server choose).
+const MAX_TEXT: usize = 1024;
 
 pub struct Roster {
     max_items: usize,
@@ -135,18 +137,22 @@ fn query(version: Option<u64>) -> Element {
     q
 }
 
-/// Sends a roster push (an item, or `subscription='remove'` for `removed`) to every resource of
-/// `user` that asked for its roster.
-pub async fn push(
-    server: &Arc<Server>,
-    user: &Jid,
-    change: Result<&RosterItem, &str>,
-    version: u64,
-) {
+/// What a roster push announces.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// An item was added or changed.
+    Item(&'a RosterItem),
+    /// The item of this contact (bare JID) was removed.
+    Removed(&'a str),
+}
+
+/// Sends a roster push (RFC 6121 §2.1.6) to every resource of `user` that asked for its roster,
+/// with the roster's new version (XEP-0237 §4).
+pub async fn push(server: &Arc<Server>, user: &Jid, change: Change<'_>, version: u64) {
     let item = match change {
-        Ok(item) => item_element(item),
-        Err(removed) => Element::builder("item", NS)
-            .attr(ncname("jid"), removed)
+        Change::Item(item) => item_element(item),
+        Change::Removed(contact) => Element::builder("item", NS)
+            .attr(ncname("jid"), contact)
             .attr(ncname("subscription"), "remove")
             .build(),
     };
@@ -227,9 +233,17 @@ impl Roster {
                 .await
                 .map_err(internal)?
             {
-                push(&cx.server, &account, Err(&key), v).await;
+                push(&cx.server, &account, Change::Removed(&key), v).await;
             }
             return Ok(None);
+        }
+        let too_long = |what: &str| {
+            StanzaError::new(Condition::NotAcceptable)
+                .with_text(format!("{what} longer than {MAX_TEXT} bytes"))
+        };
+        let name = el.attr("name").filter(|n| !n.is_empty());
+        if name.is_some_and(|n| n.len() > MAX_TEXT) {
+            return Err(too_long("a name"));
         }
         let mut groups: Vec<String> = Vec::new();
         for g in el.children().filter(|c| c.is("group", NS)) {
@@ -238,6 +252,9 @@ impl Roster {
                 return Err(
                     StanzaError::new(Condition::NotAcceptable).with_text("empty group name")
                 );
+            }
+            if name.len() > MAX_TEXT {
+                return Err(too_long("a group name"));
             }
             if groups.contains(&name) {
                 return Err(StanzaError::new(Condition::BadRequest).with_text("duplicate group"));
@@ -258,10 +275,7 @@ impl Roster {
         // Subscription state is the server's to keep; the client sets only name and groups.
         let item = RosterItem {
             contact: key,
-            name: el
-                .attr("name")
-                .filter(|n| !n.is_empty())
-                .map(str::to_string),
+            name: name.map(str::to_string),
             groups,
             ..existing.unwrap_or_else(|| RosterItem {
                 contact: String::new(),
@@ -277,7 +291,7 @@ impl Roster {
             .roster_put(&user, &item)
             .await
             .map_err(internal)?;
-        push(&cx.server, &account, Ok(&item), v).await;
+        push(&cx.server, &account, Change::Item(&item), v).await;
         Ok(None)
     }
 }
