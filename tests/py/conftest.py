@@ -1,6 +1,10 @@
 """Starts the real hearth binary once per test session on a loopback address and hands tests
 what they need to connect: address, ports, the self-signed certificate to trust, and account
-creation through the `hearth` CLI."""
+creation through the `hearth` CLI.
+
+The binary is `$HEARTH_BIN`, else `target/debug/hearth` (build it first: `cargo build`).
+Every test creates its own, uniquely named accounts, so tests are independent of each other.
+When a test fails, the tail of the server's log is attached to its report."""
 
 import itertools
 import os
@@ -8,14 +12,17 @@ import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# An address of our own in 127.0.0.0/8, so other servers on 127.0.0.1 do not matter.
 HOST = "127.0.0.7"
 DOMAIN = "localhost"
+LOG_TAIL_LINES = 80
 
 
 def free_port():
@@ -35,30 +42,47 @@ class Server:
             f'domain = "{DOMAIN}"\n'
             f'data_dir = "{self.dir / "data"}"\n'
             "[log]\nlevel = \"debug\"\n"
-            f'[c2s]\nlisten = ["{HOST}:{self.port}"]\ndirect_tls_listen = ["{HOST}:{self.tls_port}"]\n'
+            f'[c2s]\nlisten = ["{HOST}:{self.port}"]\n'
+            f'direct_tls_listen = ["{HOST}:{self.tls_port}"]\n'
+            # The tests log in (and fail to) many times from one address.
             "[auth]\nmax_failures_per_ip = 0\n"
             "[modules.register]\nallow_registration = true\n"
         )
         self.log_path = self.dir / "hearth.log"
-        self.proc = subprocess.Popen(
-            [binary, "--config", str(self.config), "serve"],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log_path, "w"),
-        )
-        deadline = time.time() + 20
-        while True:
-            try:
-                socket.create_connection((HOST, self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("hearth did not start:\n" + self.log())
-                time.sleep(0.05)
         self.cert = str(self.dir / "data" / "tls" / "selfsigned.crt")
         self._names = itertools.count(1)
+        self._log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--config", str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hearth exited with {self.proc.returncode} at start:\n{self.log_tail()}")
+            try:
+                socket.create_connection((HOST, self.port), timeout=1).close()
+                socket.create_connection((HOST, self.tls_port), timeout=1).close()
+                if os.path.exists(self.cert):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"hearth did not accept connections within 30 s:\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def log(self):
-        return self.log_path.read_text() if self.log_path.exists() else ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines=LOG_TAIL_LINES, since=0):
+        """The last `lines` lines of the log, counting only what was written after offset `since`."""
+        return "\n".join(self.log()[since:].splitlines()[-lines:])
+
+    def alive(self):
+        return self.proc.poll() is None
 
     def cli(self, *args, stdin=""):
         return subprocess.run(
@@ -66,29 +90,66 @@ class Server:
             input=stdin, capture_output=True, text=True, timeout=60,
         )
 
-    def new_account(self, prefix="user", password="correct horse battery"):
-        """A fresh account (unique name) and its password."""
+    def new_account(self, prefix="user", password=None):
+        """Creates a fresh account with a name unique in this session; returns (bare JID, password)."""
         name = f"{prefix}{next(self._names)}"
-        r = self.cli("user", "add", name, stdin=password + "\n")
-        assert r.returncode == 0, r.stdout + r.stderr
+        password = password or f"pw-{name}-secret"
+        r = self.cli("user", "add", "--stdin", stdin=f"{name} {password}\n")
+        assert r.returncode == 0, f"`hearth user add --stdin` failed ({r.returncode}): {r.stdout}{r.stderr}"
         return f"{name}@{DOMAIN}", password
 
+    def unique_name(self, prefix):
+        return f"{prefix}{next(self._names)}"
+
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=20)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_file.close()
+
+
+def pytest_configure(config):
+    """The suite needs Debian's PyGObject next to the pinned packages: fail early and clearly
+    when run by another interpreter (for example a pyenv Python without gi)."""
+    try:
+        import dnslib  # noqa: F401
+        import gi  # noqa: F401
+        import nbxmpp  # noqa: F401
+        import slixmpp  # noqa: F401
+    except ImportError as e:
+        venv = os.environ.get("HEARTH_TEST_VENV", "/opt/hearth-test-venv")
+        pytest.exit(
+            f"{e}: run `bash tests/py/install-deps.sh`, then `{venv}/bin/pytest tests/py` "
+            f"(this is {sys.executable})", returncode=4)
 
 
 @pytest.fixture(scope="session")
-def server():
+def hearth_server():
     binary = os.environ.get("HEARTH_BIN", str(ROOT / "target" / "debug" / "hearth"))
-    if not os.path.exists(binary):
-        pytest.fail(f"{binary} not found: run `cargo build` first (or set HEARTH_BIN)")
+    if not os.access(binary, os.X_OK):
+        pytest.exit(f"hearth binary {binary} not found: run `cargo build` first (or set HEARTH_BIN)", returncode=2)
     with tempfile.TemporaryDirectory(prefix="hearth-py-") as workdir:
         srv = Server(binary, workdir)
         try:
             yield srv
         finally:
             srv.stop()
+            if os.environ.get("HEARTH_KEEP_LOG"):
+                kept = pathlib.Path(os.environ["HEARTH_KEEP_LOG"])
+                kept.write_text(srv.log())
+
+
+@pytest.fixture
+def server(hearth_server):
+    """The session's server, checked to be still running before and after each test."""
+    assert hearth_server.alive(), f"hearth is no longer running (exit {hearth_server.proc.returncode}):\n{hearth_server.log_tail()}"
+    hearth_server.test_log_start = len(hearth_server.log())
+    yield hearth_server
+    assert hearth_server.alive(), f"hearth died during the test (exit {hearth_server.proc.returncode})"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -96,7 +157,8 @@ def pytest_runtest_makereport(item, call):
     """On failure, attach the tail of the server log to the report."""
     outcome = yield
     report = outcome.get_result()
-    srv = item.funcargs.get("server") if hasattr(item, "funcargs") else None
+    srv = getattr(item, "funcargs", {}).get("hearth_server")
     if report.failed and srv is not None:
-        tail = "\n".join(srv.log().splitlines()[-60:])
-        report.sections.append(("hearth log (tail)", tail))
+        since = getattr(srv, "test_log_start", 0)
+        report.sections.append((f"hearth log during this test (last {LOG_TAIL_LINES} lines, {srv.log_path})",
+                                srv.log_tail(since=since)))

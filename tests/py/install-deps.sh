@@ -1,26 +1,63 @@
 #!/usr/bin/env bash
-# Installs what the client-library tests need on a fresh Debian 12 machine:
-# Debian's PyGObject/GLib/libsoup3 (nbxmpp's runtime), and a venv at $VENV over the system
-# Python (so it sees python3-gi) with slixmpp, nbxmpp and pytest. Idempotent.
+# Installs what the client-library tests (tests/py) need, on a fresh Debian 12 machine or again
+# on one that has them (idempotent):
+#   1. from Debian: PyGObject, GLib/Gio and libsoup3 introspection data (nbxmpp's runtime), and
+#      venv support for Debian's Python 3.11;
+#   2. a venv at $HEARTH_TEST_VENV (default /opt/hearth-test-venv) over /usr/bin/python3.11 with
+#      --system-site-packages, so it sees Debian's python3-gi;
+#   3. into it, the pinned packages of requirements.txt (nbxmpp without dependencies: Debian's
+#      python3-gi 3.42 is its PyGObject).
+# Then run the tests with: $HEARTH_TEST_VENV/bin/pytest tests/py
 set -euo pipefail
 VENV=${HEARTH_TEST_VENV:-/opt/hearth-test-venv}
+SYSPY=/usr/bin/python3.11
 here=$(cd "$(dirname "$0")" && pwd)
+req="$here/requirements.txt"
 export DEBIAN_FRONTEND=noninteractive
-need=()
-for pkg in python3-gi gir1.2-glib-2.0 gir1.2-soup-3.0 python3-venv; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+say() { echo "install-deps: $*"; }
+
+apt_pkgs=(python3.11 python3.11-venv python3-gi gir1.2-glib-2.0 gir1.2-soup-3.0)
+missing=()
+for pkg in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
 done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "install-deps: apt-get install ${need[*]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { say "need root to install ${missing[*]}"; exit 1; }
+  say "apt-get update"
   apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
+  say "apt-get install ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  say "Debian packages present: ${apt_pkgs[*]}"
 fi
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "install-deps: creating $VENV"
-  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+
+# A venv that cannot import Debian's gi (missing, broken, or made from another Python) is remade.
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys, gi; assert sys.base_prefix == "/usr"' 2>/dev/null; then
+  say "venv $VENV present"
+else
+  say "creating venv $VENV ($SYSPY -m venv --system-site-packages)"
+  rm -rf "$VENV"
+  "$SYSPY" -m venv --system-site-packages "$VENV"
 fi
-# nbxmpp without dependencies: pip would otherwise build PyGObject from source, while Debian's
-# python3-gi (3.42) already satisfies it.
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$(grep '^nbxmpp' "$here/requirements.txt")"
-"$VENV/bin/pip" install -q --disable-pip-version-check $(grep -v '^#\|^nbxmpp\|^$' "$here/requirements.txt")
-"$VENV/bin/python" -c "import nbxmpp, slixmpp; print('install-deps: nbxmpp', nbxmpp.__version__, 'slixmpp', slixmpp.__version__)"
+
+pip=("$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q)
+nbxmpp_pin=$(grep -E '^nbxmpp==' "$req")
+say "pip install --no-deps $nbxmpp_pin"
+"${pip[@]}" --no-deps "$nbxmpp_pin"
+others=$(grep -vE '^(#|nbxmpp==|[[:space:]]*$)' "$req" | tr '\n' ' ')
+say "pip install $others"
+# shellcheck disable=SC2086
+"${pip[@]}" $others
+
+"$VENV/bin/python" - <<'PY'
+import gi
+gi.require_version("Gio", "2.0")
+gi.require_version("GLib", "2.0")
+gi.require_version("Soup", "3.0")
+from gi.repository import GLib, Soup  # noqa: F401
+import nbxmpp, slixmpp, pytest
+from nbxmpp.client import Client  # noqa: F401
+print(f"install-deps: ok: nbxmpp {nbxmpp.__version__}, slixmpp {slixmpp.__version__}, "
+      f"PyGObject {gi.__version__}, GLib {GLib.MAJOR_VERSION}.{GLib.MINOR_VERSION}, pytest {pytest.__version__}")
+PY
+say "venv: $VENV — run the tests with: $VENV/bin/pytest tests/py"
