@@ -153,6 +153,8 @@ impl Conn {
             if self.flush(&mut io).await.is_err() {
                 break End::Graceful;
             }
+            // Before waiting: the parser's token buffer (8 KiB in rxml) is not kept while idle.
+            self.parser.idle_shrink();
             let deadline = if self.session.is_none() {
                 handshake_deadline
             } else if self.ping_id.is_some() {
@@ -203,7 +205,6 @@ impl Conn {
                 },
                 _ = shutdown.changed() => break stream_error("system-shutdown", "the server is shutting down"),
             }
-            self.parser.idle_shrink();
         };
         Box::pin(self.close(&mut io, end)).await;
     }
