@@ -1,11 +1,26 @@
 //! `hearth check`: what is wrong with the configuration, the data directory, the certificate and
-//! the DNS records, each line saying what to do.
+//! the DNS records, each line saying what to do. It changes nothing on disk: no certificate is
+//! generated and a missing data directory is created only to prove it can be, then removed.
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hearth_core::config::Config;
+use hearth_core::tls::{CertInfo, format_time, name_matches};
+use hickory_resolver::Resolver;
+use hickory_resolver::net::NetError;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{RData, RecordType};
+
+/// Warn this long before the certificate expires.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// Upper bound for one DNS question, above the resolver's own 2 s timeout, so that an
+/// unreachable DNS never makes `hearth check` hang.
+const DNS_DEADLINE: Duration = Duration::from_secs(3);
 
 struct Report {
     errors: usize,
@@ -27,21 +42,30 @@ impl Report {
 /// `IP` or `IP:PORT` (port 53 by default).
 pub fn parse_dns_server(s: &str) -> anyhow::Result<SocketAddr> {
     s.parse::<SocketAddr>()
-        .or_else(|_| {
-            s.parse::<std::net::IpAddr>()
-                .map(|ip| SocketAddr::new(ip, 53))
-        })
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
         .map_err(|_| {
             anyhow::anyhow!("--dns-server {s:?}: expected an IP address, optionally with :PORT")
         })
 }
 
+/// Prints the report to stdout; `true` when there is no error (warnings allowed). DNS that
+/// cannot be reached is a warning, never an error.
 pub async fn run(
     cfg: &Config,
     config_path: Option<&Path>,
     dns_server: Option<SocketAddr>,
 ) -> anyhow::Result<bool> {
     let mut r = Report { errors: 0 };
+    check_config(&r, cfg, config_path);
+    check_user(&r);
+    check_data_dir(&mut r, cfg);
+    check_certificate(&mut r, cfg);
+    check_dns(&mut r, cfg, dns_server).await;
+    println!("{} error(s)", r.errors);
+    Ok(r.errors == 0)
+}
+
+fn check_config(r: &Report, cfg: &Config, config_path: Option<&Path>) {
     match config_path {
         Some(p) => r.ok(format!("configuration {} is valid", p.display())),
         None => r.warn("no --config given: checking the embedded default (domain localhost)"),
@@ -51,6 +75,9 @@ pub async fn run(
         cfg.domain,
         cfg.data_dir.display()
     ));
+    if cfg.domain == "localhost" {
+        r.warn("domain is localhost: only clients on this machine can use it; set domain in hearth.toml");
+    }
     let listeners: Vec<String> = cfg
         .c2s
         .listen
@@ -63,186 +90,634 @@ pub async fn run(
                 .map(|a| format!("{a} (direct TLS)")),
         )
         .collect();
-    r.ok(format!("client listeners: {}", listeners.join(", ")));
-    check_data_dir(&mut r, &cfg.data_dir);
-    check_certificate(&mut r, cfg);
-    check_dns(&mut r, &cfg.domain, dns_server).await;
-    println!("{} error(s)", r.errors);
-    Ok(r.errors == 0)
+    if listeners.is_empty() {
+        r.warn(
+            "no client listeners: set [c2s] listen or direct_tls_listen, or no client can connect",
+        );
+    } else {
+        r.ok(format!("client listeners: {}", listeners.join(", ")));
+    }
 }
 
-fn check_data_dir(r: &mut Report, dir: &Path) {
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        r.error(format!(
-            "data_dir {} cannot be created: {e} — create it and give it to the user hearth runs as",
-            dir.display()
-        ));
+/// Effective user id of this process: the owner of `/proc/self` (Linux); `None` elsewhere.
+fn current_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+fn check_user(r: &Report) {
+    if current_uid() == Some(0) {
+        r.warn("running as root: root can read and write files the user hearth runs as cannot, so permission checks may pass here and fail at start; run it as that user, e.g. sudo -u hearth hearth check");
+    }
+}
+
+fn check_data_dir(r: &mut Report, cfg: &Config) {
+    let dir = cfg.data_dir.as_path();
+    if dir.exists() {
+        if !dir.is_dir() {
+            r.error(format!(
+                "data_dir {} exists but is not a directory: fix data_dir in hearth.toml",
+                dir.display()
+            ));
+            return;
+        }
+        let probe = dir.join(".hearth-check");
+        match std::fs::write(&probe, b"") {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&probe);
+                r.ok(format!("data_dir {} is writable", dir.display()));
+            }
+            Err(e) => r.error(format!(
+                "data_dir {} is not writable: {e} — give it to the user hearth runs as (chown)",
+                dir.display()
+            )),
+        }
+    } else {
+        // Create it to prove it can be created, then remove exactly what was created.
+        let mut missing = vec![dir];
+        while let Some(parent) = missing.last().copied().and_then(Path::parent)
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            missing.push(parent);
+        }
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => {
+                for d in &missing {
+                    let _ = std::fs::remove_dir(d);
+                }
+                r.ok(format!(
+                    "data_dir {} does not exist yet; hearth will create it",
+                    dir.display()
+                ));
+            }
+            Err(e) => r.error(format!(
+                "data_dir {} does not exist and cannot be created: {e} — create it and give it to the user hearth runs as",
+                dir.display()
+            )),
+        }
         return;
     }
-    let probe = dir.join(".hearth-check");
-    match std::fs::write(&probe, b"") {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&probe);
-            r.ok(format!("data_dir {} is writable", dir.display()));
-        }
-        Err(e) => r.error(format!(
-            "data_dir {} is not writable: {e} — fix its owner or permissions",
-            dir.display()
-        )),
+    let db = cfg.sqlite_path();
+    if db.exists()
+        && let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(&db)
+    {
+        r.error(format!(
+            "database {} cannot be opened for writing: {e} — give it to the user hearth runs as",
+            db.display()
+        ));
     }
 }
 
 fn check_certificate(r: &mut Report, cfg: &Config) {
-    let tls = match hearth_core::tls::Tls::load(cfg) {
-        Ok(t) => t,
+    let info = match hearth_core::tls::Tls::inspect(cfg) {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            r.warn(format!(
+                "no certificate configured: hearth will generate a self-signed one in {} on first start, which clients warn about or refuse; set [tls] certificate and key (e.g. Let's Encrypt via certbot with contrib/certbot-deploy-hook.sh)",
+                cfg.data_dir.join("tls").display()
+            ));
+            return;
+        }
         Err(e) => {
             r.error(format!("TLS: {e:#}"));
             return;
         }
     };
-    let info = tls.certificate_info();
     let path = info
         .path
         .as_deref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     if info.self_signed {
-        r.warn(format!("certificate {path} is self-signed: clients will warn; set [tls] certificate and key to a real one"));
+        r.warn(format!("certificate {path} is self-signed: clients will warn or refuse it; set [tls] certificate and key to a real one (e.g. Let's Encrypt via certbot with contrib/certbot-deploy-hook.sh)"));
     } else {
-        r.ok(format!("certificate {path} for {}", info.names.join(", ")));
-    }
-    let now = SystemTime::now();
-    match info.not_after.duration_since(now) {
-        Err(_) => r.error(format!("certificate {path} has expired: renew it (e.g. certbot renew) and run systemctl reload hearth")),
-        Ok(left) if left < Duration::from_secs(14 * 86_400) => {
-            r.warn(format!("certificate {path} expires in {} days: renew it soon", left.as_secs() / 86_400))
+        r.ok(format!(
+            "certificate {path} and its key are readable and match"
+        ));
+        if let Some(cert) = &cfg.tls.certificate
+            && count_pem_certificates(cert) == 1
+        {
+            r.warn(format!("certificate file {path} holds no intermediate certificates: many clients will not trust it; use the full chain (certbot's fullchain.pem)"));
         }
-        Ok(left) => r.ok(format!("certificate valid for {} more days", left.as_secs() / 86_400)),
+    }
+    if let Some(key) = &cfg.tls.key
+        && let Ok(meta) = std::fs::metadata(key)
+        && meta.mode() & 0o004 != 0
+    {
+        r.warn(format!(
+            "private key {} is readable by every local user: chmod 600 (or 640 with group hearth)",
+            key.display()
+        ));
+    }
+    check_validity(r, &info, &path, SystemTime::now());
+    check_names(r, &info, &cfg.domain);
+}
+
+/// PEM certificate blocks in `path` (0 when unreadable: the load above reported that already).
+fn count_pem_certificates(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|pem| {
+            x509_parser::pem::Pem::iter_from_buffer(&pem)
+                .filter_map(Result::ok)
+                .filter(|p| p.label == "CERTIFICATE")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn check_validity(r: &mut Report, info: &CertInfo, path: &str, now: SystemTime) {
+    let until = format_time(info.not_after);
+    match info.not_after.duration_since(now) {
+        Err(_) => r.error(format!(
+            "certificate {path} expired on {until}: renew it (e.g. certbot renew) and run systemctl reload hearth"
+        )),
+        Ok(left) if left < EXPIRY_WARNING => r.warn(format!(
+            "certificate {path} expires in {} days ({until}): renew it and run systemctl reload hearth; check that automatic renewal works",
+            left.as_secs() / 86_400
+        )),
+        Ok(left) => r.ok(format!(
+            "certificate valid until {until} ({} more days)",
+            left.as_secs() / 86_400
+        )),
     }
     if info.not_before > now {
         r.error(format!(
-            "certificate {path} is not valid yet: check the system clock"
+            "certificate {path} is not valid before {}: check the system clock",
+            format_time(info.not_before)
         ));
     }
-    let covers = |d: &str| {
-        info.names
-            .iter()
-            .any(|n| hearth_core::tls::name_matches(n, d))
-    };
-    if covers(&cfg.domain) {
-        r.ok(format!("certificate names {}", cfg.domain));
+}
+
+fn check_names(r: &mut Report, info: &CertInfo, domain: &str) {
+    let covers = |d: &str| info.names.iter().any(|n| name_matches(n, d));
+    if covers(domain) {
+        r.ok(format!("certificate names {domain}"));
     } else {
         r.error(format!(
-            "certificate does not name {} (it names {}): clients will refuse it",
-            cfg.domain,
+            "certificate does not name {domain} (it names {}): clients will refuse it; get one for {domain}",
             info.names.join(", ")
         ));
     }
     for sub in ["conference", "upload"] {
-        let name = format!("{sub}.{}", cfg.domain);
+        let name = format!("{sub}.{domain}");
         if !covers(&name) {
             r.warn(format!(
-                "certificate does not name {name}, needed once group chat / file upload are enabled"
+                "certificate does not name {name}, needed once group chat / file upload are enabled: add it to the certificate (e.g. certbot -d {domain} -d {name})"
             ));
         }
     }
 }
 
-async fn check_dns(r: &mut Report, domain: &str, dns_server: Option<SocketAddr>) {
-    if domain == "localhost" || !domain.contains('.') {
-        r.warn(format!("{domain} is not a public domain: skipping DNS checks (clients must be told the server's address)"));
-        return;
+/// One SRV record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvTarget {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// Fully qualified, with the trailing dot; `.` means "service not offered".
+    pub target: String,
+}
+
+/// RFC 2782 connection order: lowest priority first; within one priority, repeatedly pick a
+/// record with probability proportional to its weight (weight-0 records come first in the
+/// running sum, so they get a small chance only). `random(total)` must return a number in
+/// `0..=total`, uniformly at random when connecting; `|total| total` lists the heaviest first.
+pub fn srv_order(
+    mut records: Vec<SrvTarget>,
+    mut random: impl FnMut(u32) -> u32,
+) -> Vec<SrvTarget> {
+    records.sort_by_key(|s| (s.priority, s.weight));
+    let mut ordered = Vec::with_capacity(records.len());
+    while let Some(first) = records.first() {
+        let priority = first.priority;
+        let same = records
+            .iter()
+            .take_while(|s| s.priority == priority)
+            .count();
+        let mut group: Vec<SrvTarget> = records.drain(..same).collect();
+        while !group.is_empty() {
+            // At most 65535 records of weight ≤ 65535 fit in a DNS message: no overflow.
+            let total: u32 = group.iter().map(|s| u32::from(s.weight)).sum();
+            let pick = random(total).min(total);
+            let mut sum = 0;
+            let chosen = group
+                .iter()
+                .position(|s| {
+                    sum += u32::from(s.weight);
+                    sum >= pick
+                })
+                .unwrap_or(0);
+            ordered.push(group.remove(chosen));
+        }
     }
-    let builder = match dns_server {
+    ordered
+}
+
+/// The outcome of one DNS question.
+enum Answer<T> {
+    Found(T),
+    /// NXDOMAIN or no record of that type.
+    Missing,
+    /// Timeout, unreachable server, SERVFAIL…: says nothing about the records.
+    Failed(String),
+}
+
+async fn ask<T>(lookup: impl Future<Output = Result<T, NetError>>) -> Answer<T> {
+    match tokio::time::timeout(DNS_DEADLINE, lookup).await {
+        Err(_) => Answer::Failed(format!("no answer within {} s", DNS_DEADLINE.as_secs())),
+        Ok(Ok(found)) => Answer::Found(found),
+        Ok(Err(e)) if e.is_no_records_found() => Answer::Missing,
+        Ok(Err(e)) => Answer::Failed(e.to_string()),
+    }
+}
+
+/// The addresses `name` resolves to, as text.
+async fn addresses(resolver: &Resolver<TokioRuntimeProvider>, name: &str) -> Answer<Vec<IpAddr>> {
+    match ask(resolver.lookup_ip(name)).await {
+        Answer::Found(ips) => {
+            let ips: Vec<IpAddr> = ips.iter().collect();
+            if ips.is_empty() {
+                Answer::Missing
+            } else {
+                Answer::Found(ips)
+            }
+        }
+        Answer::Missing => Answer::Missing,
+        Answer::Failed(e) => Answer::Failed(e),
+    }
+}
+
+async fn srv_records(
+    resolver: &Resolver<TokioRuntimeProvider>,
+    name: &str,
+) -> Answer<Vec<SrvTarget>> {
+    match ask(resolver.srv_lookup(name)).await {
+        Answer::Found(lookup) => {
+            let records: Vec<SrvTarget> = lookup
+                .answers()
+                .iter()
+                .filter_map(|rec| match &rec.data {
+                    RData::SRV(srv) => Some(SrvTarget {
+                        priority: srv.priority,
+                        weight: srv.weight,
+                        port: srv.port,
+                        target: srv.target.to_string(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if records.is_empty() {
+                Answer::Missing
+            } else {
+                Answer::Found(records)
+            }
+        }
+        Answer::Missing => Answer::Missing,
+        Answer::Failed(e) => Answer::Failed(e),
+    }
+}
+
+fn join_ips(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn make_resolver(dns_server: Option<SocketAddr>) -> anyhow::Result<Resolver<TokioRuntimeProvider>> {
+    let mut builder = match dns_server {
         Some(addr) => {
             use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
             let mut udp = ConnectionConfig::udp();
             udp.port = addr.port();
             let ns = NameServerConfig::new(addr.ip(), true, vec![udp]);
-            Ok(hickory_resolver::Resolver::builder_with_config(
+            Resolver::builder_with_config(
                 ResolverConfig::from_name_servers(vec![ns]),
-                hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-            ))
+                TokioRuntimeProvider::default(),
+            )
         }
-        None => hickory_resolver::Resolver::builder_tokio(),
+        None => Resolver::builder_tokio()
+            .map_err(|e| anyhow::anyhow!("cannot read the system's DNS configuration: {e}"))?,
     };
-    let resolver = match builder {
-        Ok(mut b) => {
-            b.options_mut().timeout = Duration::from_secs(2);
-            b.options_mut().attempts = 1;
-            b.build()
-        }
-        Err(e) => {
-            r.warn(format!(
-                "cannot read the system's DNS configuration ({e}): skipping DNS checks"
-            ));
-            return;
-        }
-    };
-    let resolver = match resolver {
+    let opts = builder.options_mut();
+    opts.timeout = Duration::from_secs(2);
+    opts.attempts = 1;
+    // What DNS publishes, not what this machine's /etc/hosts says: clients elsewhere only see DNS.
+    opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up DNS resolution: {e}"))
+}
+
+/// One service looked up by `hearth check`.
+struct Service {
+    prefix: &'static str,
+    /// Ports hearth listens on for it (empty: not served).
+    ports: Vec<u16>,
+    /// What happens without the record.
+    missing: String,
+}
+
+async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>) {
+    let domain = cfg.domain.as_str();
+    if domain == "localhost"
+        || domain.ends_with(".localhost")
+        || !domain.contains('.')
+        || domain.parse::<IpAddr>().is_ok()
+        || domain.starts_with('[')
+    {
+        r.warn(format!("{domain} is not a public DNS name: skipping DNS checks (clients must be told the server's address)"));
+        return;
+    }
+    let resolver = match make_resolver(dns_server) {
         Ok(res) => res,
         Err(e) => {
-            r.warn(format!(
-                "cannot set up DNS resolution ({e}): skipping DNS checks"
-            ));
+            r.warn(format!("{e:#}: skipping DNS checks"));
             return;
         }
     };
-    for (service, port, fallback) in [
-        (
-            "_xmpp-client._tcp",
-            5222,
-            "clients fall back to the domain's A/AAAA records on port 5222",
-        ),
-        (
-            "_xmpps-client._tcp",
-            5223,
-            "clients will not find direct TLS (XEP-0368)",
-        ),
-        (
-            "_xmpp-server._tcp",
-            5269,
-            "federation is not implemented yet; publish it when it is",
-        ),
-    ] {
-        let name = format!("{service}.{domain}.");
-        match tokio::time::timeout(Duration::from_secs(3), resolver.srv_lookup(name.as_str())).await
-        {
-            Err(_) => r.warn(format!("{name}: DNS did not answer in time (no network?)")),
-            Ok(Err(e)) if is_not_found(&e.to_string()) => r.warn(format!(
-                "no SRV record {name}: {fallback} (suggested: {name} SRV 5 0 {port} <host>.)"
-            )),
-            Ok(Err(e)) => r.warn(format!("{name}: DNS lookup failed ({e}); cannot check")),
-            Ok(Ok(lookup)) => {
-                let mut records: Vec<(u16, u16, u16, String)> = lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|rec| match &rec.data {
-                        hickory_resolver::proto::rr::RData::SRV(srv) => {
-                            Some((srv.priority, srv.weight, srv.port, srv.target.to_string()))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                records.sort();
-                for (prio, weight, port, target) in records {
-                    if target == "." {
-                        r.warn(format!(
-                            "{name} says the service is not offered (target \".\")"
-                        ));
-                        continue;
-                    }
-                    match tokio::time::timeout(Duration::from_secs(3), resolver.lookup_ip(target.as_str())).await {
-                        Ok(Ok(ips)) if ips.iter().next().is_some() => r.ok(format!("{name} → {target}:{port} (priority {prio}, weight {weight})")),
-                        _ => r.error(format!("{name} points to {target}, which does not resolve: fix the record or add A/AAAA for it")),
-                    }
-                }
+    let ports = |addrs: &[SocketAddr]| addrs.iter().map(SocketAddr::port).collect::<Vec<_>>();
+    let services = [
+        Service {
+            prefix: "_xmpp-client._tcp",
+            ports: ports(&cfg.c2s.listen),
+            missing: format!(
+                "clients fall back to {domain} (A/AAAA) on port 5222; publish one if hearth runs on another host or port (see contrib/dns-zone.example)"
+            ),
+        },
+        Service {
+            prefix: "_xmpps-client._tcp",
+            ports: ports(&cfg.c2s.direct_tls_listen),
+            missing: "clients will not find direct TLS (XEP-0368) and use STARTTLS instead; publish one for clients on networks that block port 5222 (see contrib/dns-zone.example)".into(),
+        },
+        Service {
+            prefix: "_xmpp-server._tcp",
+            ports: Vec::new(),
+            missing: format!(
+                "other servers fall back to {domain}:5269; hearth does not federate yet, publish it once it does"
+            ),
+        },
+    ];
+    let names: Vec<String> = services
+        .iter()
+        .map(|s| format!("{}.{domain}.", s.prefix))
+        .collect();
+    // All questions at once: with unreachable DNS the whole check waits one timeout, not four.
+    let fqdn = format!("{domain}.");
+    // The system's resolver must know the root zone; if it does not (an isolated machine whose
+    // DNS answers NXDOMAIN to everything), its answers about our records mean nothing. Not asked
+    // of a --dns-server, which may well be an authoritative server only.
+    let root_probe = async {
+        match dns_server {
+            Some(_) => Answer::Found(()),
+            None => match ask(resolver.lookup(".", RecordType::NS)).await {
+                Answer::Found(_) => Answer::Found(()),
+                Answer::Missing => Answer::Failed("it says the root zone does not exist".into()),
+                Answer::Failed(e) => Answer::Failed(e),
+            },
+        }
+    };
+    // All questions at once: with unreachable DNS the whole check waits one timeout, not five.
+    let (root, client, direct, server, own) = tokio::join!(
+        root_probe,
+        srv_records(&resolver, &names[0]),
+        srv_records(&resolver, &names[1]),
+        srv_records(&resolver, &names[2]),
+        addresses(&resolver, &fqdn),
+    );
+    let answers = [client, direct, server];
+    let unreachable = match (&root, &own) {
+        (Answer::Failed(e), _) => Some(e),
+        (_, Answer::Failed(e)) if answers.iter().all(|a| matches!(a, Answer::Failed(_))) => Some(e),
+        _ => None,
+    };
+    if let Some(e) = unreachable {
+        r.warn(format!("DNS does not work from here ({e}): DNS checks skipped; run hearth check on a machine with working DNS, or pass --dns-server"));
+        return;
+    }
+    let via = dns_server.map_or("the system's resolvers".to_string(), |a| a.to_string());
+    r.ok(format!("DNS answers (asked {via})"));
+    let mut clients_find_host = false;
+    for ((service, name), answer) in services.iter().zip(&names).zip(answers) {
+        match answer {
+            Answer::Missing
+                if service.prefix == "_xmpps-client._tcp" && service.ports.is_empty() =>
+            {
+                r.ok(format!("no SRV record {name}, and no direct TLS listener"));
+            }
+            Answer::Missing => r.warn(format!("no SRV record {name}: {}", service.missing)),
+            Answer::Failed(e) => {
+                r.warn(format!("{name}: DNS lookup failed ({e}); cannot check it"))
+            }
+            Answer::Found(records) => {
+                let usable = check_srv(r, &resolver, service, name, records).await;
+                clients_find_host |= usable && service.prefix != "_xmpp-server._tcp";
             }
         }
     }
+    match own {
+        Answer::Found(ips) => r.ok(format!("{domain} has address {}", join_ips(&ips))),
+        Answer::Missing if clients_find_host => r.ok(format!(
+            "{domain} has no A/AAAA record: fine, clients use the SRV records"
+        )),
+        Answer::Missing => r.error(format!(
+            "{domain} has neither client SRV records nor an A/AAAA record: clients cannot find the server; publish them (see contrib/dns-zone.example)"
+        )),
+        Answer::Failed(e) => r.warn(format!("{domain}: address lookup failed ({e}); cannot check it")),
+    }
 }
 
-fn is_not_found(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("no record") || t.contains("nxdomain") || t.contains("not found")
+/// Reports the records of one SRV name; `true` if at least one target resolves.
+async fn check_srv(
+    r: &mut Report,
+    resolver: &Resolver<TokioRuntimeProvider>,
+    service: &Service,
+    name: &str,
+    records: Vec<SrvTarget>,
+) -> bool {
+    let mut usable = false;
+    for srv in srv_order(records, |total| total) {
+        let SrvTarget {
+            priority,
+            weight,
+            port,
+            target,
+        } = &srv;
+        if target == "." {
+            r.warn(format!(
+                "{name} says the service is not offered (target \".\"): remove that record if hearth should offer it"
+            ));
+            continue;
+        }
+        match addresses(resolver, target).await {
+            Answer::Found(ips) => {
+                usable = true;
+                r.ok(format!(
+                    "{name} → {target}:{port} (priority {priority}, weight {weight}; {})",
+                    join_ips(&ips)
+                ));
+            }
+            Answer::Missing => r.error(format!(
+                "{name} points to {target}, which does not resolve: fix the record or add A/AAAA records for {target}"
+            )),
+            Answer::Failed(e) => r.warn(format!(
+                "{name} points to {target}, whose address lookup failed ({e}); cannot check it"
+            )),
+        }
+        if !service.ports.is_empty() && !service.ports.contains(port) {
+            let listening: Vec<String> = service.ports.iter().map(u16::to_string).collect();
+            r.warn(format!(
+                "{name} → {target}:{port}, but hearth listens on port {} for it: fix the record or the listener (unless a proxy or port forwarding maps {port} there)",
+                listening.join(", ")
+            ));
+        }
+    }
+    usable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn srv(priority: u16, weight: u16, target: &str) -> SrvTarget {
+        SrvTarget {
+            priority,
+            weight,
+            port: 5222,
+            target: target.into(),
+        }
+    }
+
+    fn targets(records: &[SrvTarget]) -> Vec<&str> {
+        records.iter().map(|s| s.target.as_str()).collect()
+    }
+
+    #[test]
+    fn srv_order_is_by_priority_then_weight() {
+        let records = vec![
+            srv(20, 0, "backup."),
+            srv(10, 10, "light."),
+            srv(10, 0, "zero."),
+            srv(10, 60, "heavy."),
+        ];
+        // Heaviest first when every draw lands at the top of the range.
+        assert_eq!(
+            targets(&srv_order(records.clone(), |total| total)),
+            ["heavy.", "light.", "zero.", "backup."]
+        );
+        // A draw of 0 picks the first record of the running sum: weight 0 first (RFC 2782).
+        assert_eq!(
+            targets(&srv_order(records, |_| 0)),
+            ["zero.", "light.", "heavy.", "backup."]
+        );
+    }
+
+    #[test]
+    fn srv_weights_pick_proportionally() {
+        let records = vec![srv(5, 10, "a."), srv(5, 30, "b.")];
+        // Running sums: a. 10, b. 40. Draws 0..=10 pick a., 11..=40 pick b.
+        for (draw, first) in [(0, "a."), (10, "a."), (11, "b."), (40, "b.")] {
+            let order = srv_order(records.clone(), |total| {
+                assert!(total == 40 || total == 10 || total == 30);
+                draw.min(total)
+            });
+            assert_eq!(order[0].target, first, "draw {draw}");
+            assert_eq!(order.len(), 2);
+        }
+        // Over every possible draw, b. comes first three times as often as a. (30 vs 11 of 41 draws;
+        // the RFC's inclusive range gives the first record one extra draw).
+        let firsts_b = (0..=40)
+            .filter(|&d| srv_order(records.clone(), |t| d.min(t))[0].target == "b.")
+            .count();
+        assert_eq!(firsts_b, 30);
+        // A draw above the total (a buggy random source) is clamped, not a panic.
+        assert_eq!(srv_order(records, |_| u32::MAX)[0].target, "b.");
+        assert!(srv_order(Vec::new(), |_| 0).is_empty());
+    }
+
+    #[test]
+    fn dns_server_argument() {
+        assert_eq!(
+            parse_dns_server("192.0.2.53").unwrap(),
+            "192.0.2.53:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_dns_server("[2001:db8::53]:5353").unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap()
+        );
+        assert!(parse_dns_server("dns.example").is_err());
+    }
+
+    fn info(names: &[&str], not_before: SystemTime, not_after: SystemTime) -> CertInfo {
+        CertInfo {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            not_before,
+            not_after,
+            self_signed: false,
+            path: None,
+        }
+    }
+
+    #[test]
+    fn expiry_and_names() {
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let mut r = Report { errors: 0 };
+        check_validity(&mut r, &info(&[], now - day, now + 100 * day), "c", now);
+        check_validity(&mut r, &info(&[], now - day, now + 3 * day), "c", now);
+        assert_eq!(r.errors, 0, "valid or expiring soon: no error");
+        check_validity(&mut r, &info(&[], now - 9 * day, now - day), "c", now);
+        assert_eq!(r.errors, 1, "expired");
+        check_validity(&mut r, &info(&[], now + day, now + 9 * day), "c", now);
+        assert_eq!(r.errors, 2, "not yet valid");
+
+        let mut r = Report { errors: 0 };
+        check_names(&mut r, &info(&["*.example.com"], now, now), "example.com");
+        assert_eq!(r.errors, 1, "a wildcard does not cover the domain itself");
+        let mut r = Report { errors: 0 };
+        check_names(
+            &mut r,
+            &info(&["example.com", "*.example.com"], now, now),
+            "example.com",
+        );
+        assert_eq!(r.errors, 0);
+    }
+
+    #[tokio::test]
+    async fn check_of_a_fresh_setup_changes_nothing_and_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b/data");
+        let cfg = Config::parse(&format!(
+            "domain = \"localhost\"\ndata_dir = \"{}\"",
+            data.display()
+        ))
+        .unwrap();
+        assert!(run(&cfg, None, None).await.unwrap());
+        assert!(
+            !dir.path().join("a").exists(),
+            "no directory or certificate left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_dns_is_a_warning_and_quick() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(&format!(
+            "domain = \"example.com\"\ndata_dir = \"{}\"",
+            dir.path().display()
+        ))
+        .unwrap();
+        // A UDP port on loopback nobody answers on (TEST-NET addresses may be routed nowhere
+        // and make this slow rather than fail).
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let start = std::time::Instant::now();
+        let mut r = Report { errors: 0 };
+        check_dns(&mut r, &cfg, Some(silent.local_addr().unwrap())).await;
+        assert_eq!(r.errors, 0);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }
