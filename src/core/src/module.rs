@@ -105,6 +105,8 @@ pub enum SessionEvent {
 pub(crate) type HookFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<Flow> + Send + Sync>;
 pub(crate) type IqFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<IqResult> + Send + Sync>;
 pub(crate) type SessionFn = Arc<dyn Fn(Arc<Server>, SessionEvent) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type InlineFn =
+    Arc<dyn Fn(Context, Element) -> BoxFuture<Option<Element>> + Send + Sync>;
 pub(crate) type WorkerFn = Box<dyn FnOnce(Arc<Server>) -> BoxFuture<anyhow::Result<()>> + Send>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,6 +136,7 @@ pub struct Registrations {
     pub identities: Vec<(DiscoScope, Identity)>,
     pub disco_items: Vec<DiscoItem>,
     pub(crate) stream_features: Vec<(FeaturePhase, Element)>,
+    pub(crate) bind2_inline: Vec<(String, InlineFn)>,
     pub specs: Vec<(&'static str, Spec)>,
     pub loaded: Vec<&'static str>,
 }
@@ -252,6 +255,29 @@ impl<'a> Registrar<'a> {
 
     pub fn stream_feature(&mut self, phase: FeaturePhase, el: Element) {
         self.regs.stream_features.push((phase, el));
+    }
+
+    /// Offers a feature a client may enable inline when it binds with Bind2 (XEP-0386), such as
+    /// carbons: the namespace is listed in `<inline/>`, and when the client's `<bind/>` carries
+    /// an element of that namespace, `f` runs with the new session as origin; its answer, if
+    /// any, goes into `<bound/>`.
+    pub fn bind2_inline<F, Fut>(&mut self, ns: &str, f: F)
+    where
+        F: Fn(Context, Element) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<Element>> + Send + 'static,
+    {
+        let f: InlineFn = Arc::new(move |cx, el| Box::pin(f(cx, el)));
+        self.regs.bind2_inline.push((ns.to_string(), f));
+    }
+
+    /// Disco features registered so far (a module loaded last can hash them for entity caps).
+    pub fn features(&self) -> &[(DiscoScope, String)] {
+        &self.regs.features
+    }
+
+    /// Disco identities registered so far.
+    pub fn identities(&self) -> &[(DiscoScope, Identity)] {
+        &self.regs.identities
     }
 
     pub fn finish(self) -> Registrations {

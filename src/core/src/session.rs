@@ -1,8 +1,9 @@
 //! Bound client sessions: who is online with which resources, and the per-session presence state
 //! RFC 6121 delivery rules need (availability, priority, directed presence).
 
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -43,6 +44,11 @@ pub struct Session {
     queued: Arc<AtomicUsize>,
     max_queued: usize,
     pub presence: Mutex<PresenceState>,
+    /// Stream Management keeps the session while its connection is gone (XEP-0198 §5).
+    hibernated: AtomicBool,
+    /// Per-session state of modules (carbons enabled, entity caps), keyed by type. Empty and
+    /// unallocated for a session no module touched.
+    ext: Mutex<Vec<(TypeId, Box<dyn Any + Send>)>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -99,6 +105,39 @@ impl Session {
     pub fn priority(&self) -> i8 {
         self.presence.lock().expect("presence lock").priority
     }
+
+    /// Whether the session is kept by Stream Management while its client is disconnected:
+    /// stanzas are queued for resumption, and the user should be woken by a push.
+    pub fn is_hibernated(&self) -> bool {
+        self.hibernated.load(Ordering::Relaxed)
+    }
+
+    /// A copy of the module state of type `T`, if set.
+    pub fn ext<T: Clone + Send + 'static>(&self) -> Option<T> {
+        let ext = self.ext.lock().expect("ext lock");
+        ext.iter()
+            .find(|(id, _)| *id == TypeId::of::<T>())
+            .and_then(|(_, v)| v.downcast_ref::<T>().cloned())
+    }
+
+    /// Runs `f` on the module state of type `T`, created with `Default` if missing.
+    pub fn with_ext<T: Default + Send + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut ext = self.ext.lock().expect("ext lock");
+        let pos = match ext.iter().position(|(id, _)| *id == TypeId::of::<T>()) {
+            Some(p) => p,
+            None => {
+                ext.push((TypeId::of::<T>(), Box::new(T::default())));
+                ext.len() - 1
+            }
+        };
+        f(ext[pos].1.downcast_mut::<T>().expect("ext type"))
+    }
+
+    /// Removes the module state of type `T`.
+    pub fn remove_ext<T: 'static>(&self) {
+        let mut ext = self.ext.lock().expect("ext lock");
+        ext.retain(|(id, _)| *id != TypeId::of::<T>());
+    }
 }
 
 #[derive(Default)]
@@ -120,6 +159,8 @@ impl Sessions {
             queued: queued.clone(),
             max_queued,
             presence: Mutex::new(PresenceState::default()),
+            hibernated: AtomicBool::new(false),
+            ext: Mutex::new(Vec::new()),
         });
         let mut map = self.by_bare.write().expect("sessions lock");
         let list = map.entry(jid.bare().clone()).or_default();
@@ -204,6 +245,19 @@ mod tests {
         assert_eq!(sessions.get(&jid).unwrap().id, new.id);
         assert!(sessions.unbind(&new));
         assert_eq!(sessions.count(), 0);
+    }
+
+    #[test]
+    fn module_state_by_type() {
+        #[derive(Clone, Default, PartialEq, Debug)]
+        struct Carbons(bool);
+        let sessions = Sessions::default();
+        let (s, _q) = sessions.bind(Jid::parse("a@b/r").unwrap(), 2);
+        assert_eq!(s.ext::<Carbons>(), None);
+        s.with_ext(|c: &mut Carbons| c.0 = true);
+        assert_eq!(s.ext::<Carbons>(), Some(Carbons(true)));
+        s.remove_ext::<Carbons>();
+        assert_eq!(s.ext::<Carbons>(), None);
     }
 
     #[tokio::test]
