@@ -7,4 +7,5 @@ mod auth;
 mod cli;
 mod im;
 mod presence;
+mod sm;
 mod streams;

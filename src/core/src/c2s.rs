@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
 use futures_util::FutureExt;
 use hearth_auth::{ChannelBindings, Mechanism, SaslServer, Step};
 use hearth_xml::{StreamEvent, StreamHeader, StreamParser};
@@ -16,12 +17,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
+use crate::csi::Held;
 use crate::jid::Jid;
 use crate::module::{FeaturePhase, IqTarget, IqType, SessionEvent};
 use crate::ns;
 use crate::router::{Context, Origin};
 use crate::server::Server;
-use crate::session::{Outgoing, Session, SessionQueue, Sessions};
+use crate::session::{Outgoing, Session, SessionQueue, Sessions, Urgency};
+use crate::sm::{ParkOutcome, Parked, SmState};
 use crate::stanza::{Condition, EnvelopeError, Kind, Stanza, StanzaError, ncname};
 use crate::transport::Transport;
 
@@ -33,8 +36,13 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Why the stream ends.
 #[derive(Debug)]
 enum End {
-    /// The peer closed the stream or the connection: answer `</stream:stream>` if still open.
+    /// The client closed its stream: answer `</stream:stream>` if still open.
     Graceful,
+    /// The connection broke without the stream being closed (or stopped answering pings): a
+    /// resumable session waits for its client to come back (XEP-0198).
+    Lost,
+    /// The session was resumed on another connection.
+    Detached,
     /// Close with a stream error (RFC 6120 §4.9.3 condition).
     Error {
         condition: &'static str,
@@ -70,6 +78,10 @@ struct Conn {
     sasl_failures: u32,
     session: Option<Arc<Session>>,
     ping_id: Option<String>,
+    /// Stream Management state once the client enabled it.
+    sm: Option<Box<SmState>>,
+    /// Stanzas held back while the client is inactive (XEP-0352).
+    held: Held,
 }
 
 pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -112,6 +124,8 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
         sasl_failures: 0,
         session: None,
         ping_id: None,
+        sm: None,
+        held: Held::default(),
     };
     if direct_tls {
         conn.secured(&io);
@@ -150,8 +164,9 @@ impl Conn {
                     Err(end) => break 'conn end,
                 }
             }
+            self.request_ack();
             if self.flush(&mut io).await.is_err() {
-                break End::Graceful;
+                break End::Lost;
             }
             // Before waiting: the parser's token buffer (8 KiB in rxml) is not kept while idle.
             self.parser.idle_shrink();
@@ -165,13 +180,13 @@ impl Conn {
             tokio::select! {
                 ready = io.readable() => {
                     if ready.is_err() {
-                        break End::Graceful;
+                        break End::Lost;
                     }
                     let mut rbuf = Vec::with_capacity(4096);
                     // Readiness can be spurious: then the read is not ready and we wait again.
                     match io.read_buf(&mut rbuf).now_or_never() {
                         None => {}
-                        Some(Ok(0) | Err(_)) => break End::Graceful,
+                        Some(Ok(0) | Err(_)) => break End::Lost,
                         Some(Ok(_)) => {
                             self.parser.feed(&rbuf);
                             last_read = Instant::now();
@@ -180,17 +195,19 @@ impl Conn {
                     }
                 },
                 item = recv(&mut queue) => match item {
-                    Some(Outgoing::Stanza(bytes)) => {
-                        self.out.extend_from_slice(&bytes);
+                    Some(Outgoing::Stanza(bytes, urgency)) => {
+                        self.emit(bytes, urgency);
                         while self.out.len() < WRITE_BATCH {
                             match queue.as_mut().and_then(SessionQueue::try_recv) {
-                                Some(Outgoing::Stanza(b)) => self.out.extend_from_slice(&b),
+                                Some(Outgoing::Stanza(b, u)) => self.emit(b, u),
                                 Some(Outgoing::Close { condition, text }) => break 'conn End::Error { condition, text },
+                                Some(Outgoing::Detach) => break 'conn End::Detached,
                                 None => break,
                             }
                         }
                     }
                     Some(Outgoing::Close { condition, text }) => break End::Error { condition, text },
+                    Some(Outgoing::Detach) => break End::Detached,
                     None => break End::Graceful,
                 },
                 _ = sleep_until(deadline) => {
@@ -206,7 +223,7 @@ impl Conn {
                 _ = shutdown.changed() => break stream_error("system-shutdown", "the server is shutting down"),
             }
         };
-        Box::pin(self.close(&mut io, end)).await;
+        Box::pin(self.close(&mut io, end, queue)).await;
     }
 
     /// Marks the stream as encrypted and computes its channel-binding data.
@@ -350,6 +367,12 @@ impl Conn {
                     .append(Element::bare("optional", ns::SESSION))
                     .build(),
             );
+            if self.server.config.c2s.stream_management.enabled {
+                features.push(Element::bare("sm", crate::sm::NS));
+            }
+            if self.server.config.c2s.csi.enabled {
+                features.push(Element::bare("csi", crate::csi::NS));
+            }
             features.extend(self.server.stream_features(FeaturePhase::PostAuth).cloned());
         }
         self.out.extend_from_slice(b"<stream:features>");
@@ -361,7 +384,17 @@ impl Conn {
 
     async fn handle_element(&mut self, el: Element) -> Result<Action, End> {
         let ns = el.ns();
+        if ns == crate::sm::NS && self.secure && self.user.is_some() {
+            return self.handle_sm(el).await;
+        }
         if let Some(session) = self.session.clone() {
+            if ns == crate::csi::NS && self.server.config.c2s.csi.enabled {
+                self.client_state(&session, el.name());
+                return Ok(Action::Continue);
+            }
+            if let Some(sm) = self.sm.as_mut() {
+                sm.received();
+            }
             return self
                 .handle_stanza(&session, el)
                 .await
@@ -707,8 +740,228 @@ impl Conn {
         self.ping_id = Some(id);
     }
 
+    /// Writes a stanza the connection itself generates (counted for Stream Management).
     fn write_stanza(&mut self, stanza: &Stanza) {
-        hearth_xml::write_element(stanza.element(), ns::CLIENT, &mut self.out);
+        self.write_counted(hearth_xml::element_to_bytes(stanza.element(), ns::CLIENT));
+    }
+
+    fn write_counted(&mut self, bytes: Bytes) {
+        self.out.extend_from_slice(&bytes);
+        if let Some(sm) = self.sm.as_mut() {
+            sm.sent(bytes);
+        }
+    }
+
+    /// Writes a routed stanza, or holds it while the client is inactive and it can wait.
+    fn emit(&mut self, bytes: Bytes, urgency: Urgency) {
+        let inactive = self.session.as_ref().is_some_and(|s| s.is_inactive());
+        if inactive {
+            if urgency != Urgency::Urgent {
+                self.held.hold(bytes, urgency);
+                if self.held.len() > self.server.config.c2s.csi.max_held_stanzas {
+                    self.release_held("limit reached");
+                }
+                return;
+            }
+            self.release_held("urgent stanza");
+        }
+        self.write_counted(bytes);
+    }
+
+    fn release_held(&mut self, why: &'static str) {
+        let count = self.held.len();
+        if count == 0 {
+            return;
+        }
+        for bytes in self.held.take() {
+            self.write_counted(bytes);
+        }
+        tracing::debug!(peer = %self.peer, count, why, superseded_presences = self.held.superseded, "sending stanzas held for an inactive client");
+    }
+
+    /// XEP-0352 `<active/>` and `<inactive/>`.
+    fn client_state(&mut self, session: &Session, state: &str) {
+        match state {
+            "inactive" => session.set_inactive(true),
+            "active" => {
+                session.set_inactive(false);
+                self.release_held("client active");
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks the client to acknowledge what it was sent, one request at a time.
+    fn request_ack(&mut self) {
+        if let Some(sm) = self.sm.as_mut()
+            && !sm.awaiting_ack
+            && !sm.unacked.is_empty()
+            && !self.out.is_empty()
+        {
+            sm.awaiting_ack = true;
+            self.out
+                .extend_from_slice(format!("<r xmlns='{}'/>", crate::sm::NS).as_bytes());
+        }
+    }
+
+    fn sm_failed(&mut self, condition: &str, h: Option<u32>) {
+        let h = h.map(|h| format!(" h='{h}'")).unwrap_or_default();
+        self.out.extend_from_slice(
+            format!(
+                "<failed xmlns='{}'{h}><{condition} xmlns='{}'/></failed>",
+                crate::sm::NS,
+                ns::STANZAS
+            )
+            .as_bytes(),
+        );
+    }
+
+    /// Stream Management nonzas (XEP-0198): enable, resume, ack requests and acks.
+    async fn handle_sm(&mut self, el: Element) -> Result<Action, End> {
+        let h_attr = || el.attr("h").and_then(|h| h.parse::<u32>().ok());
+        match el.name() {
+            "enable" => {
+                let cfg = &self.server.config.c2s.stream_management;
+                if !cfg.enabled {
+                    self.sm_failed("feature-not-implemented", None);
+                    return Ok(Action::Continue);
+                }
+                let Some(session) = self.session.clone().filter(|_| self.sm.is_none()) else {
+                    self.sm_failed("unexpected-request", None);
+                    return Ok(Action::Continue);
+                };
+                let resume = matches!(el.attr("resume"), Some("true" | "1"));
+                let max = el
+                    .attr("max")
+                    .and_then(|m| m.parse::<u64>().ok())
+                    .filter(|m| *m > 0)
+                    .map_or(cfg.resume_timeout_secs, |m| m.min(cfg.resume_timeout_secs));
+                let id = resume.then(random_id);
+                let mut enabled = format!("<enabled xmlns='{}'", crate::sm::NS);
+                if let Some(id) = &id {
+                    self.server.resumable.register(id, session);
+                    enabled.push_str(&format!(" id='{id}' resume='true' max='{max}'"));
+                }
+                enabled.push_str("/>");
+                self.out.extend_from_slice(enabled.as_bytes());
+                self.sm = Some(Box::new(SmState::new(id, Duration::from_secs(max))));
+                Ok(Action::Continue)
+            }
+            "r" => {
+                match self.sm.as_ref() {
+                    Some(sm) => {
+                        let a = format!("<a xmlns='{}' h='{}'/>", crate::sm::NS, sm.h_in);
+                        self.out.extend_from_slice(a.as_bytes());
+                    }
+                    None => self.sm_failed("unexpected-request", None),
+                }
+                Ok(Action::Continue)
+            }
+            "a" => {
+                let (Some(sm), Some(h)) = (self.sm.as_mut(), h_attr()) else {
+                    return Err(stream_error(
+                        "undefined-condition",
+                        "acknowledgement without Stream Management enabled, or without a valid 'h'",
+                    ));
+                };
+                sm.awaiting_ack = false;
+                self.ack(h)
+            }
+            "resume" => {
+                let (Some(user), None, Some(previd), Some(h)) = (
+                    self.user.clone(),
+                    &self.session,
+                    el.attr("previd"),
+                    h_attr(),
+                ) else {
+                    self.sm_failed("unexpected-request", None);
+                    return Ok(Action::Continue);
+                };
+                match self.server.resumable.take(previd, &user).await {
+                    Some(parked) => self.resume(previd, parked, h).await,
+                    None => {
+                        tracing::debug!(peer = %self.peer, account = %user, "resumption refused: unknown or expired session");
+                        self.sm_failed("item-not-found", None);
+                        Ok(Action::Continue)
+                    }
+                }
+            }
+            _ => Err(stream_error(
+                "unsupported-stanza-type",
+                format!("<{}/> is not a Stream Management element", el.name()),
+            )),
+        }
+    }
+
+    fn ack(&mut self, h: u32) -> Result<Action, End> {
+        let Some(sm) = self.sm.as_mut() else {
+            return Ok(Action::Continue);
+        };
+        if sm.ack(h).is_err() {
+            let sent = sm.h_out;
+            return Err(self.handled_count_too_high(h, sent));
+        }
+        Ok(Action::Continue)
+    }
+
+    /// XEP-0198 §4: the client acknowledged more than it was sent.
+    fn handled_count_too_high(&mut self, h: u32, sent: u32) -> End {
+        tracing::warn!(peer = %self.peer, h, sent, "client acknowledged more stanzas than were sent; closing its stream");
+        self.out.extend_from_slice(
+            format!(
+                "<stream:error><undefined-condition xmlns='{}'/><handled-count-too-high xmlns='{}' h='{h}' send-count='{sent}'/></stream:error>",
+                ns::STREAMS_ERRORS,
+                crate::sm::NS
+            )
+            .as_bytes(),
+        );
+        // The error is written; what follows is the stream's end tag.
+        End::Graceful
+    }
+
+    /// Takes over a parked (or just detached) session: acknowledges what the client says it
+    /// handled, and sends again everything else, then what waited meanwhile.
+    async fn resume(&mut self, previd: &str, parked: Parked, h: u32) -> Result<Action, End> {
+        let Parked {
+            session,
+            queue,
+            mut sm,
+            unsent,
+        } = parked;
+        if sm.ack(h).is_err() {
+            let sent = sm.h_out;
+            let parked = Parked {
+                session,
+                queue,
+                sm,
+                unsent,
+            };
+            self.server
+                .end_parked(parked, "bad acknowledgement on resumption")
+                .await;
+            return Err(self.handled_count_too_high(h, sent));
+        }
+        session.set_hibernated(false);
+        session.set_inactive(false);
+        self.server.resumable.register(previd, session.clone());
+        tracing::info!(jid = %session.jid, peer = %self.peer, "session resumed");
+        self.out.extend_from_slice(
+            format!(
+                "<resumed xmlns='{}' previd='{previd}' h='{}'/>",
+                crate::sm::NS,
+                sm.h_in
+            )
+            .as_bytes(),
+        );
+        for bytes in &sm.unacked {
+            self.out.extend_from_slice(bytes);
+        }
+        self.session = Some(session);
+        self.sm = Some(sm);
+        for bytes in unsent {
+            self.write_counted(bytes);
+        }
+        Ok(Action::Bound(queue))
     }
 
     async fn flush(&mut self, io: &mut Transport) -> std::io::Result<()> {
@@ -726,7 +979,7 @@ impl Conn {
         r
     }
 
-    async fn close(&mut self, io: &mut Transport, end: End) {
+    async fn close(&mut self, io: &mut Transport, end: End, queue: Option<SessionQueue>) {
         match &end {
             End::Error { condition, text } => {
                 self.send_header(None);
@@ -744,35 +997,79 @@ impl Conn {
                     format!("<stream:error><{condition} xmlns='{}'/>{text}</stream:error></stream:stream>", ns::STREAMS_ERRORS).as_bytes(),
                 );
             }
+            End::Detached => self.out.extend_from_slice(
+                format!(
+                    "<stream:error><conflict xmlns='{}'/><text xmlns='{0}' xml:lang='en'>the session was resumed on another connection</text></stream:error></stream:stream>",
+                    ns::STREAMS_ERRORS
+                )
+                .as_bytes(),
+            ),
             End::Graceful if self.header_sent => self.out.extend_from_slice(b"</stream:stream>"),
-            End::Graceful => {}
+            End::Graceful | End::Lost => {}
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             let _ = self.flush(io).await;
             let _ = io.shutdown().await;
         })
         .await;
-        if let Some(session) = self.session.take() {
-            let reason = match &end {
-                End::Graceful => "closed by client".to_string(),
-                End::Error { condition, .. } => (*condition).to_string(),
-            };
-            // A session replaced by a newer one with the same resource (conflict) is already
-            // unbound; telling contacts it went away would contradict the new session.
-            if !self.server.sessions.unbind(&session) {
-                return;
+        let (Some(session), Some(mut queue)) = (self.session.take(), queue) else {
+            return;
+        };
+        let sm = self.sm.take();
+        let keep = match &end {
+            End::Lost | End::Detached => true,
+            // A dead connection is a lost one; at shutdown the session is saved for the restart.
+            End::Error { condition, .. } => {
+                matches!(*condition, "connection-timeout" | "system-shutdown")
             }
-            let was_available = session.is_available();
-            tracing::info!(jid = %session.jid, reason = %reason, "session closed");
-            let jid = session.jid.clone();
-            self.server
-                .session_event(SessionEvent::Closed {
-                    jid,
-                    was_available,
-                    reason,
+            End::Graceful => false,
+        };
+        let sm = match sm {
+            Some(sm) if sm.id.is_some() && keep => {
+                let id = sm.id.clone().unwrap_or_default();
+                let parked = Parked {
                     session,
-                })
-                .await;
+                    queue,
+                    sm,
+                    unsent: self.held.take().collect(),
+                };
+                return self.park(id, parked);
+            }
+            Some(sm) => {
+                if let Some(id) = &sm.id {
+                    self.server.resumable.forget(id);
+                }
+                Some(sm)
+            }
+            None => None,
+        };
+        let reason = match &end {
+            End::Graceful => "closed by client",
+            End::Lost => "connection lost",
+            End::Detached => "resumed elsewhere",
+            End::Error { condition, .. } => condition,
+        };
+        if self.held.held > 0 {
+            tracing::debug!(jid = %session.jid, held = self.held.held, superseded_presences = self.held.superseded, "stanzas held back while the client was inactive");
+        }
+        let mut leftover: Vec<Bytes> = sm.map(|sm| sm.unacked.into()).unwrap_or_default();
+        leftover.extend(self.held.take());
+        self.server
+            .end_session(&session, reason, &mut queue, &mut leftover)
+            .await;
+    }
+
+    fn park(&self, id: String, parked: Parked) {
+        let jid = parked.session.jid.clone();
+        let timeout = parked.sm.timeout;
+        match self.server.resumable.park(&id, parked) {
+            ParkOutcome::Parked { generation } => {
+                tracing::info!(%jid, peer = %self.peer, timeout_secs = timeout.as_secs(), "connection lost; session kept for resumption");
+                self.server.expire_later(id, generation, timeout);
+            }
+            ParkOutcome::HandedOver => {
+                tracing::debug!(%jid, "session handed to the connection resuming it")
+            }
         }
     }
 }

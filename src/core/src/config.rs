@@ -101,6 +101,49 @@ pub struct C2sConfig {
     pub max_queued_stanzas: usize,
     /// Most connections open at once; further ones are refused at accept time.
     pub max_connections: usize,
+    pub stream_management: StreamManagementConfig,
+    pub csi: CsiConfig,
+}
+
+/// Stream Management (XEP-0198): acknowledgements and resumption of dropped sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamManagementConfig {
+    pub enabled: bool,
+    /// Seconds a dropped session waits to be resumed (a client may ask for less). When it
+    /// expires, its unacknowledged messages go to offline storage.
+    pub resume_timeout_secs: u64,
+    /// Save resumable sessions at shutdown so clients resume them after a restart.
+    pub persist_across_restart: bool,
+}
+
+impl Default for StreamManagementConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            resume_timeout_secs: 300,
+            persist_across_restart: true,
+        }
+    }
+}
+
+/// Client State Indication (XEP-0352): what an inactive client (a phone with its screen off) is
+/// spared until it becomes active or something urgent arrives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsiConfig {
+    pub enabled: bool,
+    /// Stanzas held back for one inactive client before they are all sent anyway.
+    pub max_held_stanzas: usize,
+}
+
+impl Default for CsiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_held_stanzas: 100,
+        }
+    }
 }
 
 impl Default for C2sConfig {
@@ -116,6 +159,8 @@ impl Default for C2sConfig {
             ping_timeout_secs: 60,
             max_queued_stanzas: 10_000,
             max_connections: 20_000,
+            stream_management: StreamManagementConfig::default(),
+            csi: CsiConfig::default(),
         }
     }
 }
@@ -196,6 +241,10 @@ impl Config {
         anyhow::ensure!(
             self.c2s.max_stanza_size >= 10_000,
             "c2s.max_stanza_size must be at least 10000 (RFC 6120 §13.12)"
+        );
+        anyhow::ensure!(
+            self.c2s.stream_management.resume_timeout_secs >= 1,
+            "c2s.stream_management.resume_timeout_secs must be at least 1"
         );
         anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
         anyhow::ensure!(

@@ -5,12 +5,14 @@
 pub mod accounts;
 mod c2s;
 pub mod config;
+mod csi;
 pub mod jid;
 pub mod module;
 pub mod ns;
 pub mod router;
 pub mod server;
 pub mod session;
+mod sm;
 pub mod stanza;
 pub mod tls;
 mod transport;

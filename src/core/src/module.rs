@@ -107,6 +107,9 @@ pub(crate) type IqFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<IqResult> + Send
 pub(crate) type SessionFn = Arc<dyn Fn(Arc<Server>, SessionEvent) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type InlineFn =
     Arc<dyn Fn(Context, Element) -> BoxFuture<Option<Element>> + Send + Sync>;
+pub(crate) type StateExportFn =
+    Arc<dyn Fn(&crate::session::Session) -> Option<String> + Send + Sync>;
+pub(crate) type StateImportFn = Arc<dyn Fn(&crate::session::Session, &str) + Send + Sync>;
 pub(crate) type WorkerFn = Box<dyn FnOnce(Arc<Server>) -> BoxFuture<anyhow::Result<()>> + Send>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +140,7 @@ pub struct Registrations {
     pub disco_items: Vec<DiscoItem>,
     pub(crate) stream_features: Vec<(FeaturePhase, Element)>,
     pub(crate) bind2_inline: Vec<(String, InlineFn)>,
+    pub(crate) session_state: Vec<(&'static str, StateExportFn, StateImportFn)>,
     pub specs: Vec<(&'static str, Spec)>,
     pub loaded: Vec<&'static str>,
 }
@@ -270,6 +274,19 @@ impl<'a> Registrar<'a> {
         self.regs.bind2_inline.push((ns.to_string(), f));
     }
 
+    /// Per-session state that must survive a restart with a resumable session (XEP-0198), such
+    /// as carbons being enabled: `export` turns it into a string when the session is saved at
+    /// shutdown, `import` sets it again on the restored session.
+    pub fn session_state<E, I>(&mut self, name: &'static str, export: E, import: I)
+    where
+        E: Fn(&crate::session::Session) -> Option<String> + Send + Sync + 'static,
+        I: Fn(&crate::session::Session, &str) + Send + Sync + 'static,
+    {
+        self.regs
+            .session_state
+            .push((name, Arc::new(export), Arc::new(import)));
+    }
+
     /// Disco features registered so far (a module loaded last can hash them for entity caps).
     pub fn features(&self) -> &[(DiscoScope, String)] {
         &self.regs.features
@@ -310,6 +327,18 @@ pub const CORE_SPECS: &[Spec] = &[
         version: "",
         status: SupportStatus::Complete,
         note: "tls-exporter channel binding on TLS 1.3",
+    },
+    Spec {
+        id: "XEP-0198",
+        version: "1.6.3",
+        status: SupportStatus::Complete,
+        note: "acks and resumption; unacknowledged messages go to offline storage when a session is not resumed; resumable sessions are saved at shutdown and resumable after a restart",
+    },
+    Spec {
+        id: "XEP-0352",
+        version: "1.0.0",
+        status: SupportStatus::Complete,
+        note: "presence and chat states held for inactive clients (newest presence per contact); bodies, encrypted messages, calls and IQs flush",
     },
     Spec {
         id: "XEP-0368",

@@ -13,6 +13,11 @@ use crate::server::Server;
 use crate::session::Session;
 use crate::stanza::{Condition, Kind, Stanza, StanzaError};
 
+/// Fired for a chat or normal message addressed to an existing account that no session can take
+/// (none available, or a session ended before its client confirmed the message). A handler that
+/// keeps it (offline storage) stops the event.
+pub const OFFLINE_EVENT: &str = "message/offline";
+
 /// What a hook hands back: the stanza to pass on, or `Stop` when it took care of it.
 // Not boxed: moving the envelope between hooks is cheaper than an allocation per hook.
 #[allow(clippy::large_enum_variant)]
@@ -312,12 +317,18 @@ impl Server {
         }
     }
 
-    /// Writes a stanza to one session (serialised once here).
+    /// Writes a stanza to one session (serialised once here). An inactive client (XEP-0352)
+    /// gets it when it matters.
     pub fn deliver(&self, session: &Session, stanza: &Stanza) -> bool {
-        session.send(hearth_xml::element_to_bytes(
-            stanza.element(),
-            crate::ns::CLIENT,
-        ))
+        let urgency = if session.is_inactive() {
+            crate::csi::urgency(stanza)
+        } else {
+            crate::session::Urgency::Urgent
+        };
+        session.send(
+            hearth_xml::element_to_bytes(stanza.element(), crate::ns::CLIENT),
+            urgency,
+        )
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Server {
     pub tls: Tls,
     pub throttle: hearth_auth::Throttle,
     pub(crate) regs: Registrations,
+    pub(crate) resumable: crate::sm::Resumable,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
 }
@@ -44,6 +45,7 @@ impl Server {
             tls,
             throttle,
             regs,
+            resumable: Default::default(),
             started: Instant::now(),
             shutdown: watch::channel(false).0,
         })
@@ -96,6 +98,28 @@ impl Server {
         }
     }
 
+    /// Modules' per-session state, for saving a resumable session (see `Registrar::session_state`).
+    pub(crate) fn export_session_state(&self, session: &crate::session::Session) -> String {
+        let table: toml::Table = self
+            .regs
+            .session_state
+            .iter()
+            .filter_map(|(name, export, _)| Some((name.to_string(), export(session)?.into())))
+            .collect();
+        table.to_string()
+    }
+
+    pub(crate) fn import_session_state(&self, session: &crate::session::Session, saved: &str) {
+        let Ok(table) = saved.parse::<toml::Table>() else {
+            return;
+        };
+        for (name, _, import) in &self.regs.session_state {
+            if let Some(toml::Value::String(v)) = table.get(*name) {
+                import(session, v);
+            }
+        }
+    }
+
     /// A receiver that turns true when the server is shutting down.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
@@ -116,6 +140,7 @@ impl Server {
                 listeners.push((l, direct_tls));
             }
         }
+        self.restore_parked().await;
         let workers = std::mem::take(&mut *self.regs.workers.lock().expect("workers lock"));
         for (name, worker) in workers {
             let server = self.clone();
@@ -136,10 +161,18 @@ impl Server {
         notify_ready();
         self.wait_for_signals().await;
         let _ = self.shutdown.send(true);
-        // Give connection tasks a moment to send their closing stream errors.
+        // Give connection tasks a moment to send their closing stream errors (resumable
+        // sessions park themselves instead of ending).
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.sessions.count() > 0 && Instant::now() < deadline {
+        while self.sessions.count() > self.resumable.parked_count() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.config.c2s.stream_management.persist_across_restart {
+            self.save_parked().await;
+        } else {
+            for (_, parked) in self.resumable.drain_parked() {
+                self.end_parked(parked, "server shutdown").await;
+            }
         }
         self.store.close().await;
         tracing::info!("hearth stopped");

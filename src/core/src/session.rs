@@ -12,11 +12,23 @@ use tokio::sync::mpsc;
 
 use crate::jid::{BareJid, Jid};
 
+/// How soon a client must see a stanza (XEP-0352): an inactive client gets urgent ones at once
+/// and the rest when it becomes active again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    Urgent,
+    Lazy,
+    /// Presence from one sender (a hash of its address): only the latest one held is kept.
+    Presence(u64),
+}
+
 /// What a connection task is asked to write.
 #[derive(Debug)]
 pub enum Outgoing {
     /// A serialised stanza.
-    Stanza(Bytes),
+    Stanza(Bytes, Urgency),
+    /// The session resumes on another connection (XEP-0198): hand it over and close.
+    Detach,
     /// Close the stream with this stream error condition (RFC 6120 §4.9.3) and optional text.
     Close {
         condition: &'static str,
@@ -46,6 +58,8 @@ pub struct Session {
     pub presence: Mutex<PresenceState>,
     /// Stream Management keeps the session while its connection is gone (XEP-0198 §5).
     hibernated: AtomicBool,
+    /// The client said it is inactive (XEP-0352).
+    inactive: AtomicBool,
     /// Per-session state of modules (carbons enabled, entity caps), keyed by type. Empty and
     /// unallocated for a session no module touched.
     ext: Mutex<Vec<(TypeId, Box<dyn Any + Send>)>>,
@@ -66,7 +80,7 @@ pub struct SessionQueue {
 impl SessionQueue {
     pub async fn recv(&mut self) -> Option<Outgoing> {
         let item = self.rx.recv().await;
-        if matches!(item, Some(Outgoing::Stanza(_))) {
+        if matches!(item, Some(Outgoing::Stanza(..))) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
         }
         item
@@ -74,7 +88,7 @@ impl SessionQueue {
 
     pub fn try_recv(&mut self) -> Option<Outgoing> {
         let item = self.rx.try_recv().ok();
-        if matches!(item, Some(Outgoing::Stanza(_))) {
+        if matches!(item, Some(Outgoing::Stanza(..))) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
         }
         item
@@ -84,14 +98,18 @@ impl SessionQueue {
 impl Session {
     /// Queues a stanza. A client that does not read while stanzas pile up past the configured
     /// bound is disconnected instead of growing the server's memory without limit.
-    pub fn send(&self, bytes: Bytes) -> bool {
+    pub fn send(&self, bytes: Bytes, urgency: Urgency) -> bool {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!(jid = %self.jid, limit = self.max_queued, "client is not reading its stanzas; disconnecting it (c2s.max_queued_stanzas)");
             self.close("policy-violation", Some("too many unread stanzas".into()));
             return false;
         }
-        self.tx.send(Outgoing::Stanza(bytes)).is_ok()
+        self.tx.send(Outgoing::Stanza(bytes, urgency)).is_ok()
+    }
+
+    pub(crate) fn detach(&self) {
+        let _ = self.tx.send(Outgoing::Detach);
     }
 
     pub fn close(&self, condition: &'static str, text: Option<String>) {
@@ -110,6 +128,19 @@ impl Session {
     /// stanzas are queued for resumption, and the user should be woken by a push.
     pub fn is_hibernated(&self) -> bool {
         self.hibernated.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_hibernated(&self, on: bool) {
+        self.hibernated.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the client declared itself inactive (XEP-0352).
+    pub fn is_inactive(&self) -> bool {
+        self.inactive.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_inactive(&self, on: bool) {
+        self.inactive.store(on, Ordering::Relaxed);
     }
 
     /// A copy of the module state of type `T`, if set.
@@ -160,6 +191,7 @@ impl Sessions {
             max_queued,
             presence: Mutex::new(PresenceState::default()),
             hibernated: AtomicBool::new(false),
+            inactive: AtomicBool::new(false),
             ext: Mutex::new(Vec::new()),
         });
         let mut map = self.by_bare.write().expect("sessions lock");
@@ -264,11 +296,12 @@ mod tests {
     async fn slow_reader_is_closed() {
         let sessions = Sessions::default();
         let (s, mut q) = sessions.bind(Jid::parse("a@b/r").unwrap(), 2);
-        assert!(s.send(Bytes::from_static(b"<a/>")));
-        assert!(s.send(Bytes::from_static(b"<a/>")));
-        assert!(!s.send(Bytes::from_static(b"<a/>")));
-        assert!(matches!(q.recv().await, Some(Outgoing::Stanza(_))));
-        assert!(matches!(q.recv().await, Some(Outgoing::Stanza(_))));
+        let a = || Bytes::from_static(b"<a/>");
+        assert!(s.send(a(), Urgency::Urgent));
+        assert!(s.send(a(), Urgency::Lazy));
+        assert!(!s.send(a(), Urgency::Urgent));
+        assert!(matches!(q.recv().await, Some(Outgoing::Stanza(..))));
+        assert!(matches!(q.recv().await, Some(Outgoing::Stanza(..))));
         assert!(matches!(
             q.recv().await,
             Some(Outgoing::Close {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 /// Fired when a chat or normal message reaches an existing account with no resource able to take
 /// it (none available, or all with negative priority). A handler that keeps the message (offline
 /// storage) stops the event; if none does, the sender gets `service-unavailable`.
-pub const OFFLINE_EVENT: &str = "message/offline";
+pub use hearth_core::router::OFFLINE_EVENT;
 
 pub struct Message;
 

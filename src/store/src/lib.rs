@@ -19,10 +19,12 @@ macro_rules! dispatch {
 
 mod accounts;
 mod offline;
+mod resumable;
 mod roster;
 mod sqlite;
 
 pub use offline::OfflineMessage;
+pub use resumable::ResumableSession;
 pub use roster::{RosterItem, Subscription};
 
 use std::path::Path;

@@ -442,3 +442,35 @@ async fn push_rates(s: &Store) -> (f64, f64) {
     }
     (one_by_one, 10_000.0 / start.elapsed().as_secs_f64())
 }
+
+#[tokio::test]
+async fn resumable_sessions_are_taken_once_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    let now = std::time::SystemTime::now();
+    let session = |id: &str, expires| ResumableSession {
+        id: id.into(),
+        username: "alice".into(),
+        resource: "phone".into(),
+        expires,
+        h_in: 7,
+        h_out: u32::MAX,
+        unacked: "<message to='alice@localhost/phone'><body>hi</body></message>".into(),
+        unsent: String::new(),
+        presence: Some("<presence/>".into()),
+        priority: -3,
+        module_state: "{}".into(),
+    };
+    let live = session("a", now + std::time::Duration::from_secs(300));
+    let expired = session("b", now - std::time::Duration::from_secs(1));
+    store
+        .resumable_save(vec![live.clone(), expired])
+        .await
+        .unwrap();
+    let taken = store.resumable_take_all().await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, "a");
+    assert_eq!(taken[0].h_out, u32::MAX);
+    assert_eq!(taken[0].priority, -3);
+    assert!(store.resumable_take_all().await.unwrap().is_empty());
+}

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod offline;
+mod resumable;
 mod roster;
 #[cfg(test)]
 mod tests;
@@ -25,9 +26,10 @@ use crate::{Result, StoreError, StoreOptions};
 
 /// The schema, one step per file; `user_version` records how far a database got.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/001_core.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/sqlite/001_core.sql")),
+        M::up(include_str!("../../migrations/sqlite/006_resumable.sql")),
+    ])
 }
 
 /// Writes that may wait for the writer before callers wait to queue (back-pressure).
