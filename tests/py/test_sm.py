@@ -75,3 +75,34 @@ def test_slixmpp_inactive_client_gets_bodies_at_once(server):
         await b.close()
 
     run(scenario())
+
+
+def test_nbxmpp_resumes_after_connection_loss(server):
+    """Gajim's library: the socket drops without the stream being closed; reconnecting resumes
+    the session and what arrived meanwhile is delivered once."""
+    from nbxmpp.protocol import Message, Presence
+    from test_nbxmpp import Gajim, pump
+
+    a_jid, a_pw = server.new_account("gsmalice")
+    b_jid, b_pw = server.new_account("gsmbob")
+    a = Gajim(server, a_jid, a_pw).login()
+    resumed = []
+    a.client.subscribe("resume-successful", lambda *_: resumed.append(True))
+    pump(lambda: a.client.resumeable, what="Stream Management enabled with resumption")
+    a.send(Presence())
+    b = Gajim(server, b_jid, b_pw, resource="b").login()
+    b.send(Presence())
+    b.send(Message(to=a_jid, body="one", typ="chat"))
+    a.wait_message(lambda m: m.getBody() == "one")
+    a.client.disconnect(immediate=True)
+    pump(lambda: a.state == "disconnected", what="the connection to drop")
+    b.send(Message(to=a_jid, body="two", typ="chat"))
+    b.ping()
+    a.client.connect()
+    pump(lambda: resumed, what="the session to resume")
+    a.wait_message(lambda m: m.getBody() == "two")
+    b.ping()
+    bodies = [m.getBody() for m in a.messages if m.getBody()]
+    assert bodies.count("one") == 1 and bodies.count("two") == 1, bodies
+    a.client.disconnect()
+    b.client.disconnect()
