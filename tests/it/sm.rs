@@ -243,3 +243,29 @@ async fn inactive_clients_get_only_what_matters_until_active() {
         .await;
     a.expect("paused").await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_acknowledges_is_cut_off_and_loses_nothing() {
+    let server = TestServer::start_with("max_queued_stanzas = 3\n");
+    let (mut a, mut b, _) = setup(&server).await;
+    for n in 1..=3 {
+        b.send(&chat(n)).await;
+        b.sync().await;
+    }
+    a.expect_stream_error("policy-violation").await;
+    // The three messages went to offline storage. Delivering them at once may again exceed the
+    // tiny queue limit of this test; then what was not delivered stays stored for the next login.
+    let (mut a, _) = login(&server, "alice", "alicepass1", "phone").await;
+    a.send("<presence/>").await;
+    let got = a.expect_one_of(&["message 3", "</stream:stream>"]).await;
+    assert!(
+        got.contains("message 1") && got.contains("message 2"),
+        "{got}"
+    );
+    if !got.contains("message 3") {
+        let (mut again, _) = login(&server, "alice", "alicepass1", "phone").await;
+        again.send("<presence/>").await;
+        let got = again.expect("message 3").await;
+        assert!(!got.contains("message 1"), "{got}");
+    }
+}

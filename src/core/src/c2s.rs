@@ -164,6 +164,14 @@ impl Conn {
                     Err(end) => break 'conn end,
                 }
             }
+            if self
+                .sm
+                .as_ref()
+                .is_some_and(|sm| sm.unacked.len() > cfg.max_queued_stanzas)
+            {
+                tracing::warn!(peer = %self.peer, limit = cfg.max_queued_stanzas, "client does not acknowledge its stanzas (XEP-0198); closing its stream (c2s.max_queued_stanzas)");
+                break stream_error("policy-violation", "too many unacknowledged stanzas");
+            }
             self.request_ack();
             if self.flush(&mut io).await.is_err() {
                 break End::Lost;

@@ -146,21 +146,25 @@ async fn deliver_stored(cx: &Context) {
             return;
         }
     };
-    let Some(last) = messages.last().map(|m| m.id) else {
-        return;
-    };
     let domain = cx.server.domain().to_string();
     let mut delivered = 0usize;
+    // Removed up to the last one handed over: if the session refuses one (it is closing), that
+    // one and the rest stay stored for the next login.
+    let mut last = None;
     for m in &messages {
         let Some(mut st) = Stanza::from_storage_xml(&m.stanza_xml) else {
             tracing::warn!(account = %user, id = m.id, "dropping unreadable offline message");
+            last = Some(m.id);
             continue;
         };
         st.element_mut().append_child(delay(&domain, m.stamp));
-        if cx.server.deliver(session, &st) {
-            delivered += 1;
+        if !cx.server.deliver(session, &st) {
+            break;
         }
+        delivered += 1;
+        last = Some(m.id);
     }
+    let Some(last) = last else { return };
     if let Err(e) = cx.store().offline_remove(user, last).await {
         tracing::error!(error = %e, account = %user, "cannot remove delivered offline messages; they may be delivered again");
     }

@@ -13,3 +13,5 @@ CREATE TABLE resumable_sessions (
     priority INTEGER NOT NULL,
     module_state TEXT NOT NULL
 ) WITHOUT ROWID;
+-- For ON DELETE CASCADE when an account is deleted.
+CREATE INDEX resumable_sessions_username ON resumable_sessions (username);

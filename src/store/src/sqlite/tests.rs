@@ -101,6 +101,7 @@ fn queries_use_indexes() {
         "DELETE FROM roster WHERE username = ?1",
         "DELETE FROM pending_in WHERE username = ?1",
         "DELETE FROM offline WHERE username = ?1",
+        "DELETE FROM resumable_sessions WHERE username = ?1",
     ];
     for sql in served {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
