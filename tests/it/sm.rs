@@ -269,3 +269,19 @@ async fn a_client_that_never_acknowledges_is_cut_off_and_loses_nothing() {
         assert!(!got.contains("message 1"), "{got}");
     }
 }
+
+#[tokio::test]
+async fn binding_the_resource_of_a_parked_session_takes_its_messages() {
+    let server = TestServer::start();
+    let (mut a, mut b, _) = setup(&server).await;
+    b.send(&chat(1)).await;
+    a.expect("message 1").await;
+    drop(a);
+    b.send(&chat(2)).await;
+    b.sync().await;
+    // The client forgot its resumption id and binds the same resource anew.
+    let (mut a, _) = login(&server, "alice", "alicepass1", "phone").await;
+    a.send("<presence/>").await;
+    let got = a.expect("message 2").await;
+    assert!(got.contains("message 1"), "{got}");
+}

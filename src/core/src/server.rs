@@ -93,6 +93,14 @@ impl Server {
     }
 
     pub(crate) async fn session_event(self: &Arc<Self>, event: SessionEvent) {
+        // A client that binds the resource of its own parked session (it lost the resumption
+        // id) replaces it: what the old one never delivered goes to offline storage, from
+        // where the new session gets it.
+        if let SessionEvent::Bound(jid) = &event
+            && let Some(parked) = self.resumable.take_replaced(jid)
+        {
+            Box::pin(self.end_parked(parked, "replaced by a new session")).await;
+        }
         for hook in &self.regs.session_hooks {
             hook(self.clone(), event.clone()).await;
         }

@@ -182,6 +182,16 @@ impl Resumable {
         entries.remove(id).and_then(|e| e.parked)
     }
 
+    /// Removes a parked session with this full JID: a new session just took the resource.
+    pub fn take_replaced(&self, jid: &Jid) -> Option<Parked> {
+        let mut entries = self.lock();
+        let id = entries
+            .iter()
+            .find(|(_, e)| e.parked.is_some() && e.session.jid == *jid)
+            .map(|(id, _)| id.clone())?;
+        entries.remove(&id).and_then(|e| e.parked)
+    }
+
     pub fn parked_count(&self) -> usize {
         self.lock().values().filter(|e| e.parked.is_some()).count()
     }
