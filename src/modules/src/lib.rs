@@ -3,6 +3,7 @@
 
 use hearth_core::module::Registrar;
 
+pub mod conversion;
 pub mod disco;
 pub mod message;
 pub mod offline;
