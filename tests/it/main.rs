@@ -7,5 +7,6 @@ mod auth;
 mod cli;
 mod im;
 mod presence;
+mod push;
 mod sm;
 mod streams;

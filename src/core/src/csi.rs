@@ -24,7 +24,7 @@ const URGENT_PAYLOADS: &[(&str, &str)] = &[
 ];
 
 /// How soon an inactive client must get `stanza`.
-pub(crate) fn urgency(stanza: &Stanza) -> Urgency {
+pub fn urgency(stanza: &Stanza) -> Urgency {
     match stanza.kind() {
         // Someone waits for the answer.
         Kind::Iq => Urgency::Urgent,

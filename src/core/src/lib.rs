@@ -5,7 +5,7 @@
 pub mod accounts;
 mod c2s;
 pub mod config;
-mod csi;
+pub mod csi;
 pub mod jid;
 pub mod module;
 pub mod ns;

@@ -9,6 +9,7 @@ pub mod message;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod push;
 pub mod register;
 pub mod roster;
 pub mod version;
@@ -23,5 +24,6 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<version::Version>()?;
     reg.load::<ping::Ping>()?;
     reg.load::<register::Register>()?;
+    reg.load::<push::Push>()?;
     Ok(())
 }

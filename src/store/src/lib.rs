@@ -19,11 +19,13 @@ macro_rules! dispatch {
 
 mod accounts;
 mod offline;
+mod push;
 mod resumable;
 mod roster;
 mod sqlite;
 
 pub use offline::OfflineMessage;
+pub use push::PushRegistration;
 pub use resumable::ResumableSession;
 pub use roster::{RosterItem, Subscription};
 

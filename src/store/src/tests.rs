@@ -474,3 +474,63 @@ async fn resumable_sessions_are_taken_once_and_expire() {
     assert_eq!(taken[0].priority, -3);
     assert!(store.resumable_take_all().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn push_registrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    let reg = |service: &str, node: &str| PushRegistration {
+        service: service.into(),
+        node: node.into(),
+        resource: "phone".into(),
+        options: Some("<x xmlns='jabber:x:data' type='submit'/>".into()),
+    };
+    assert!(
+        store
+            .push_enable("alice", reg("p.example", "a"), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .push_enable("alice", reg("p.example", "b"), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .push_enable("alice", reg("q.example", "c"), 2)
+            .await
+            .unwrap(),
+        "limit"
+    );
+    assert!(
+        store
+            .push_enable("alice", reg("p.example", "a"), 2)
+            .await
+            .unwrap(),
+        "replacing is not adding"
+    );
+    assert_eq!(store.push_list("alice").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .push_disable("alice", "p.example", Some("a"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .push_disable("alice", "p.example", None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.push_list("alice").await.unwrap().is_empty());
+    assert!(
+        store
+            .push_enable("nobody", reg("p.example", "a"), 2)
+            .await
+            .is_err()
+    );
+}

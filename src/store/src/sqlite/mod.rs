@@ -8,6 +8,7 @@
 
 mod accounts;
 mod offline;
+mod push;
 mod resumable;
 mod roster;
 #[cfg(test)]
@@ -29,6 +30,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/sqlite/001_core.sql")),
         M::up(include_str!("../../migrations/sqlite/006_resumable.sql")),
+        M::up(include_str!("../../migrations/sqlite/007_push.sql")),
     ])
 }
 

@@ -97,11 +97,17 @@ fn queries_use_indexes() {
         offline::INSERT,
         offline::LIST,
         offline::REMOVE,
+        push::COUNT_OTHERS,
+        push::PUT,
+        push::DELETE_NODE,
+        push::DELETE_SERVICE,
+        push::LIST,
         // What `ON DELETE CASCADE` runs when an account is deleted.
         "DELETE FROM roster WHERE username = ?1",
         "DELETE FROM pending_in WHERE username = ?1",
         "DELETE FROM offline WHERE username = ?1",
         "DELETE FROM resumable_sessions WHERE username = ?1",
+        "DELETE FROM push_registrations WHERE username = ?1",
     ];
     for sql in served {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
