@@ -10,3 +10,4 @@ mod presence;
 mod push;
 mod sm;
 mod streams;
+mod vcard;

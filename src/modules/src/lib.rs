@@ -9,9 +9,11 @@ pub mod message;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod push;
 pub mod register;
 pub mod roster;
+pub mod vcard;
 pub mod version;
 
 /// Loads every module that is enabled in the configuration.
@@ -25,5 +27,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<ping::Ping>()?;
     reg.load::<register::Register>()?;
     reg.load::<push::Push>()?;
+    reg.load::<private::Private>()?;
+    reg.load::<vcard::Vcard>()?;
     Ok(())
 }

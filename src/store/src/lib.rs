@@ -19,6 +19,7 @@ macro_rules! dispatch {
 
 mod accounts;
 mod offline;
+mod private;
 mod push;
 mod resumable;
 mod roster;

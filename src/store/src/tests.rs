@@ -534,3 +534,48 @@ async fn push_registrations() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn private_xml_and_vcards() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    assert_eq!(
+        store
+            .private_get("alice", "storage:bookmarks")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .private_set(
+            "alice",
+            "storage:bookmarks",
+            "<storage xmlns='storage:bookmarks'/>",
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .private_get("alice", "storage:bookmarks")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.vcard_photo_sha1("alice").await.unwrap(), None);
+    store
+        .vcard_set("alice", "<vCard xmlns='vcard-temp'/>", None)
+        .await
+        .unwrap();
+    assert_eq!(store.vcard_photo_sha1("alice").await.unwrap(), Some(None));
+    store
+        .vcard_set("alice", "<vCard xmlns='vcard-temp'/>", Some("ab"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.vcard_photo_sha1("alice").await.unwrap(),
+        Some(Some("ab".into()))
+    );
+    assert!(store.vcard_get("alice").await.unwrap().is_some());
+    store.delete_account("alice").await.unwrap();
+    assert_eq!(store.vcard_get("alice").await.unwrap(), None);
+}

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod offline;
+mod private;
 mod push;
 mod resumable;
 mod roster;
@@ -31,6 +32,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/sqlite/001_core.sql")),
         M::up(include_str!("../../migrations/sqlite/006_resumable.sql")),
         M::up(include_str!("../../migrations/sqlite/007_push.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/008_private_vcard.sql"
+        )),
     ])
 }
 

@@ -97,6 +97,11 @@ fn queries_use_indexes() {
         offline::INSERT,
         offline::LIST,
         offline::REMOVE,
+        private::PRIVATE_GET,
+        private::PRIVATE_SET,
+        private::VCARD_GET,
+        private::VCARD_SET,
+        private::VCARD_PHOTO,
         push::COUNT_OTHERS,
         push::PUT,
         push::DELETE_NODE,
@@ -108,6 +113,8 @@ fn queries_use_indexes() {
         "DELETE FROM offline WHERE username = ?1",
         "DELETE FROM resumable_sessions WHERE username = ?1",
         "DELETE FROM push_registrations WHERE username = ?1",
+        "DELETE FROM private_xml WHERE username = ?1",
+        "DELETE FROM vcards WHERE username = ?1",
     ];
     for sql in served {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
