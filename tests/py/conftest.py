@@ -2,7 +2,8 @@
 what they need to connect: address, ports, the self-signed certificate to trust, and account
 creation through the `hearth` CLI.
 
-The binary is `$HEARTH_BIN`, else `target/debug/hearth` (build it first: `cargo build`).
+The binary is `$HEARTH_BIN`, else `$CARGO_TARGET_DIR/debug/hearth` (default `target/`; build it
+first: `cargo build`).
 Every test creates its own, uniquely named accounts, so tests are independent of each other.
 When a test fails, the tail of the server's log is attached to its report."""
 
@@ -129,7 +130,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def hearth_server():
-    binary = os.environ.get("HEARTH_BIN", str(ROOT / "target" / "debug" / "hearth"))
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = os.environ.get("HEARTH_BIN", str(target / "debug" / "hearth"))
     if not os.access(binary, os.X_OK):
         pytest.exit(f"hearth binary {binary} not found: run `cargo build` first (or set HEARTH_BIN)", returncode=2)
     with tempfile.TemporaryDirectory(prefix="hearth-py-") as workdir:
