@@ -3,6 +3,7 @@
 
 use hearth_core::module::Registrar;
 
+pub mod carbons;
 pub mod conversion;
 pub mod disco;
 pub mod message;
@@ -26,6 +27,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<version::Version>()?;
     reg.load::<ping::Ping>()?;
     reg.load::<register::Register>()?;
+    reg.load::<carbons::Carbons>()?;
     reg.load::<push::Push>()?;
     reg.load::<private::Private>()?;
     reg.load::<vcard::Vcard>()?;
