@@ -4,6 +4,7 @@ mod harness;
 
 mod abuse;
 mod auth;
+mod blocking;
 mod carbons;
 mod cli;
 mod im;

@@ -3,6 +3,7 @@
 
 use hearth_core::module::Registrar;
 
+pub mod blocking;
 pub mod carbons;
 pub mod conversion;
 pub mod disco;
@@ -27,6 +28,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<version::Version>()?;
     reg.load::<ping::Ping>()?;
     reg.load::<register::Register>()?;
+    reg.load::<blocking::Blocking>()?;
     reg.load::<carbons::Carbons>()?;
     reg.load::<push::Push>()?;
     reg.load::<private::Private>()?;

@@ -18,6 +18,7 @@ macro_rules! dispatch {
 }
 
 mod accounts;
+mod blocklist;
 mod offline;
 mod private;
 mod push;

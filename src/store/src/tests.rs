@@ -579,3 +579,34 @@ async fn private_xml_and_vcards() {
     store.delete_account("alice").await.unwrap();
     assert_eq!(store.vcard_get("alice").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn blocklists() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    store
+        .blocklist_add(
+            "alice",
+            vec!["spam.example".into(), "eve@evil.example".into()],
+        )
+        .await
+        .unwrap();
+    store
+        .blocklist_add("alice", vec!["spam.example".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.blocklist("alice").await.unwrap(),
+        ["eve@evil.example", "spam.example"]
+    );
+    store
+        .blocklist_remove("alice", Some(vec!["spam.example".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.blocklist("alice").await.unwrap(),
+        ["eve@evil.example"]
+    );
+    store.blocklist_remove("alice", None).await.unwrap();
+    assert!(store.blocklist("alice").await.unwrap().is_empty());
+}

@@ -7,6 +7,7 @@
 //! read-only connections in blocking tasks; WAL lets them proceed while the writer writes.
 
 mod accounts;
+mod blocklist;
 mod offline;
 mod private;
 mod push;
@@ -35,6 +36,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/008_private_vcard.sql"
         )),
+        M::up(include_str!("../../migrations/sqlite/009_blocklist.sql")),
     ])
 }
 

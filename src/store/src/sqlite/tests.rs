@@ -97,6 +97,10 @@ fn queries_use_indexes() {
         offline::INSERT,
         offline::LIST,
         offline::REMOVE,
+        blocklist::LIST,
+        blocklist::ADD,
+        blocklist::REMOVE,
+        blocklist::CLEAR,
         private::PRIVATE_GET,
         private::PRIVATE_SET,
         private::VCARD_GET,
@@ -115,6 +119,7 @@ fn queries_use_indexes() {
         "DELETE FROM push_registrations WHERE username = ?1",
         "DELETE FROM private_xml WHERE username = ?1",
         "DELETE FROM vcards WHERE username = ?1",
+        "DELETE FROM blocklist WHERE username = ?1",
     ];
     for sql in served {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
