@@ -18,6 +18,7 @@ macro_rules! dispatch {
 }
 
 mod accounts;
+mod archive;
 mod blocklist;
 mod offline;
 mod private;
@@ -26,6 +27,9 @@ mod resumable;
 mod roster;
 mod sqlite;
 
+pub use archive::{
+    ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived, NewArchived,
+};
 pub use offline::OfflineMessage;
 pub use push::PushRegistration;
 pub use resumable::ResumableSession;

@@ -610,3 +610,148 @@ async fn blocklists() {
     store.blocklist_remove("alice", None).await.unwrap();
     assert!(store.blocklist("alice").await.unwrap().is_empty());
 }
+
+fn archived(i: i64, with: &str, body: &str) -> NewArchived {
+    NewArchived {
+        stanza_id: format!("id{i}"),
+        stamp: 1_000_000 + i * 1000,
+        with_bare: with.into(),
+        with_resource: Some("r".into()),
+        outgoing: i % 2 == 0,
+        body: Some(body.into()),
+        stanza_xml: format!("<message xmlns='jabber:client'><body>{body}</body></message>"),
+    }
+}
+
+fn ids(page: &ArchivePage) -> Vec<String> {
+    page.messages.iter().map(|m| m.stanza_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn archive_paging_filters_and_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    for i in 1..=10 {
+        let with = if i <= 5 { "bob@x" } else { "carol@x" };
+        let body = if i == 7 {
+            "the quick brown fox"
+        } else {
+            "hello"
+        };
+        assert!(
+            store
+                .archive_append("alice", archived(i, with, body))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .archive_append("nobody", archived(99, "bob@x", "x"))
+            .await
+            .unwrap()
+    );
+    let q = |f: &dyn Fn(&mut ArchiveQuery)| {
+        let mut q = ArchiveQuery {
+            max: 3,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let page = store.archive_query("alice", q(&|_| {})).await.unwrap();
+    assert_eq!(ids(&page), ["id1", "id2", "id3"]);
+    assert!(!page.complete);
+    let page = store
+        .archive_query("alice", q(&|q| q.after = Some("id9".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["id10"]);
+    assert!(page.complete);
+    let page = store
+        .archive_query("alice", q(&|q| q.from_end = true))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&page),
+        ["id8", "id9", "id10"],
+        "last page, oldest first"
+    );
+    let page = store
+        .archive_query("alice", q(&|q| q.before = Some("id3".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["id1", "id2"]);
+    assert!(page.complete);
+    let page = store
+        .archive_query("alice", q(&|q| q.with_bare = Some("carol@x".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["id6", "id7", "id8"]);
+    let page = store
+        .archive_query(
+            "alice",
+            q(&|q| {
+                q.start = Some(1_004_000);
+                q.end = Some(1_005_000);
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["id4", "id5"]);
+    let page = store
+        .archive_query(
+            "alice",
+            q(&|q| q.ids = Some(vec!["id2".into(), "id9".into()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["id2", "id9"]);
+    let page = store
+        .archive_query("alice", q(&|q| q.fulltext = Some("\"brown\"".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["id7"]);
+    assert!(matches!(
+        store
+            .archive_query("alice", q(&|q| q.after = Some("nope".into())))
+            .await,
+        Err(ArchiveQueryError::UnknownId(_))
+    ));
+    assert!(matches!(
+        store
+            .archive_query("alice", q(&|q| q.fulltext = Some("AND OR (".into())))
+            .await,
+        Err(ArchiveQueryError::BadFulltext)
+    ));
+    let (first, last) = store.archive_bounds("alice").await.unwrap().unwrap();
+    assert_eq!(
+        (first.stanza_id.as_str(), last.stanza_id.as_str()),
+        ("id1", "id10")
+    );
+    // Retention removes the oldest, and their search entries.
+    assert_eq!(store.archive_expire(1_008_000, 100).await.unwrap(), 7);
+    let page = store
+        .archive_query("alice", q(&|q| q.fulltext = Some("\"brown\"".into())))
+        .await
+        .unwrap();
+    assert!(page.messages.is_empty());
+    store.delete_account("alice").await.unwrap();
+}
+
+#[tokio::test]
+async fn archive_prefs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    assert_eq!(store.archive_prefs("alice").await.unwrap(), None);
+    let prefs = ArchivePrefs {
+        default_mode: "roster".into(),
+        always: vec!["a@x".into(), "b@x".into()],
+        never: vec![],
+    };
+    store
+        .archive_set_prefs("alice", prefs.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.archive_prefs("alice").await.unwrap(), Some(prefs));
+}

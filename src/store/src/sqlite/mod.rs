@@ -7,6 +7,7 @@
 //! read-only connections in blocking tasks; WAL lets them proceed while the writer writes.
 
 mod accounts;
+mod archive;
 mod blocklist;
 mod offline;
 mod private;
@@ -37,6 +38,7 @@ fn migrations() -> Migrations<'static> {
             "../../migrations/sqlite/008_private_vcard.sql"
         )),
         M::up(include_str!("../../migrations/sqlite/009_blocklist.sql")),
+        M::up(include_str!("../../migrations/sqlite/010_archive.sql")),
     ])
 }
 

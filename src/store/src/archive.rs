@@ -1,0 +1,103 @@
+//! Message Archive Management (XEP-0313): per-account archives with paging, filters and
+//! full-text search, and archiving preferences.
+
+use crate::{Result, Store};
+
+/// A message to archive.
+#[derive(Debug, Clone)]
+pub struct NewArchived {
+    pub stanza_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub stamp: i64,
+    /// The other party.
+    pub with_bare: String,
+    pub with_resource: Option<String>,
+    pub outgoing: bool,
+    pub body: Option<String>,
+    pub stanza_xml: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    pub stanza_id: String,
+    pub stamp: i64,
+    pub stanza_xml: String,
+}
+
+/// Which messages, and which page of them.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveQuery {
+    pub with_bare: Option<String>,
+    pub with_resource: Option<String>,
+    /// Milliseconds since the epoch, inclusive.
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    /// Only messages after / before these (stanza ids); an unknown id is an error.
+    pub after: Option<String>,
+    pub before: Option<String>,
+    pub ids: Option<Vec<String>>,
+    /// FTS5 query text, already quoted by the caller.
+    pub fulltext: Option<String>,
+    /// Page from the end (RSM `<before/>`): the newest matching messages.
+    pub from_end: bool,
+    pub max: usize,
+}
+
+/// A page of results, oldest first, and whether it reaches the end in paging direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivePage {
+    pub messages: Vec<Archived>,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivePrefs {
+    /// `always`, `never` or `roster`.
+    pub default_mode: String,
+    pub always: Vec<String>,
+    pub never: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveQueryError {
+    #[error("no archived message has the id {0}")]
+    UnknownId(String),
+    #[error("the full-text query cannot be understood")]
+    BadFulltext,
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+}
+
+impl Store {
+    /// Archives a message unless the account does not exist; returns whether it did.
+    pub async fn archive_append(&self, username: &str, message: NewArchived) -> Result<bool> {
+        dispatch!(self.archive_append(username, message))
+    }
+
+    pub async fn archive_query(
+        &self,
+        username: &str,
+        query: ArchiveQuery,
+    ) -> std::result::Result<ArchivePage, ArchiveQueryError> {
+        dispatch!(self.archive_query(username, query))
+    }
+
+    /// The oldest and newest archived messages.
+    pub async fn archive_bounds(&self, username: &str) -> Result<Option<(Archived, Archived)>> {
+        dispatch!(self.archive_bounds(username))
+    }
+
+    /// Deletes up to `batch` of the oldest messages (all accounts) older than `before`
+    /// (milliseconds since the epoch); returns how many.
+    pub async fn archive_expire(&self, before: i64, batch: usize) -> Result<usize> {
+        dispatch!(self.archive_expire(before, batch))
+    }
+
+    pub async fn archive_prefs(&self, username: &str) -> Result<Option<ArchivePrefs>> {
+        dispatch!(self.archive_prefs(username))
+    }
+
+    pub async fn archive_set_prefs(&self, username: &str, prefs: ArchivePrefs) -> Result<()> {
+        dispatch!(self.archive_set_prefs(username, prefs))
+    }
+}

@@ -1,0 +1,272 @@
+use rusqlite::OptionalExtension;
+use rusqlite::types::Value;
+
+use super::{SqliteBackend, db};
+use crate::archive::ArchiveQueryError;
+use crate::{ArchivePage, ArchivePrefs, ArchiveQuery, Archived, NewArchived, Result};
+
+pub(super) const APPEND: &str = "INSERT INTO archive \
+    (username, stanza_id, stamp, with_bare, with_resource, outgoing, body, stanza) \
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = ?1)";
+pub(super) const ID_OF: &str = "SELECT id FROM archive WHERE username = ?1 AND stanza_id = ?2";
+pub(super) const FIRST_SINCE: &str =
+    "SELECT id FROM archive WHERE username = ?1 AND stamp >= ?2 ORDER BY stamp, id LIMIT 1";
+pub(super) const LAST_UNTIL: &str = "SELECT id FROM archive WHERE username = ?1 AND stamp <= ?2 ORDER BY stamp DESC, id DESC LIMIT 1";
+pub(super) const OLDEST: &str =
+    "SELECT stanza_id, stamp, stanza FROM archive WHERE username = ?1 ORDER BY id LIMIT 1";
+pub(super) const NEWEST: &str =
+    "SELECT stanza_id, stamp, stanza FROM archive WHERE username = ?1 ORDER BY id DESC LIMIT 1";
+pub(super) const OLDEST_ALL: &str = "SELECT id, stamp FROM archive ORDER BY id LIMIT ?1";
+pub(super) const DELETE: &str = "DELETE FROM archive WHERE id = ?1";
+pub(super) const PREFS_GET: &str =
+    "SELECT default_mode, always, never FROM archive_prefs WHERE username = ?1";
+pub(super) const PREFS_SET: &str = "INSERT OR REPLACE INTO archive_prefs \
+    (username, default_mode, always, never) VALUES (?1, ?2, ?3, ?4)";
+
+/// Separates JIDs in one column; XML cannot carry it, so no JID contains it.
+const SEP: char = '\u{1f}';
+
+fn split(s: &str) -> Vec<String> {
+    s.split(SEP)
+        .filter(|j| !j.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The paging statement for a query's filters, and its parameters. Every shape of it is
+/// served by one of the archive's indexes.
+pub(super) fn page_sql(
+    username: &str,
+    q: &ArchiveQuery,
+    bounds: (Option<i64>, Option<i64>),
+) -> (String, Vec<Value>) {
+    let mut params = vec![Value::Text(username.to_string())];
+    let mut sql = String::from("SELECT stanza_id, stamp, stanza FROM archive WHERE username = ?1");
+    let mut bind = |sql: &mut String, clause: &str, v: Value| {
+        params.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", params.len())));
+    };
+    if let Some(w) = &q.with_bare {
+        bind(&mut sql, " AND with_bare = ?", Value::Text(w.clone()));
+    }
+    if let Some(r) = &q.with_resource {
+        bind(&mut sql, " AND with_resource = ?", Value::Text(r.clone()));
+    }
+    if let Some(lo) = bounds.0 {
+        bind(&mut sql, " AND id > ?", Value::Integer(lo));
+    }
+    if let Some(hi) = bounds.1 {
+        bind(&mut sql, " AND id < ?", Value::Integer(hi));
+    }
+    if let Some(ids) = &q.ids {
+        sql.push_str(" AND stanza_id IN (");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            bind(&mut sql, "?", Value::Text(id.clone()));
+        }
+        sql.push(')');
+    }
+    if let Some(text) = &q.fulltext {
+        bind(
+            &mut sql,
+            " AND id IN (SELECT rowid FROM archive_fts WHERE archive_fts MATCH ?)",
+            Value::Text(text.clone()),
+        );
+    }
+    let backward = q.from_end || q.before.is_some();
+    sql.push_str(if backward {
+        " ORDER BY id DESC"
+    } else {
+        " ORDER BY id"
+    });
+    bind(&mut sql, " LIMIT ?", Value::Integer(q.max as i64 + 1));
+    (sql, params)
+}
+
+impl SqliteBackend {
+    pub(crate) async fn archive_append(&self, username: &str, m: NewArchived) -> Result<bool> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(APPEND)
+                .map_err(db)?
+                .execute(rusqlite::params![
+                    username,
+                    m.stanza_id,
+                    m.stamp,
+                    m.with_bare,
+                    m.with_resource,
+                    m.outgoing,
+                    m.body,
+                    m.stanza_xml
+                ])
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn archive_query(
+        &self,
+        username: &str,
+        q: ArchiveQuery,
+    ) -> std::result::Result<ArchivePage, ArchiveQueryError> {
+        let username = username.to_owned();
+        self.read(move |conn| Ok(query(conn, &username, &q)))
+            .await?
+    }
+
+    pub(crate) async fn archive_bounds(
+        &self,
+        username: &str,
+    ) -> Result<Option<(Archived, Archived)>> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            let one = |sql| {
+                conn.prepare_cached(sql)
+                    .map_err(db)?
+                    .query_row([&username], |r| {
+                        Ok(Archived {
+                            stanza_id: r.get(0)?,
+                            stamp: r.get(1)?,
+                            stanza_xml: r.get(2)?,
+                        })
+                    })
+                    .optional()
+                    .map_err(db)
+            };
+            Ok(one(OLDEST)?.zip(one(NEWEST)?))
+        })
+        .await
+    }
+
+    pub(crate) async fn archive_expire(&self, before: i64, batch: usize) -> Result<usize> {
+        self.write(move |conn| {
+            // Ids grow with time: the oldest rows come first, and the first one young enough
+            // ends the batch.
+            let expired: Vec<i64> = {
+                let mut stmt = conn.prepare_cached(OLDEST_ALL).map_err(db)?;
+                let rows = stmt
+                    .query_map([batch as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(db)?;
+                let mut ids = Vec::new();
+                for row in rows {
+                    let (id, stamp) = row.map_err(db)?;
+                    if stamp >= before {
+                        break;
+                    }
+                    ids.push(id);
+                }
+                ids
+            };
+            let mut stmt = conn.prepare_cached(DELETE).map_err(db)?;
+            for id in &expired {
+                stmt.execute([id]).map_err(db)?;
+            }
+            Ok(expired.len())
+        })
+        .await
+    }
+
+    pub(crate) async fn archive_prefs(&self, username: &str) -> Result<Option<ArchivePrefs>> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(PREFS_GET)
+                .map_err(db)?
+                .query_row([&username], |r| {
+                    Ok(ArchivePrefs {
+                        default_mode: r.get(0)?,
+                        always: split(&r.get::<_, String>(1)?),
+                        never: split(&r.get::<_, String>(2)?),
+                    })
+                })
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub(crate) async fn archive_set_prefs(&self, username: &str, p: ArchivePrefs) -> Result<()> {
+        let username = username.to_owned();
+        let join = |v: &[String]| v.join(&SEP.to_string());
+        let (always, never) = (join(&p.always), join(&p.never));
+        self.write(move |conn| {
+            conn.prepare_cached(PREFS_SET)
+                .map_err(db)?
+                .execute([&username, &p.default_mode, &always, &never])
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn query(
+    conn: &rusqlite::Connection,
+    username: &str,
+    q: &ArchiveQuery,
+) -> std::result::Result<ArchivePage, ArchiveQueryError> {
+    let id_of = |sid: &str| -> std::result::Result<i64, ArchiveQueryError> {
+        conn.prepare_cached(ID_OF)
+            .map_err(db)?
+            .query_row([username, sid], |r| r.get(0))
+            .optional()
+            .map_err(db)?
+            .ok_or_else(|| ArchiveQueryError::UnknownId(sid.to_string()))
+    };
+    let bound = |sql, stamp: i64| -> std::result::Result<Option<i64>, ArchiveQueryError> {
+        Ok(conn
+            .prepare_cached(sql)
+            .map_err(db)?
+            .query_row(rusqlite::params![username, stamp], |r| r.get(0))
+            .optional()
+            .map_err(db)?)
+    };
+    let empty = ArchivePage {
+        messages: Vec::new(),
+        complete: true,
+    };
+    // Time bounds become id bounds (ids grow with time), so paging stays on one index.
+    let mut lo = q.after.as_deref().map(id_of).transpose()?;
+    let mut hi = q.before.as_deref().map(id_of).transpose()?;
+    if let Some(start) = q.start {
+        match bound(FIRST_SINCE, start)? {
+            Some(id) => lo = Some(lo.map_or(id - 1, |l| l.max(id - 1))),
+            None => return Ok(empty),
+        }
+    }
+    if let Some(end) = q.end {
+        match bound(LAST_UNTIL, end)? {
+            Some(id) => hi = Some(hi.map_or(id + 1, |h| h.min(id + 1))),
+            None => return Ok(empty),
+        }
+    }
+    let (sql, params) = page_sql(username, q, (lo, hi));
+    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        Ok(Archived {
+            stanza_id: r.get(0)?,
+            stamp: r.get(1)?,
+            stanza_xml: r.get(2)?,
+        })
+    });
+    let mut messages = rows
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| {
+            if q.fulltext.is_some() && e.to_string().contains("fts5") {
+                ArchiveQueryError::BadFulltext
+            } else {
+                ArchiveQueryError::Store(db(e))
+            }
+        })?;
+    let complete = messages.len() <= q.max;
+    messages.truncate(q.max);
+    if q.from_end || q.before.is_some() {
+        messages.reverse();
+    }
+    Ok(ArchivePage { messages, complete })
+}
