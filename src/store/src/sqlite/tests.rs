@@ -155,14 +155,13 @@ fn queries_use_indexes() {
             }
         }
     }
-    for extra in [crate::ArchiveQuery {
+    let search = crate::ArchiveQuery {
         fulltext: Some("\"x\"".into()),
         from_end: true,
         max: 50,
         ..Default::default()
-    }] {
-        pages.push(archive::page_sql("u", &extra, (None, None)).0);
-    }
+    };
+    pages.push(archive::page_sql("u", &search, (None, None)).0);
     for sql in served
         .iter()
         .copied()
