@@ -8,6 +8,7 @@ mod blocking;
 mod carbons;
 mod cli;
 mod im;
+mod mam;
 mod presence;
 mod push;
 mod sm;

@@ -6,7 +6,9 @@ use hearth_core::module::Registrar;
 pub mod blocking;
 pub mod carbons;
 pub mod conversion;
+pub mod datetime;
 pub mod disco;
+pub mod mam;
 pub mod message;
 pub mod offline;
 pub mod ping;
@@ -29,6 +31,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<ping::Ping>()?;
     reg.load::<register::Register>()?;
     reg.load::<blocking::Blocking>()?;
+    reg.load::<mam::Mam>()?;
     reg.load::<carbons::Carbons>()?;
     reg.load::<push::Push>()?;
     reg.load::<private::Private>()?;

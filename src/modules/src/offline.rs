@@ -175,57 +175,13 @@ async fn deliver_stored(cx: &Context) {
 fn delay(domain: &str, stamp: SystemTime) -> Element {
     Element::builder("delay", hearth_core::ns::DELAY)
         .attr(ncname("from"), domain)
-        .attr(ncname("stamp"), xep0082_datetime(stamp))
+        .attr(ncname("stamp"), crate::datetime::format(stamp))
         .build()
-}
-
-/// XEP-0082 DateTime in UTC with second precision, e.g. `2002-09-10T23:08:25Z`.
-pub fn xep0082_datetime(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn datetime_format() {
-        assert_eq!(
-            xep0082_datetime(SystemTime::UNIX_EPOCH),
-            "1970-01-01T00:00:00Z"
-        );
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_031_699_305);
-        assert_eq!(xep0082_datetime(t), "2002-09-10T23:08:25Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(xep0082_datetime(leap), "2000-02-29T00:00:00Z");
-    }
 
     fn msg(xml: &str) -> Element {
         xml.parse().unwrap()

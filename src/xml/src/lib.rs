@@ -29,7 +29,7 @@ mod writer;
 
 pub use error::XmlError;
 pub use parser::{Limits, StreamEvent, StreamHeader, StreamParser};
-pub use writer::{element_to_bytes, stream_header, write_element};
+pub use writer::{element_to_bytes, escape_attr, stream_header, write_element};
 
 /// The namespace of `<stream:stream>`, `<stream:features>` and `<stream:error>` (RFC 6120 §4.8.1).
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";

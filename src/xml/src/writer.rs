@@ -135,7 +135,7 @@ fn escape_text(s: &str, out: &mut Vec<u8>) {
 
 /// Escapes an attribute value: also both quotes, and tab and newline, which attribute-value
 /// normalisation (XML 1.0 §3.3.3) would otherwise turn into spaces.
-fn escape_attr(s: &str, out: &mut Vec<u8>) {
+pub fn escape_attr(s: &str, out: &mut Vec<u8>) {
     escape(s, out, |b| match b {
         b'&' => Some(b"&amp;"),
         b'<' => Some(b"&lt;"),

@@ -1,0 +1,323 @@
+//! Message Archive Management (XEP-0313): every 1:1 message a user sends or receives is kept
+//! in their archive, stamped with a stable id (XEP-0359), so each device can fetch what it
+//! missed and page back through history, filter it, and search it (XEP-0431).
+
+mod policy;
+mod query;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_core::jid::Jid;
+use hearth_core::module::{DiscoScope, Module, Registrar, Spec, SupportStatus};
+use hearth_core::router::{Context, Flow};
+use hearth_core::server::Server;
+use hearth_core::stanza::{Kind, Stanza, ncname};
+use hearth_store::{ArchivePrefs, NewArchived};
+use minidom::Element;
+use serde::Deserialize;
+
+pub use policy::archivable;
+
+pub const NS_MAM: &str = "urn:xmpp:mam:2";
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+pub const NS_FULLTEXT: &str = "urn:xmpp:fulltext:0";
+
+/// Whom to archive messages with when the user has not said (`[modules.mam] default`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Always,
+    Never,
+    Roster,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Always => "always",
+            Mode::Never => "never",
+            Mode::Roster => "roster",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "always" => Some(Mode::Always),
+            "never" => Some(Mode::Never),
+            "roster" => Some(Mode::Roster),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Archiving for users who set no preference.
+    pub default: Mode,
+    /// Results per page when the client does not say.
+    pub default_page_size: usize,
+    /// Most results per page a client may ask for.
+    pub max_page_size: usize,
+    /// Days messages are kept; 0 keeps them until the user or admin deletes them.
+    pub retention_days: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            default: Mode::Always,
+            default_page_size: 50,
+            max_page_size: 250,
+            retention_days: 0,
+        }
+    }
+}
+
+pub struct Mam {
+    cfg: Config,
+    /// Preferences of accounts that sent or received lately (`None`: the default).
+    prefs: Mutex<HashMap<String, Option<Arc<ArchivePrefs>>>>,
+}
+
+impl Module for Mam {
+    const NAME: &'static str = "mam";
+    const SPECS: &'static [Spec] = &[
+        Spec {
+            id: "XEP-0313",
+            version: "1.1.3",
+            status: SupportStatus::Complete,
+            note: "urn:xmpp:mam:2 and #extended (before-id, after-id, ids, metadata); preferences; retention",
+        },
+        Spec {
+            id: "XEP-0359",
+            version: "0.7.0",
+            status: SupportStatus::Complete,
+            note: "stanza-id on every archived incoming message; spoofed ones removed",
+        },
+        Spec {
+            id: "XEP-0059",
+            version: "1.0",
+            status: SupportStatus::Partial,
+            note: "for archive queries: max, before, after, flip-page; no index, no count",
+        },
+        Spec {
+            id: "XEP-0431",
+            version: "0.2.0",
+            status: SupportStatus::Complete,
+            note: "SQLite FTS5 over message bodies; terms are matched as words, all must occur",
+        },
+    ];
+    type Config = Config;
+
+    fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
+        anyhow::ensure!(
+            cfg.default_page_size >= 1 && cfg.max_page_size >= cfg.default_page_size,
+            "default_page_size must be at least 1 and at most max_page_size"
+        );
+        let retention = cfg.retention_days;
+        let this = Arc::new(Mam {
+            cfg,
+            prefs: Mutex::default(),
+        });
+        for f in [NS_MAM, "urn:xmpp:mam:2#extended", NS_SID, NS_FULLTEXT] {
+            reg.feature(DiscoScope::Account, f);
+        }
+        for event in ["pre-message/bare", "pre-message/full"] {
+            let m = this.clone();
+            reg.hook(event, 50, move |cx, st| {
+                let m = m.clone();
+                async move { m.outgoing(cx, st).await }
+            });
+        }
+        for event in ["message/bare", "message/full"] {
+            let m = this.clone();
+            reg.hook(event, 50, move |cx, st| {
+                let m = m.clone();
+                async move { m.incoming(cx, st).await }
+            });
+        }
+        query::register(&this, reg);
+        if retention > 0 {
+            reg.worker("mam-retention", move |server| expire(server, retention));
+        }
+        Ok(this)
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A new archive id: random, so ids reveal nothing about how much others wrote.
+fn new_id() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+impl Mam {
+    /// A message a local client sends: into the sender's archive.
+    async fn outgoing(&self, cx: Context, st: Stanza) -> Flow {
+        let (Some(from), Some(to)) = (st.from(), st.to()) else {
+            return Flow::Continue(st);
+        };
+        if to.bare() == from.bare() || !archivable(&st) {
+            return Flow::Continue(st);
+        }
+        let Some(user) = from.node() else {
+            return Flow::Continue(st);
+        };
+        if self.wants(&cx.server, user, to).await {
+            self.append(&cx.server, user, &st, to, true).await;
+        }
+        Flow::Continue(st)
+    }
+
+    /// A message for a local account: into the recipient's archive, and stamped with the
+    /// archive id before delivery.
+    async fn incoming(&self, cx: Context, mut st: Stanza) -> Flow {
+        if st.kind() != Kind::Message {
+            return Flow::Continue(st);
+        }
+        let Some(to) = st.to().cloned() else {
+            return Flow::Continue(st);
+        };
+        let by = to.to_bare().to_string();
+        // XEP-0359 §7: an id claiming to be from this archive was not made here.
+        remove_stanza_ids_by(st.element_mut(), &by);
+        let (Some(user), Some(from)) = (to.node(), st.from().cloned()) else {
+            return Flow::Continue(st);
+        };
+        if !archivable(&st) || !self.wants(&cx.server, user, &from).await {
+            return Flow::Continue(st);
+        }
+        if let Some(id) = self.append(&cx.server, user, &st, &from, false).await {
+            st.element_mut().append_child(
+                Element::builder("stanza-id", NS_SID)
+                    .attr(ncname("by"), by)
+                    .attr(ncname("id"), id)
+                    .build(),
+            );
+        }
+        Flow::Continue(st)
+    }
+
+    /// Archives `st` for `user`; waits for the commit, so what is delivered is archived
+    /// even if the server crashes next. Returns the archive id.
+    async fn append(
+        &self,
+        server: &Server,
+        user: &str,
+        st: &Stanza,
+        with: &Jid,
+        outgoing: bool,
+    ) -> Option<String> {
+        let id = new_id();
+        let entry = NewArchived {
+            stanza_id: id.clone(),
+            stamp: now_millis(),
+            with_bare: with.to_bare().to_string(),
+            with_resource: with.resource().map(str::to_string),
+            outgoing,
+            body: st.body(),
+            stanza_xml: st.to_storage_xml(),
+        };
+        match server.store.archive_append(user, entry).await {
+            Ok(true) => Some(id),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!(error = %e, account = %user, "cannot archive a message; it is delivered but not archived");
+                None
+            }
+        }
+    }
+
+    /// Whether `user`'s preferences archive messages with `with` (XEP-0313 §6).
+    async fn wants(&self, server: &Server, user: &str, with: &Jid) -> bool {
+        let prefs = self.prefs_of(server, user).await;
+        let bare = with.to_bare().to_string();
+        let default = match prefs.as_deref() {
+            Some(p) if p.never.contains(&bare) => return false,
+            Some(p) if p.always.contains(&bare) => return true,
+            Some(p) => Mode::parse(&p.default_mode).unwrap_or(self.cfg.default),
+            None => self.cfg.default,
+        };
+        match default {
+            Mode::Always => true,
+            Mode::Never => false,
+            Mode::Roster => matches!(server.store.roster_item(user, &bare).await, Ok(Some(_))),
+        }
+    }
+
+    async fn prefs_of(&self, server: &Server, user: &str) -> Option<Arc<ArchivePrefs>> {
+        if let Some(p) = self.prefs.lock().expect("prefs lock").get(user) {
+            return p.clone();
+        }
+        let loaded = match server.store.archive_prefs(user).await {
+            Ok(p) => p.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(error = %e, account = %user, "cannot read archiving preferences; using the default");
+                return None;
+            }
+        };
+        self.prefs
+            .lock()
+            .expect("prefs lock")
+            .insert(user.to_string(), loaded.clone());
+        loaded
+    }
+}
+
+/// Removes `<stanza-id by=by/>` elements, keeping others' ids in their order.
+fn remove_stanza_ids_by(el: &mut Element, by: &str) {
+    if !el
+        .children()
+        .any(|c| c.is("stanza-id", NS_SID) && c.attr("by") == Some(by))
+    {
+        return;
+    }
+    let nodes = el.take_nodes();
+    for node in nodes {
+        match node {
+            minidom::Node::Element(c) if c.is("stanza-id", NS_SID) && c.attr("by") == Some(by) => {}
+            other => {
+                el.append_node(other);
+            }
+        }
+    }
+}
+
+/// Deletes what is older than the retention period, in batches, every ten minutes.
+async fn expire(server: Arc<Server>, days: u64) -> anyhow::Result<()> {
+    const BATCH: usize = 1000;
+    loop {
+        let cutoff = now_millis() - i64::try_from(days * 86_400_000).unwrap_or(i64::MAX);
+        let mut removed = 0;
+        loop {
+            match server.store.archive_expire(cutoff, BATCH).await {
+                Ok(n) => {
+                    removed += n;
+                    if n < BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "archive retention failed; retrying later");
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                days,
+                "removed archived messages past the retention period (modules.mam.retention_days)"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+}
