@@ -22,6 +22,7 @@ mod archive;
 mod blocklist;
 mod offline;
 mod private;
+mod pubsub;
 mod push;
 mod resumable;
 mod roster;
@@ -31,6 +32,7 @@ pub use archive::{
     ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived, NewArchived,
 };
 pub use offline::OfflineMessage;
+pub use pubsub::PubsubItem;
 pub use push::PushRegistration;
 pub use resumable::ResumableSession;
 pub use roster::{RosterItem, Subscription};

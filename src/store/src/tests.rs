@@ -755,3 +755,67 @@ async fn archive_prefs() {
         .unwrap();
     assert_eq!(store.archive_prefs("alice").await.unwrap(), Some(prefs));
 }
+
+#[tokio::test]
+async fn pubsub_nodes_and_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    let item = |id: &str| PubsubItem {
+        id: id.into(),
+        payload: format!("<p xmlns='x'>{id}</p>"),
+    };
+    assert!(
+        store
+            .pubsub_publish("alice", "n", item("1"), 10)
+            .await
+            .is_err(),
+        "no node yet"
+    );
+    store
+        .pubsub_put_node("alice", "n", "max_items=2")
+        .await
+        .unwrap();
+    for id in ["1", "2", "3"] {
+        store
+            .pubsub_publish("alice", "n", item(id), 2)
+            .await
+            .unwrap();
+    }
+    let ids = |items: Vec<PubsubItem>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.pubsub_items("alice", "n", None, None).await.unwrap()),
+        ["2", "3"]
+    );
+    store
+        .pubsub_publish("alice", "n", item("2"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store
+            .pubsub_items("alice", "n", Some(1), None)
+            .await
+            .unwrap()),
+        ["2"],
+        "republished is newest"
+    );
+    assert_eq!(
+        ids(store
+            .pubsub_items("alice", "n", None, Some(vec!["3".into(), "9".into()]))
+            .await
+            .unwrap()),
+        ["3"]
+    );
+    assert!(store.pubsub_retract("alice", "n", "3").await.unwrap());
+    assert!(!store.pubsub_retract("alice", "n", "3").await.unwrap());
+    store.pubsub_purge("alice", "n").await.unwrap();
+    assert!(
+        store
+            .pubsub_items("alice", "n", None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.pubsub_nodes("alice").await.unwrap().len(), 1);
+    assert!(store.pubsub_delete_node("alice", "n").await.unwrap());
+    assert_eq!(store.pubsub_node("alice", "n").await.unwrap(), None);
+}

@@ -11,6 +11,7 @@ mod archive;
 mod blocklist;
 mod offline;
 mod private;
+mod pubsub;
 mod push;
 mod resumable;
 mod roster;
@@ -39,6 +40,7 @@ fn migrations() -> Migrations<'static> {
         )),
         M::up(include_str!("../../migrations/sqlite/009_blocklist.sql")),
         M::up(include_str!("../../migrations/sqlite/010_archive.sql")),
+        M::up(include_str!("../../migrations/sqlite/011_pubsub.sql")),
     ])
 }
 
