@@ -9,6 +9,7 @@ mod carbons;
 mod cli;
 mod im;
 mod mam;
+mod pep;
 mod presence;
 mod push;
 mod sm;

@@ -24,7 +24,7 @@ impl Module for Disco {
         id: "XEP-0030",
         version: "2.5.0",
         status: SupportStatus::Complete,
-        note: "server and account JIDs; no nodes yet",
+        note: "server and account JIDs; the server's caps node",
     }];
     type Config = Config;
 
@@ -116,12 +116,16 @@ pub fn info_result<'a>(
 }
 
 fn host_info(cx: &Context, iq: &Stanza) -> IqResult {
-    no_node(iq)?;
     let s = &cx.server;
-    Ok(Some(info_result(
-        s.identities(DiscoScope::Host),
-        s.features(DiscoScope::Host),
-    )))
+    let mut info = info_result(s.identities(DiscoScope::Host), s.features(DiscoScope::Host));
+    // The node of the server's own entity caps (XEP-0115 §6.2) names this same information.
+    if let Some(node) = iq.iq_payload().and_then(|q| q.attr("node")) {
+        if node != format!("{}#{}", crate::caps::SERVER_NODE, crate::caps::ver(&info)) {
+            return Err(StanzaError::new(Condition::ItemNotFound));
+        }
+        set_attr(&mut info, "node", Some(node.to_string()));
+    }
+    Ok(Some(info))
 }
 
 fn host_items(cx: &Context, iq: &Stanza) -> IqResult {

@@ -4,6 +4,7 @@
 use hearth_core::module::Registrar;
 
 pub mod blocking;
+pub mod caps;
 pub mod carbons;
 pub mod conversion;
 pub mod datetime;
@@ -11,6 +12,7 @@ pub mod disco;
 pub mod mam;
 pub mod message;
 pub mod offline;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
@@ -32,9 +34,12 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<register::Register>()?;
     reg.load::<blocking::Blocking>()?;
     reg.load::<mam::Mam>()?;
+    reg.load::<pep::Pep>()?;
     reg.load::<carbons::Carbons>()?;
     reg.load::<push::Push>()?;
     reg.load::<private::Private>()?;
     reg.load::<vcard::Vcard>()?;
+    // Last: it hashes what all the others registered.
+    reg.load::<caps::ServerCaps>()?;
     Ok(())
 }
