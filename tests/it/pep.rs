@@ -303,3 +303,39 @@ async fn the_server_advertises_its_caps_and_the_account_its_pep_service() {
         assert!(account.contains(f), "{f}: {account}");
     }
 }
+
+#[tokio::test]
+async fn a_pep_avatar_becomes_the_vcard_photo() {
+    let server = TestServer::start();
+    let (mut a, mut b) = two(&server).await;
+    // sha1("hello"), base64 "aGVsbG8=".
+    let id = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
+    a.send(&publish(
+        "d",
+        "urn:xmpp:avatar:data",
+        id,
+        "<data xmlns='urn:xmpp:avatar:data'>aGVsbG8=</data>",
+        Some("open"),
+    ))
+    .await;
+    a.expect_stanza("id='d'").await;
+    a.send(&publish(
+        "m",
+        "urn:xmpp:avatar:metadata",
+        id,
+        &format!("<metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='5' id='{id}' type='image/png'/></metadata>"),
+        Some("open"),
+    ))
+    .await;
+    a.expect_stanza("id='m'").await;
+    b.send("<iq type='get' id='v' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    let card = b.expect_stanza("id='v'").await;
+    assert!(
+        card.contains("<BINVAL>aGVsbG8=</BINVAL>") && card.contains("<TYPE>image/png</TYPE>"),
+        "{card}"
+    );
+    a.send("<presence to='bob@localhost/b'/>").await;
+    let p = b.expect_stanza("<presence").await;
+    assert!(p.contains(&format!("<photo>{id}</photo>")), "{p}");
+}

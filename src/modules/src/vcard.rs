@@ -3,12 +3,9 @@
 //! XEP-0398 §"Presence" asks of servers), so contacts and rooms see avatar changes without
 //! fetching vCards.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hearth_core::module::{
-    DiscoScope, IqTarget, IqType, Module, Registrar, SessionEvent, Spec, SupportStatus,
-};
+use hearth_core::module::{DiscoScope, IqTarget, IqType, Module, Registrar, Spec, SupportStatus};
 use hearth_core::router::{Context, Flow, IqResult};
 use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError};
 use minidom::Element;
@@ -21,9 +18,6 @@ pub const NS_VCARD: &str = "vcard-temp";
 pub struct Vcard {
     max_bytes: usize,
     stamp_presence: bool,
-    /// Photo hash per account with sessions (`None`: no photo), so presence needs no database
-    /// read; dropped when the account's last session ends.
-    photo: Mutex<HashMap<String, Option<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +60,6 @@ impl Module for Vcard {
         let this = Arc::new(Vcard {
             max_bytes: cfg.max_bytes,
             stamp_presence: cfg.presence_photo_hash,
-            photo: Mutex::default(),
         });
         reg.feature(DiscoScope::Host, NS_VCARD);
         let m = this.clone();
@@ -103,18 +96,6 @@ impl Module for Vcard {
                     async move { m.stamp(cx, st).await }
                 });
             }
-            let m = this.clone();
-            reg.on_session(move |server, event| {
-                let m = m.clone();
-                async move {
-                    if let SessionEvent::Closed { jid, .. } = event
-                        && server.sessions.of(jid.bare()).is_empty()
-                        && let Some(user) = jid.node()
-                    {
-                        m.photo.lock().expect("vcard lock").remove(user);
-                    }
-                }
-            });
         }
         Ok(this)
     }
@@ -168,12 +149,6 @@ impl Vcard {
             .vcard_set(user, &xml, hash.as_deref())
             .await
             .map_err(internal)?;
-        if self.stamp_presence {
-            self.photo
-                .lock()
-                .expect("vcard lock")
-                .insert(user.to_string(), hash);
-        }
         Ok(None)
     }
 
@@ -185,22 +160,13 @@ impl Vcard {
         let Some(user) = st.from().and_then(|f| f.node()).map(str::to_string) else {
             return Flow::Continue(st);
         };
-        let cached = self.photo.lock().expect("vcard lock").get(&user).cloned();
-        let hash = match cached {
-            Some(h) => h,
-            None => {
-                let h = match cx.store().vcard_photo_sha1(&user).await {
-                    Ok(h) => h.flatten(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the vCard photo hash");
-                        return Flow::Continue(st);
-                    }
-                };
-                self.photo
-                    .lock()
-                    .expect("vcard lock")
-                    .insert(user, h.clone());
-                h
+        // One keyed read per available presence; the hash changes when the vCard does, or
+        // when a PEP avatar is converted into it (XEP-0398).
+        let hash = match cx.store().vcard_photo_sha1(&user).await {
+            Ok(h) => h.flatten(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the vCard photo hash");
+                return Flow::Continue(st);
             }
         };
         if let Some(hash) = hash {

@@ -21,6 +21,8 @@ use serde::Deserialize;
 
 pub use config::{Access, NodeConfig};
 
+use crate::conversion::avatar;
+
 pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 pub const NS_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
@@ -115,6 +117,12 @@ impl Module for Pep {
             note: "avatar data and metadata nodes",
         },
         Spec {
+            id: "XEP-0398",
+            version: "1.0.0",
+            status: SupportStatus::Partial,
+            note: "PEP avatars become the vCard photo (when the data node is open); not the other way",
+        },
+        Spec {
             id: "XEP-0402",
             version: "1.2.0",
             status: SupportStatus::Complete,
@@ -140,6 +148,7 @@ impl Module for Pep {
             reg.feature(DiscoScope::Account, &format!("{NS_PUBSUB}#{f}"));
         }
         reg.feature(DiscoScope::Account, "urn:xmpp:bookmarks:1#compat-pep");
+        reg.feature(DiscoScope::Account, "urn:xmpp:pep-vcard-conversion:0");
         for (type_, ns) in [
             (IqType::Set, NS_PUBSUB),
             (IqType::Get, NS_PUBSUB),
@@ -420,6 +429,9 @@ impl Pep {
             .map_err(internal)?;
         self.broadcast(cx, owner, node, &config, notify::Event::Published(&stored))
             .await;
+        if node == avatar::NS_METADATA {
+            avatar_to_vcard(cx, owner, payload).await;
+        }
         let reply = Element::builder("pubsub", NS_PUBSUB)
             .append(
                 Element::builder("publish", NS_PUBSUB)
@@ -496,6 +508,58 @@ impl Pep {
         Ok(Some(
             Element::builder("pubsub", NS_PUBSUB).append(list).build(),
         ))
+    }
+}
+
+/// XEP-0398: an avatar published in PEP becomes the vCard's photo (and so the hash in
+/// presence), if its data is world-readable as XEP-0398 §"Security" asks; an empty metadata
+/// item removes the photo.
+async fn avatar_to_vcard(cx: &Context, owner: &str, metadata: &Element) {
+    let store = cx.store();
+    let vcard = match store.vcard_get(owner).await {
+        Ok(v) => v.and_then(|xml| xml.parse::<Element>().ok()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the vCard to convert the avatar");
+            return;
+        }
+    };
+    let (card, hash) = if avatar::metadata_is_empty(metadata) {
+        let Some(mut card) = vcard else { return };
+        card.remove_child("PHOTO", crate::vcard::NS_VCARD);
+        (card, None)
+    } else {
+        let open = matches!(
+            store.pubsub_node(owner, avatar::NS_DATA).await,
+            Ok(Some(c)) if NodeConfig::from_lines(&c).access_model == Access::Open
+        );
+        if !open {
+            return;
+        }
+        let mut data = HashMap::new();
+        for info in metadata.children() {
+            if let Some(id) = info.attr("id")
+                && let Ok(items) = store
+                    .pubsub_items(owner, avatar::NS_DATA, None, Some(vec![id.to_string()]))
+                    .await
+                && let Some(item) = items.into_iter().next()
+                && let Ok(el) = item.payload.parse::<Element>()
+            {
+                data.insert(id.to_string(), el);
+            }
+        }
+        let Some(image) = avatar::Avatar::from_pep(metadata, |id| data.get(id).cloned()) else {
+            return;
+        };
+        let hash = image.sha1.clone();
+        (image.into_vcard(vcard.as_ref()), Some(hash))
+    };
+    let mut xml = Vec::new();
+    hearth_xml::write_element(&card, "", &mut xml);
+    if let Err(e) = store
+        .vcard_set(owner, &String::from_utf8_lossy(&xml), hash.as_deref())
+        .await
+    {
+        tracing::warn!(error = %e, "cannot store the avatar in the vCard");
     }
 }
 
