@@ -339,3 +339,65 @@ async fn a_pep_avatar_becomes_the_vcard_photo() {
     let p = b.expect_stanza("<presence").await;
     assert!(p.contains(&format!("<photo>{id}</photo>")), "{p}");
 }
+
+#[tokio::test]
+async fn bookmarks_agree_in_all_three_places() {
+    let server = TestServer::start();
+    let (mut a, _b) = two(&server).await;
+    let (mut other, _) = login(&server, "alice", "alicepass1", "other").await;
+    other.send("<presence/>").await;
+    other.sync().await;
+    // A legacy client stores bookmarks in private XML.
+    a.send("<iq type='set' id='s1'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='room@conference.localhost' name='Room' autojoin='true'><nick>Al</nick></conference></storage></query></iq>")
+        .await;
+    assert!(a.expect_stanza("id='s1'").await.contains("type='result'"));
+    // A modern client reads them as XEP-0402 items, and was notified.
+    let event = other.expect_stanza("<message from='alice@localhost'").await;
+    assert!(
+        event.contains("urn:xmpp:bookmarks:1") || event.contains("storage:bookmarks"),
+        "{event}"
+    );
+    a.send(&items("i1", "alice@localhost", "urn:xmpp:bookmarks:1"))
+        .await;
+    let got = a.expect_stanza("id='i1'").await;
+    assert!(
+        got.contains("<item id='room@conference.localhost'>") && got.contains("<nick>Al</nick>"),
+        "{got}"
+    );
+    // The modern client adds one; the legacy views follow.
+    a.send(&publish(
+        "p1",
+        "urn:xmpp:bookmarks:1",
+        "other@conference.localhost",
+        "<conference xmlns='urn:xmpp:bookmarks:1' autojoin='false' name='Other'/>",
+        None,
+    ))
+    .await;
+    a.expect_stanza("id='p1'").await;
+    a.send("<iq type='get' id='g1'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>")
+        .await;
+    let private = a.expect_stanza("id='g1'").await;
+    assert!(
+        private.contains("jid='room@conference.localhost'")
+            && private.contains("jid='other@conference.localhost'"),
+        "{private}"
+    );
+    a.send(&items("i2", "alice@localhost", "storage:bookmarks"))
+        .await;
+    let legacy = a.expect_stanza("id='i2'").await;
+    assert!(
+        legacy.contains("jid='other@conference.localhost'"),
+        "{legacy}"
+    );
+    // Retracting in XEP-0402 removes it from the legacy document too.
+    a.send(&format!("<iq type='set' id='r1'><pubsub xmlns='{PUBSUB}'><retract node='urn:xmpp:bookmarks:1'><item id='room@conference.localhost'/></retract></pubsub></iq>"))
+        .await;
+    a.expect_stanza("id='r1'").await;
+    a.send("<iq type='get' id='g2'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>")
+        .await;
+    let private = a.expect_stanza("id='g2'").await;
+    assert!(
+        !private.contains("jid='room@conference.localhost'"),
+        "{private}"
+    );
+}

@@ -43,6 +43,7 @@ pub struct NodeConfig {
     pub max_items: usize,
     pub persist_items: bool,
     pub notify_retract: bool,
+    pub notify_delete: bool,
     pub deliver_payloads: bool,
     pub send_last_published_item: String,
     pub title: String,
@@ -56,6 +57,7 @@ impl NodeConfig {
             max_items: 1,
             persist_items: true,
             notify_retract: true,
+            notify_delete: true,
             deliver_payloads: true,
             send_last_published_item: "on_sub_and_presence".into(),
             title: String::new(),
@@ -64,11 +66,12 @@ impl NodeConfig {
 
     pub fn to_lines(&self) -> String {
         format!(
-            "access_model={}\nmax_items={}\npersist_items={}\nnotify_retract={}\ndeliver_payloads={}\nsend_last_published_item={}\ntitle={}",
+            "access_model={}\nmax_items={}\npersist_items={}\nnotify_retract={}\nnotify_delete={}\ndeliver_payloads={}\nsend_last_published_item={}\ntitle={}",
             self.access_model.as_str(),
             self.max_items,
             self.persist_items,
             self.notify_retract,
+            self.notify_delete,
             self.deliver_payloads,
             self.send_last_published_item,
             self.title.replace('\n', " ")
@@ -86,6 +89,7 @@ impl NodeConfig {
                 "max_items" => c.max_items = v.parse().unwrap_or(c.max_items),
                 "persist_items" => c.persist_items = v == "true",
                 "notify_retract" => c.notify_retract = v == "true",
+                "notify_delete" => c.notify_delete = v == "true",
                 "deliver_payloads" => c.deliver_payloads = v == "true",
                 "send_last_published_item" => c.send_last_published_item = v.to_string(),
                 "title" => c.title = v.to_string(),
@@ -112,6 +116,7 @@ impl NodeConfig {
                 "pubsub#max_items" => self.max_items = max_items(&value, limit).ok_or_else(bad)?,
                 "pubsub#persist_items" => self.persist_items = boolean(&value).ok_or_else(bad)?,
                 "pubsub#notify_retract" => self.notify_retract = boolean(&value).ok_or_else(bad)?,
+                "pubsub#notify_delete" => self.notify_delete = boolean(&value).ok_or_else(bad)?,
                 "pubsub#deliver_payloads" => {
                     self.deliver_payloads = boolean(&value).ok_or_else(bad)?
                 }
@@ -178,6 +183,11 @@ impl NodeConfig {
                 "pubsub#notify_retract",
                 "boolean",
                 &[b(self.notify_retract)],
+            ))
+            .append(field(
+                "pubsub#notify_delete",
+                "boolean",
+                &[b(self.notify_delete)],
             ))
             .append(field(
                 "pubsub#deliver_payloads",

@@ -4,6 +4,7 @@
 //! get notifications according to their entity capabilities (XEP-0115 `+notify`), and the
 //! latest items when they come online.
 
+mod bookmarks;
 mod config;
 mod notify;
 
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use config::{Access, NodeConfig};
 
 use crate::conversion::avatar;
+use crate::conversion::bookmarks::{NS_BOOKMARKS2, NS_LEGACY};
 
 pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 pub const NS_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
@@ -126,7 +128,19 @@ impl Module for Pep {
             id: "XEP-0402",
             version: "1.2.0",
             status: SupportStatus::Complete,
-            note: "bookmarks as a PEP node with max_items=max and whitelist access",
+            note: "#compat and #compat-pep: kept in step with XEP-0048 bookmarks in private storage and in PEP",
+        },
+        Spec {
+            id: "XEP-0411",
+            version: "1.1.0",
+            status: SupportStatus::Complete,
+            note: "private XML and PEP bookmarks converted both ways (through XEP-0402 items)",
+        },
+        Spec {
+            id: "XEP-0048",
+            version: "1.2",
+            status: SupportStatus::Complete,
+            note: "in private storage and in PEP, mirrored to XEP-0402",
         },
     ];
     type Config = Config;
@@ -147,7 +161,13 @@ impl Module for Pep {
         for f in FEATURES {
             reg.feature(DiscoScope::Account, &format!("{NS_PUBSUB}#{f}"));
         }
-        reg.feature(DiscoScope::Account, "urn:xmpp:bookmarks:1#compat-pep");
+        for f in [
+            "urn:xmpp:bookmarks:1#compat",
+            "urn:xmpp:bookmarks:1#compat-pep",
+            "urn:xmpp:bookmarks-conversion:0",
+        ] {
+            reg.feature(DiscoScope::Account, f);
+        }
         reg.feature(DiscoScope::Account, "urn:xmpp:pep-vcard-conversion:0");
         for (type_, ns) in [
             (IqType::Set, NS_PUBSUB),
@@ -162,6 +182,11 @@ impl Module for Pep {
             });
         }
         notify::register(&this, reg);
+        let m = this.clone();
+        reg.hook("iq/bare", 20, move |cx, st| {
+            let m = m.clone();
+            async move { m.private_write(cx, st).await }
+        });
         Ok(this)
     }
 }
@@ -279,13 +304,14 @@ impl Pep {
             ))),
             (true, NS_OWNER, "delete") => {
                 let node = need_node()?;
-                if !cx
-                    .store()
+                let config = self.config(&cx, &owner, &node).await?;
+                cx.store()
                     .pubsub_delete_node(&owner, &node)
                     .await
-                    .map_err(internal)?
-                {
-                    return Err(error(Condition::ItemNotFound, None));
+                    .map_err(internal)?;
+                if config.notify_delete {
+                    self.broadcast(&cx, &owner, &node, &config, notify::Event::Deleted)
+                        .await;
                 }
                 Ok(None)
             }
@@ -429,8 +455,14 @@ impl Pep {
             .map_err(internal)?;
         self.broadcast(cx, owner, node, &config, notify::Event::Published(&stored))
             .await;
-        if node == avatar::NS_METADATA {
-            avatar_to_vcard(cx, owner, payload).await;
+        match node {
+            avatar::NS_METADATA => avatar_to_vcard(cx, owner, payload).await,
+            NS_BOOKMARKS2 => self.bookmarks_changed(cx, owner).await,
+            NS_LEGACY if payload.is("storage", NS_LEGACY) => {
+                self.legacy_bookmarks_written(cx, owner, payload, bookmarks::Legacy::Pep)
+                    .await
+            }
+            _ => {}
         }
         let reply = Element::builder("pubsub", NS_PUBSUB)
             .append(
@@ -470,6 +502,9 @@ impl Pep {
         {
             self.broadcast(cx, owner, node, &config, notify::Event::Retracted(id))
                 .await;
+        }
+        if node == NS_BOOKMARKS2 {
+            self.bookmarks_changed(cx, owner).await;
         }
         Ok(None)
     }

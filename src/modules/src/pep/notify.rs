@@ -25,6 +25,7 @@ const ID_PREFIX: &str = "caps-";
 pub enum Event<'a> {
     Published(&'a PubsubItem),
     Retracted(&'a str),
+    Deleted,
 }
 
 /// Per session: its caps verification string and, once verified, its features.
@@ -62,6 +63,11 @@ fn event_message(owner: &Jid, to: &Jid, node: &str, event: &Event<'_>, payloads:
     let mut items = Element::builder("items", NS_EVENT)
         .attr(ncname("node"), node)
         .build();
+    if let Event::Deleted = event {
+        items = Element::builder("delete", NS_EVENT)
+            .attr(ncname("node"), node)
+            .build();
+    }
     match event {
         Event::Published(item) if payloads => {
             items.append_child(item_element(NS_EVENT, item));
@@ -80,6 +86,7 @@ fn event_message(owner: &Jid, to: &Jid, node: &str, event: &Event<'_>, payloads:
                     .build(),
             );
         }
+        Event::Deleted => {}
     }
     let mut msg = Stanza::new(Kind::Message);
     msg.set_type(Some("headline"));
