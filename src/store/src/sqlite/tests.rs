@@ -318,3 +318,82 @@ fn permission_errors_say_so() {
         "{e}"
     );
 }
+
+/// Paging stays as fast with a million archived messages as with twenty thousand: the
+/// queries walk an index from one end. Run with `cargo test --release -p hearth-store --
+/// --ignored --nocapture archive_paging_latency`.
+#[test]
+#[ignore = "fills a million rows (about a minute); run by hand to measure"]
+fn archive_paging_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = migrated(&dir.path().join("big.sqlite"));
+    conn.execute_batch("PRAGMA foreign_keys=OFF; PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL")
+        .unwrap();
+    let mut filled = 0;
+    let mut fill = |conn: &mut Connection, to: i64| {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO archive (username, stanza_id, stamp, with_bare, with_resource, \
+                     outgoing, body, stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .unwrap();
+            for i in filled..to {
+                stmt.execute(rusqlite::params![
+                    "u",
+                    format!("{i:016x}"),
+                    1_000_000 + i,
+                    if i % 10 == 0 { "carol@x" } else { "bob@x" },
+                    "r",
+                    i % 2 == 0,
+                    format!("message number {i} about things"),
+                    format!(
+                        "<message xmlns='jabber:client'><body>message number {i}</body></message>"
+                    )
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        filled = to;
+    };
+    let page = |conn: &Connection, q: &crate::ArchiveQuery| {
+        let (sql, params) = archive::page_sql("u", q, (None, None));
+        let mut stmt = conn.prepare_cached(&sql).unwrap();
+        let rows: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows.len(), 51);
+    };
+    let measure = |conn: &Connection| {
+        let last_page = crate::ArchiveQuery {
+            from_end: true,
+            max: 50,
+            ..Default::default()
+        };
+        let with = crate::ArchiveQuery {
+            with_bare: Some("carol@x".into()),
+            from_end: true,
+            max: 50,
+            ..Default::default()
+        };
+        let t = std::time::Instant::now();
+        for _ in 0..200 {
+            page(conn, &last_page);
+            page(conn, &with);
+        }
+        t.elapsed() / 400
+    };
+    fill(&mut conn, 20_000);
+    let small = measure(&conn);
+    fill(&mut conn, 1_000_000);
+    let big = measure(&conn);
+    println!("50-message page: {small:?} at 20,000 messages, {big:?} at 1,000,000");
+    assert!(
+        big < small * 3 + std::time::Duration::from_micros(200),
+        "{small:?} vs {big:?}"
+    );
+}
