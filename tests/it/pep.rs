@@ -401,3 +401,25 @@ async fn bookmarks_agree_in_all_three_places() {
         "{private}"
     );
 }
+
+#[tokio::test]
+async fn vcard4_is_a_pep_node() {
+    let server = TestServer::start();
+    let (mut a, mut b) = two(&server).await;
+    a.send(&publish(
+        "v4",
+        "urn:xmpp:vcard4",
+        "current",
+        "<vcard xmlns='urn:ietf:params:xml:ns:vcard-4.0'><fn><text>Alice</text></fn></vcard>",
+        Some("open"),
+    ))
+    .await;
+    a.expect_stanza("id='v4'").await;
+    b.send(&items("i", "alice@localhost", "urn:xmpp:vcard4"))
+        .await;
+    assert!(
+        b.expect_stanza("id='i'")
+            .await
+            .contains("<text>Alice</text>")
+    );
+}

@@ -119,6 +119,12 @@ impl Module for Pep {
             note: "avatar data and metadata nodes",
         },
         Spec {
+            id: "XEP-0292",
+            version: "0.12.0",
+            status: SupportStatus::Partial,
+            note: "vCard4 as the urn:xmpp:vcard4 PEP node; not converted to or from vcard-temp",
+        },
+        Spec {
             id: "XEP-0398",
             version: "1.0.0",
             status: SupportStatus::Partial,
