@@ -12,6 +12,7 @@ mod mam;
 mod pep;
 mod presence;
 mod push;
+mod sasl2;
 mod sm;
 mod streams;
 mod vcard;

@@ -28,6 +28,19 @@ use crate::sm::{ParkOutcome, Parked, SmState};
 use crate::stanza::{Condition, EnvelopeError, Kind, Stanza, StanzaError, ncname};
 use crate::transport::Transport;
 
+/// What a successful resumption hands back: the `<resumed/>` answer, the session's queue, and
+/// what to send after the answer.
+type Resumed = (String, SessionQueue, Resend);
+
+/// Stanzas to send again after `<resumed/>`: the unacknowledged ones (already counted), then
+/// those never sent.
+struct Resend {
+    unacked: Vec<Bytes>,
+    unsent: Vec<Bytes>,
+}
+
+mod sasl2;
+
 /// Failed SASL attempts allowed on one stream before it is closed.
 const MAX_SASL_ATTEMPTS: u32 = 5;
 /// Write buffer size at which queued stanzas are flushed even if more are waiting.
@@ -82,6 +95,8 @@ struct Conn {
     sm: Option<Box<SmState>>,
     /// Stanzas held back while the client is inactive (XEP-0352).
     held: Held,
+    /// The `<authenticate/>` of a SASL2 exchange in progress (XEP-0388).
+    sasl2: Option<Box<Element>>,
 }
 
 pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -126,6 +141,7 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
         ping_id: None,
         sm: None,
         held: Held::default(),
+        sasl2: None,
     };
     if direct_tls {
         conn.secured(&io);
@@ -367,6 +383,7 @@ impl Conn {
                 );
             }
             features.push(cb);
+            features.push(self.sasl2_feature());
             features.extend(self.server.stream_features(FeaturePhase::PreAuth).cloned());
         } else {
             features.push(Element::bare("bind", ns::BIND));
@@ -418,6 +435,14 @@ impl Conn {
                 Ok(Action::Continue)
             }
             ("auth" | "response" | "abort", ns::SASL) if self.user.is_none() => {
+                self.handle_sasl(el).await
+            }
+            ("authenticate" | "response" | "abort", sasl2::NS)
+                if self.user.is_none() && self.secure =>
+            {
+                if el.name() == "authenticate" {
+                    self.sasl2 = Some(Box::new(el.clone()));
+                }
                 self.handle_sasl(el).await
             }
             ("iq", ns::CLIENT) => self.handle_pre_session_iq(el).await,
@@ -565,11 +590,6 @@ impl Conn {
                 return Ok(Action::Continue);
             }
         };
-        let (session, queue) = self
-            .server
-            .sessions
-            .bind(jid.clone(), self.server.config.c2s.max_queued_stanzas);
-        tracing::info!(jid = %jid, peer = %self.peer, "session bound");
         let mut reply = iq.iq_result(Some(
             Element::builder("bind", ns::BIND)
                 .append(
@@ -581,9 +601,19 @@ impl Conn {
         ));
         reply.set_to(None);
         self.write_stanza(&reply);
+        Ok(Action::Bound(self.bind_session(jid).await))
+    }
+
+    /// Binds `jid` to this connection (classic bind and Bind2).
+    async fn bind_session(&mut self, jid: Jid) -> SessionQueue {
+        let (session, queue) = self
+            .server
+            .sessions
+            .bind(jid.clone(), self.server.config.c2s.max_queued_stanzas);
+        tracing::info!(jid = %jid, peer = %self.peer, "session bound");
         self.session = Some(session);
         self.server.session_event(SessionEvent::Bound(jid)).await;
-        Ok(Action::Bound(queue))
+        queue
     }
 
     async fn handle_sasl(&mut self, el: Element) -> Result<Action, End> {
@@ -594,7 +624,7 @@ impl Conn {
                 self.sasl_failure(hearth_auth::Condition::Aborted, None);
                 return Ok(Action::Continue);
             }
-            "auth" => {
+            "auth" | "authenticate" => {
                 let offered =
                     hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain);
                 let Some(mech) = el
@@ -613,7 +643,13 @@ impl Conn {
                     );
                     return Ok(Action::Continue);
                 }
-                let Some(data) = decode_sasl(&el.text()) else {
+                // SASL2 carries the initial response in its own element (XEP-0388 §2.2).
+                let initial = match el.get_child("initial-response", sasl2::NS) {
+                    Some(r) => r.text(),
+                    None if el.name() == "authenticate" => String::new(),
+                    None => el.text(),
+                };
+                let Some(data) = decode_sasl(&initial) else {
                     self.sasl_failure(hearth_auth::Condition::IncorrectEncoding, None);
                     return Ok(Action::Continue);
                 };
@@ -673,13 +709,14 @@ impl Conn {
                     step = sasl.credentials(creds.as_ref());
                 }
                 Ok(Step::Challenge(data)) => {
+                    let ns = if self.sasl2.is_some() {
+                        sasl2::NS
+                    } else {
+                        ns::SASL
+                    };
                     self.out.extend_from_slice(
-                        format!(
-                            "<challenge xmlns='{}'>{}</challenge>",
-                            ns::SASL,
-                            B64.encode(data)
-                        )
-                        .as_bytes(),
+                        format!("<challenge xmlns='{ns}'>{}</challenge>", B64.encode(data))
+                            .as_bytes(),
                     );
                     return Ok(Action::Continue);
                 }
@@ -690,6 +727,11 @@ impl Conn {
                     let mech = self.sasl.take().map(|(_, m)| m.name()).unwrap_or("?");
                     self.server.throttle.record_success(&username);
                     tracing::info!(account = %username, %ip, mechanism = mech, "authenticated");
+                    if let Some(authenticate) = self.sasl2.take() {
+                        return self
+                            .sasl2_success(username, additional, *authenticate)
+                            .await;
+                    }
                     let data = additional.map(|d| B64.encode(d)).unwrap_or_default();
                     self.out.extend_from_slice(
                         format!("<success xmlns='{}'>{data}</success>", ns::SASL).as_bytes(),
@@ -724,14 +766,20 @@ impl Conn {
         let text = text
             .map(|t| format!("<text xml:lang='en'>{}</text>", xml_escape(t)))
             .unwrap_or_default();
-        self.out.extend_from_slice(
-            format!(
-                "<failure xmlns='{}'><{}/>{text}</failure>",
-                ns::SASL,
-                condition.element_name()
-            )
-            .as_bytes(),
-        );
+        let condition = condition.element_name();
+        // SASL2 wraps the same conditions, in the SASL namespace, in its own <failure/>.
+        let failure = match self.sasl2.take() {
+            Some(_) => format!(
+                "<failure xmlns='{}'><{condition} xmlns='{}'/>{text}</failure>",
+                sasl2::NS,
+                ns::SASL
+            ),
+            None => format!(
+                "<failure xmlns='{}'><{condition}/>{text}</failure>",
+                ns::SASL
+            ),
+        };
+        self.out.extend_from_slice(failure.as_bytes());
     }
 
     fn send_ping(&mut self) {
@@ -812,16 +860,34 @@ impl Conn {
         }
     }
 
-    fn sm_failed(&mut self, condition: &str, h: Option<u32>) {
-        let h = h.map(|h| format!(" h='{h}'")).unwrap_or_default();
-        self.out.extend_from_slice(
-            format!(
-                "<failed xmlns='{}'{h}><{condition} xmlns='{}'/></failed>",
-                crate::sm::NS,
-                ns::STANZAS
-            )
-            .as_bytes(),
-        );
+    fn sm_failed(&mut self, condition: &str) {
+        self.out.extend_from_slice(sm_failed(condition).as_bytes());
+    }
+
+    /// `<enable/>` (XEP-0198 §3), also inline in Bind2: the `<enabled/>` or `<failed/>` answer.
+    fn sm_enable(&mut self, el: &Element) -> String {
+        let cfg = &self.server.config.c2s.stream_management;
+        if !cfg.enabled {
+            return sm_failed("feature-not-implemented");
+        }
+        let Some(session) = self.session.clone().filter(|_| self.sm.is_none()) else {
+            return sm_failed("unexpected-request");
+        };
+        let resume = matches!(el.attr("resume"), Some("true" | "1"));
+        let max = el
+            .attr("max")
+            .and_then(|m| m.parse::<u64>().ok())
+            .filter(|m| *m > 0)
+            .map_or(cfg.resume_timeout_secs, |m| m.min(cfg.resume_timeout_secs));
+        let id = resume.then(random_id);
+        let mut enabled = format!("<enabled xmlns='{}'", crate::sm::NS);
+        if let Some(id) = &id {
+            self.server.resumable.register(id, session);
+            enabled.push_str(&format!(" id='{id}' resume='true' max='{max}'"));
+        }
+        enabled.push_str("/>");
+        self.sm = Some(Box::new(SmState::new(id, Duration::from_secs(max))));
+        enabled
     }
 
     /// Stream Management nonzas (XEP-0198): enable, resume, ack requests and acks.
@@ -829,30 +895,8 @@ impl Conn {
         let h_attr = || el.attr("h").and_then(|h| h.parse::<u32>().ok());
         match el.name() {
             "enable" => {
-                let cfg = &self.server.config.c2s.stream_management;
-                if !cfg.enabled {
-                    self.sm_failed("feature-not-implemented", None);
-                    return Ok(Action::Continue);
-                }
-                let Some(session) = self.session.clone().filter(|_| self.sm.is_none()) else {
-                    self.sm_failed("unexpected-request", None);
-                    return Ok(Action::Continue);
-                };
-                let resume = matches!(el.attr("resume"), Some("true" | "1"));
-                let max = el
-                    .attr("max")
-                    .and_then(|m| m.parse::<u64>().ok())
-                    .filter(|m| *m > 0)
-                    .map_or(cfg.resume_timeout_secs, |m| m.min(cfg.resume_timeout_secs));
-                let id = resume.then(random_id);
-                let mut enabled = format!("<enabled xmlns='{}'", crate::sm::NS);
-                if let Some(id) = &id {
-                    self.server.resumable.register(id, session);
-                    enabled.push_str(&format!(" id='{id}' resume='true' max='{max}'"));
-                }
-                enabled.push_str("/>");
-                self.out.extend_from_slice(enabled.as_bytes());
-                self.sm = Some(Box::new(SmState::new(id, Duration::from_secs(max))));
+                let answer = self.sm_enable(&el);
+                self.out.extend_from_slice(answer.as_bytes());
                 Ok(Action::Continue)
             }
             "r" => {
@@ -861,7 +905,7 @@ impl Conn {
                         let a = format!("<a xmlns='{}' h='{}'/>", crate::sm::NS, sm.h_in);
                         self.out.extend_from_slice(a.as_bytes());
                     }
-                    None => self.sm_failed("unexpected-request", None),
+                    None => self.sm_failed("unexpected-request"),
                 }
                 Ok(Action::Continue)
             }
@@ -882,14 +926,17 @@ impl Conn {
                     el.attr("previd"),
                     h_attr(),
                 ) else {
-                    self.sm_failed("unexpected-request", None);
+                    self.sm_failed("unexpected-request");
                     return Ok(Action::Continue);
                 };
-                match self.server.resumable.take(previd, &user).await {
-                    Some(parked) => self.resume(previd, parked, h).await,
-                    None => {
-                        tracing::debug!(peer = %self.peer, account = %user, "resumption refused: unknown or expired session");
-                        self.sm_failed("item-not-found", None);
+                match self.resume(&user, previd, h).await? {
+                    Ok((resumed, queue, resend)) => {
+                        self.out.extend_from_slice(resumed.as_bytes());
+                        self.resend(resend);
+                        Ok(Action::Bound(queue))
+                    }
+                    Err(failed) => {
+                        self.out.extend_from_slice(failed.as_bytes());
                         Ok(Action::Continue)
                     }
                 }
@@ -927,9 +974,18 @@ impl Conn {
         End::Graceful
     }
 
-    /// Takes over a parked (or just detached) session: acknowledges what the client says it
-    /// handled, and sends again everything else, then what waited meanwhile.
-    async fn resume(&mut self, previd: &str, parked: Parked, h: u32) -> Result<Action, End> {
+    /// Takes over a parked (or just detached) session (XEP-0198 §5), also inline in SASL2:
+    /// `Ok(Err(failed))` when there is none to resume.
+    async fn resume(
+        &mut self,
+        user: &str,
+        previd: &str,
+        h: u32,
+    ) -> Result<Result<Resumed, String>, End> {
+        let Some(parked) = self.server.resumable.take(previd, user).await else {
+            tracing::debug!(peer = %self.peer, account = %user, "resumption refused: unknown or expired session");
+            return Ok(Err(sm_failed("item-not-found")));
+        };
         let Parked {
             session,
             queue,
@@ -953,23 +1009,27 @@ impl Conn {
         session.set_inactive(false);
         self.server.resumable.register(previd, session.clone());
         tracing::info!(jid = %session.jid, peer = %self.peer, "session resumed");
-        self.out.extend_from_slice(
-            format!(
-                "<resumed xmlns='{}' previd='{previd}' h='{}'/>",
-                crate::sm::NS,
-                sm.h_in
-            )
-            .as_bytes(),
+        let resumed = format!(
+            "<resumed xmlns='{}' previd='{previd}' h='{}'/>",
+            crate::sm::NS,
+            sm.h_in
         );
-        for bytes in &sm.unacked {
-            self.out.extend_from_slice(bytes);
-        }
+        let resend = Resend {
+            unacked: sm.unacked.iter().cloned().collect(),
+            unsent,
+        };
         self.session = Some(session);
         self.sm = Some(sm);
-        for bytes in unsent {
+        Ok(Ok((resumed, queue, resend)))
+    }
+
+    fn resend(&mut self, resend: Resend) {
+        for bytes in &resend.unacked {
+            self.out.extend_from_slice(bytes);
+        }
+        for bytes in resend.unsent {
             self.write_counted(bytes);
         }
-        Ok(Action::Bound(queue))
     }
 
     async fn flush(&mut self, io: &mut Transport) -> std::io::Result<()> {
@@ -1080,6 +1140,15 @@ impl Conn {
             }
         }
     }
+}
+
+/// A Stream Management `<failed/>` with a stanza error condition (XEP-0198 §3, §5).
+fn sm_failed(condition: &str) -> String {
+    format!(
+        "<failed xmlns='{}'><{condition} xmlns='{}'/></failed>",
+        crate::sm::NS,
+        ns::STANZAS
+    )
 }
 
 /// Decodes a SASL payload: `=` is an empty response (RFC 6120 §6.4.2).

@@ -341,6 +341,18 @@ pub const CORE_SPECS: &[Spec] = &[
         note: "presence and chat states held for inactive clients (newest presence per contact); bodies, encrypted messages, calls and IQs flush",
     },
     Spec {
+        id: "XEP-0386",
+        version: "1.1.0",
+        status: SupportStatus::Complete,
+        note: "Bind2 inside SASL2: resources stable per device (tag and user-agent id), carbons and Stream Management enabled inline",
+    },
+    Spec {
+        id: "XEP-0388",
+        version: "1.0.4",
+        status: SupportStatus::Partial,
+        note: "the SASL mechanisms of SASL1 with inline Bind2 and Stream Management resumption; no tasks, no upgrades; FAST (XEP-0484) not yet",
+    },
+    Spec {
         id: "XEP-0368",
         version: "1.1.0",
         status: SupportStatus::Complete,
