@@ -4,22 +4,10 @@ use crate::harness::*;
 
 const BLOCKED: &str = "<blocked xmlns='urn:xmpp:blocking:errors'/>";
 
-async fn two(server: &TestServer) -> (Raw, Raw) {
-    server.add_user("alice", "alicepass1");
-    server.add_user("bob", "bobpass12");
-    let (mut a, _) = login(server, "alice", "alicepass1", "a").await;
-    let (mut b, _) = login(server, "bob", "bobpass12", "b").await;
-    for c in [&mut a, &mut b] {
-        c.send("<presence/>").await;
-        c.expect_stanza("<presence").await;
-    }
-    (a, b)
-}
-
 #[tokio::test]
 async fn blocked_contacts_cannot_write_and_are_not_written_to() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
     a.send("<iq type='get' id='l1'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
         .await;
     assert!(
@@ -67,7 +55,7 @@ async fn blocked_contacts_cannot_write_and_are_not_written_to() {
 #[tokio::test]
 async fn domains_and_pushes_and_bad_requests() {
     let server = TestServer::start();
-    let (mut a, _b) = two(&server).await;
+    let (mut a, _b) = alice_and_bob(&server, true).await;
     let (mut other, _) = login(&server, "alice", "alicepass1", "other").await;
     other
         .send("<iq type='get' id='l1'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
@@ -97,7 +85,7 @@ async fn domains_and_pushes_and_bad_requests() {
 #[tokio::test]
 async fn blocking_a_subscribed_contact_sends_it_unavailable() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
     b.send("<presence to='alice@localhost' type='subscribe'/>")
         .await;
     a.expect("type='subscribe'").await;

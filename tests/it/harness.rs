@@ -513,3 +513,19 @@ pub async fn login(
     let jid = c.bind(resource).await;
     (c, jid)
 }
+
+/// alice (resource `a`) and bob (resource `b`) logged in; with `available`, both have sent
+/// initial presence and read its echo.
+pub async fn alice_and_bob(server: &TestServer, available: bool) -> (Raw, Raw) {
+    server.add_user("alice", "alicepass1");
+    server.add_user("bob", "bobpass12");
+    let (mut a, _) = login(server, "alice", "alicepass1", "a").await;
+    let (mut b, _) = login(server, "bob", "bobpass12", "b").await;
+    if available {
+        for c in [&mut a, &mut b] {
+            c.send("<presence/>").await;
+            c.expect_stanza("<presence").await;
+        }
+    }
+    (a, b)
+}

@@ -3,18 +3,6 @@
 
 use crate::harness::*;
 
-async fn two(server: &TestServer) -> (Raw, Raw) {
-    server.add_user("alice", "alicepass1");
-    server.add_user("bob", "bobpass12");
-    let (mut a, _) = login(server, "alice", "alicepass1", "a").await;
-    let (mut b, _) = login(server, "bob", "bobpass12", "b").await;
-    for c in [&mut a, &mut b] {
-        c.send("<presence/>").await;
-        c.expect_stanza("<presence").await;
-    }
-    (a, b)
-}
-
 fn chat(to: &str, body: &str) -> String {
     format!("<message to='{to}' type='chat'><body>{body}</body></message>")
 }
@@ -55,7 +43,7 @@ fn bodies(results: &str) -> Vec<String> {
 #[tokio::test]
 async fn both_sides_are_archived_and_incoming_messages_stamped() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
     // A stanza-id claiming to come from bob's archive is removed before delivery.
     a.send("<message to='bob@localhost/b' type='chat'><body>hello</body><stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='forged'/></message>")
         .await;
@@ -96,7 +84,7 @@ async fn both_sides_are_archived_and_incoming_messages_stamped() {
 #[tokio::test]
 async fn paging_both_ways_filters_and_errors() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
     server.add_user("carol", "carolpass1");
     let (mut c, _) = login(&server, "carol", "carolpass1", "c").await;
     for i in 1..=30 {
@@ -198,7 +186,7 @@ async fn paging_both_ways_filters_and_errors() {
 #[tokio::test]
 async fn ids_metadata_fulltext_and_prefs() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
     for body in ["the quick brown fox", "lazy dogs sleep", "a brown bear"] {
         b.send(&chat("alice@localhost", body)).await;
     }
@@ -271,7 +259,7 @@ async fn ids_metadata_fulltext_and_prefs() {
 #[tokio::test]
 async fn messages_that_arrived_offline_are_in_the_archive_after_a_restart() {
     let mut server = TestServer::start();
-    let (a, mut b) = two(&server).await;
+    let (a, mut b) = alice_and_bob(&server, true).await;
     drop(a);
     b.sync().await;
     for i in 1..=3 {

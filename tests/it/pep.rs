@@ -30,14 +30,6 @@ fn items(id: &str, to: &str, node: &str) -> String {
     )
 }
 
-async fn two(server: &TestServer) -> (Raw, Raw) {
-    server.add_user("alice", "alicepass1");
-    server.add_user("bob", "bobpass12");
-    let (a, _) = login(server, "alice", "alicepass1", "a").await;
-    let (b, _) = login(server, "bob", "bobpass12", "b").await;
-    (a, b)
-}
-
 /// The XEP-0115 verification string of a client with these features.
 fn caps_ver(features: &[&str]) -> String {
     let mut s = String::from("client/phone//test<");
@@ -82,7 +74,7 @@ async fn presence_with_caps(c: &mut Raw, features: &[&str]) {
 #[tokio::test]
 async fn omemo_style_publish_options_and_preconditions() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
     let node = "eu.siacs.conversations.axolotl.bundles:123";
     a.send(&publish(
         "p1",
@@ -144,7 +136,7 @@ async fn omemo_style_publish_options_and_preconditions() {
 #[tokio::test]
 async fn presence_access_and_bad_requests() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
     a.send(&publish(
         "p1",
         "urn:xmpp:avatar:metadata",
@@ -196,7 +188,7 @@ async fn subscribe(x: &mut Raw, y: &mut Raw, x_jid: &str, y_jid: &str) {
 #[tokio::test]
 async fn notifications_follow_verified_caps_and_last_items_come_online() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
     // Mutual presence subscription.
     for c in [&mut a, &mut b] {
         c.send("<presence/>").await;
@@ -307,7 +299,7 @@ async fn the_server_advertises_its_caps_and_the_account_its_pep_service() {
 #[tokio::test]
 async fn a_pep_avatar_becomes_the_vcard_photo() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
     // sha1("hello"), base64 "aGVsbG8=".
     let id = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
     a.send(&publish(
@@ -343,7 +335,7 @@ async fn a_pep_avatar_becomes_the_vcard_photo() {
 #[tokio::test]
 async fn bookmarks_agree_in_all_three_places() {
     let server = TestServer::start();
-    let (mut a, _b) = two(&server).await;
+    let (mut a, _b) = alice_and_bob(&server, false).await;
     let (mut other, _) = login(&server, "alice", "alicepass1", "other").await;
     other.send("<presence/>").await;
     other.sync().await;
@@ -405,7 +397,7 @@ async fn bookmarks_agree_in_all_three_places() {
 #[tokio::test]
 async fn vcard4_is_a_pep_node() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
     a.send(&publish(
         "v4",
         "urn:xmpp:vcard4",

@@ -3,18 +3,10 @@
 
 use crate::harness::*;
 
-async fn two(server: &TestServer) -> (Raw, Raw) {
-    server.add_user("alice", "alicepass1");
-    server.add_user("bob", "bobpass12");
-    let (a, _) = login(server, "alice", "alicepass1", "a").await;
-    let (b, _) = login(server, "bob", "bobpass12", "b").await;
-    (a, b)
-}
-
 #[tokio::test]
 async fn private_storage_is_per_account_and_refuses_reserved_namespaces() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
     a.send("<iq type='get' id='g0'><query xmlns='jabber:iq:private'><prefs xmlns='my:prefs'/></query></iq>")
         .await;
     let empty = a.expect_stanza("id='g0'").await;
@@ -46,7 +38,7 @@ async fn private_storage_is_per_account_and_refuses_reserved_namespaces() {
 #[tokio::test]
 async fn vcards_are_read_by_anyone_and_written_by_their_owner() {
     let server = TestServer::start();
-    let (mut a, mut b) = two(&server).await;
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
     a.send("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><FN>Alice</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>aGVsbG8=</BINVAL></PHOTO></vCard></iq>")
         .await;
     assert!(a.expect_stanza("id='v1'").await.contains("type='result'"));
@@ -86,7 +78,7 @@ async fn vcards_are_read_by_anyone_and_written_by_their_owner() {
 #[tokio::test]
 async fn oversized_vcards_are_refused() {
     let server = TestServer::start_with("[modules.vcard]\nmax_bytes = 100\n");
-    let (mut a, _) = two(&server).await;
+    let (mut a, _) = alice_and_bob(&server, false).await;
     let big = "x".repeat(200);
     a.send(&format!(
         "<iq type='set' id='big'><vCard xmlns='vcard-temp'><NOTE>{big}</NOTE></vCard></iq>"
