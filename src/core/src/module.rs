@@ -201,6 +201,37 @@ impl<'a> Registrar<'a> {
         list.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
     }
 
+    /// `hook` for a handler that needs the module's state: `f` gets its own `Arc` of `state`.
+    pub fn hook_with<T, F, Fut>(&mut self, event: &str, priority: i32, state: &Arc<T>, f: F)
+    where
+        T: Send + Sync + 'static,
+        F: Fn(Arc<T>, Context, Stanza) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Flow> + Send + 'static,
+    {
+        let state = state.clone();
+        self.hook(event, priority, move |cx, st| f(state.clone(), cx, st));
+    }
+
+    /// `iq` for a handler that needs the module's state.
+    pub fn iq_with<T, F, Fut>(
+        &mut self,
+        type_: IqType,
+        target: IqTarget,
+        ns: &str,
+        name: &str,
+        state: &Arc<T>,
+        f: F,
+    ) where
+        T: Send + Sync + 'static,
+        F: Fn(Arc<T>, Context, Stanza) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = IqResult> + Send + 'static,
+    {
+        let state = state.clone();
+        self.iq(type_, target, ns, name, move |cx, st| {
+            f(state.clone(), cx, st)
+        });
+    }
+
     /// Claims IQs of `type_` to `target` whose payload is `<name xmlns=ns>`. The handler's
     /// `Ok(payload)` becomes the `result`, `Err` the `error` reply.
     pub fn iq<F, Fut>(&mut self, type_: IqType, target: IqTarget, ns: &str, name: &str, f: F)

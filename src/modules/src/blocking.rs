@@ -55,44 +55,40 @@ impl Module for Blocking {
             lists: Mutex::default(),
         });
         reg.feature(DiscoScope::Host, NS_BLOCKING);
-        let m = this.clone();
-        reg.iq(
+        reg.iq_with(
             IqType::Get,
             IqTarget::Account,
             NS_BLOCKING,
             "blocklist",
-            move |cx, st| {
-                let m = m.clone();
-                async move { m.get(cx, st).await }
-            },
+            &this,
+            |m, cx, st| async move { m.get(cx, st).await },
         );
         for name in ["block", "unblock"] {
-            let m = this.clone();
-            reg.iq(
+            reg.iq_with(
                 IqType::Set,
                 IqTarget::Account,
                 NS_BLOCKING,
                 name,
-                move |cx, st| {
-                    let m = m.clone();
-                    async move { m.set(cx, st).await }
-                },
+                &this,
+                |m, cx, st| async move { m.set(cx, st).await },
             );
         }
         for kind in ["message", "presence", "iq"] {
             for target in ["bare", "full"] {
-                let m = this.clone();
-                reg.hook(&format!("{kind}/{target}"), 100, move |cx, st| {
-                    let m = m.clone();
-                    async move { m.inbound(cx, st).await }
-                });
+                reg.hook_with(
+                    &format!("{kind}/{target}"),
+                    100,
+                    &this,
+                    |m, cx, st| async move { m.inbound(cx, st).await },
+                );
             }
             for target in ["bare", "full", "host"] {
-                let m = this.clone();
-                reg.hook(&format!("pre-{kind}/{target}"), 100, move |cx, st| {
-                    let m = m.clone();
-                    async move { m.outbound(cx, st).await }
-                });
+                reg.hook_with(
+                    &format!("pre-{kind}/{target}"),
+                    100,
+                    &this,
+                    |m, cx, st| async move { m.outbound(cx, st).await },
+                );
             }
         }
         Ok(this)

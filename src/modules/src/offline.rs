@@ -68,10 +68,8 @@ impl Module for Offline {
             max_per_user: cfg.max_messages_per_user,
         });
         reg.feature(DiscoScope::Host, "msgoffline");
-        let m = this.clone();
-        reg.hook(OFFLINE_EVENT, 0, move |cx, st| {
-            let m = m.clone();
-            async move { m.store(cx, st).await }
+        reg.hook_with(OFFLINE_EVENT, 0, &this, |m, cx, st| async move {
+            m.store(cx, st).await
         });
         reg.hook(crate::presence::INITIAL_EVENT, 0, |cx, st| async move {
             deliver_stored(&cx).await;

@@ -46,16 +46,13 @@ impl Module for Private {
             max_bytes: cfg.max_bytes_per_namespace,
         });
         for type_ in [IqType::Get, IqType::Set] {
-            let m = this.clone();
-            reg.iq(
+            reg.iq_with(
                 type_,
                 IqTarget::Account,
                 NS_PRIVATE,
                 "query",
-                move |cx, st| {
-                    let m = m.clone();
-                    async move { m.handle(cx, st).await }
-                },
+                &this,
+                |m, cx, st| async move { m.handle(cx, st).await },
             );
         }
         Ok(this)

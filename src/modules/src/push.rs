@@ -84,40 +84,27 @@ impl Module for Push {
         });
         reg.feature(DiscoScope::Account, NS_PUSH);
         for name in ["enable", "disable"] {
-            let m = this.clone();
-            reg.iq(
+            reg.iq_with(
                 IqType::Set,
                 IqTarget::Account,
                 NS_PUSH,
                 name,
-                move |cx, st| {
-                    let m = m.clone();
-                    async move { m.configure(cx, st).await }
-                },
+                &this,
+                |m, cx, st| async move { m.configure(cx, st).await },
             );
         }
-        let m = this.clone();
-        reg.hook(OFFLINE_EVENT, 40, move |cx, st| {
-            let m = m.clone();
-            async move {
-                m.offline(&cx, &st);
-                Flow::Continue(st)
-            }
+        reg.hook_with(OFFLINE_EVENT, 40, &this, |m, cx, st| async move {
+            m.offline(&cx, &st);
+            Flow::Continue(st)
         });
         for event in ["message/bare", "message/full"] {
-            let m = this.clone();
-            reg.hook(event, 40, move |cx, st| {
-                let m = m.clone();
-                async move {
-                    m.hibernated(&cx, &st);
-                    Flow::Continue(st)
-                }
+            reg.hook_with(event, 40, &this, |m, cx, st| async move {
+                m.hibernated(&cx, &st);
+                Flow::Continue(st)
             });
         }
-        let m = this.clone();
-        reg.hook("iq/host", 10, move |cx, st| {
-            let m = m.clone();
-            async move { m.answer(cx, st).await }
+        reg.hook_with("iq/host", 10, &this, |m, cx, st| async move {
+            m.answer(cx, st).await
         });
         Ok(this)
     }

@@ -62,27 +62,21 @@ impl Module for Vcard {
             stamp_presence: cfg.presence_photo_hash,
         });
         reg.feature(DiscoScope::Host, NS_VCARD);
-        let m = this.clone();
-        reg.iq(
+        reg.iq_with(
             IqType::Get,
             IqTarget::Account,
             NS_VCARD,
             "vCard",
-            move |cx, st| {
-                let m = m.clone();
-                async move { m.get(cx, st).await }
-            },
+            &this,
+            |m, cx, st| async move { m.get(cx, st).await },
         );
-        let m = this.clone();
-        reg.iq(
+        reg.iq_with(
             IqType::Set,
             IqTarget::Account,
             NS_VCARD,
             "vCard",
-            move |cx, st| {
-                let m = m.clone();
-                async move { m.set(cx, st).await }
-            },
+            &this,
+            |m, cx, st| async move { m.set(cx, st).await },
         );
         if this.stamp_presence {
             for event in [
@@ -90,10 +84,8 @@ impl Module for Vcard {
                 "pre-presence/full",
                 "pre-presence/host",
             ] {
-                let m = this.clone();
-                reg.hook(event, 50, move |cx, st| {
-                    let m = m.clone();
-                    async move { m.stamp(cx, st).await }
+                reg.hook_with(event, 50, &this, |m, cx, st| async move {
+                    m.stamp(cx, st).await
                 });
             }
         }

@@ -126,17 +126,13 @@ impl Module for Mam {
             reg.feature(DiscoScope::Account, f);
         }
         for event in ["pre-message/bare", "pre-message/full"] {
-            let m = this.clone();
-            reg.hook(event, 50, move |cx, st| {
-                let m = m.clone();
-                async move { m.outgoing(cx, st).await }
+            reg.hook_with(event, 50, &this, |m, cx, st| async move {
+                m.outgoing(cx, st).await
             });
         }
         for event in ["message/bare", "message/full"] {
-            let m = this.clone();
-            reg.hook(event, 50, move |cx, st| {
-                let m = m.clone();
-                async move { m.incoming(cx, st).await }
+            reg.hook_with(event, 50, &this, |m, cx, st| async move {
+                m.incoming(cx, st).await
             });
         }
         query::register(&this, reg);

@@ -21,16 +21,13 @@ const NS_FORWARD: &str = "urn:xmpp:forward:0";
 const FULLTEXT_FIELD: &str = "{urn:xmpp:fulltext:0}fulltext";
 
 pub(super) fn register(mam: &Arc<Mam>, reg: &mut Registrar) {
-    let m = mam.clone();
-    reg.iq(
+    reg.iq_with(
         IqType::Set,
         IqTarget::Account,
         NS_MAM,
         "query",
-        move |cx, st| {
-            let m = m.clone();
-            async move { m.query(cx, st).await }
-        },
+        mam,
+        |m, cx, st| async move { m.query(cx, st).await },
     );
     reg.iq(
         IqType::Get,
@@ -50,11 +47,14 @@ pub(super) fn register(mam: &Arc<Mam>, reg: &mut Registrar) {
         |cx, st| async move { metadata(cx, st).await },
     );
     for type_ in [IqType::Get, IqType::Set] {
-        let m = mam.clone();
-        reg.iq(type_, IqTarget::Account, NS_MAM, "prefs", move |cx, st| {
-            let m = m.clone();
-            async move { m.prefs(cx, st).await }
-        });
+        reg.iq_with(
+            type_,
+            IqTarget::Account,
+            NS_MAM,
+            "prefs",
+            mam,
+            |m, cx, st| async move { m.prefs(cx, st).await },
+        );
     }
 }
 

@@ -181,17 +181,18 @@ impl Module for Pep {
             (IqType::Set, NS_OWNER),
             (IqType::Get, NS_OWNER),
         ] {
-            let m = this.clone();
-            reg.iq(type_, IqTarget::Account, ns, "pubsub", move |cx, st| {
-                let m = m.clone();
-                async move { m.handle(cx, st).await }
-            });
+            reg.iq_with(
+                type_,
+                IqTarget::Account,
+                ns,
+                "pubsub",
+                &this,
+                |m, cx, st| async move { m.handle(cx, st).await },
+            );
         }
         notify::register(&this, reg);
-        let m = this.clone();
-        reg.hook("iq/bare", 20, move |cx, st| {
-            let m = m.clone();
-            async move { m.private_write(cx, st).await }
+        reg.hook_with("iq/bare", 20, &this, |m, cx, st| async move {
+            m.private_write(cx, st).await
         });
         Ok(this)
     }

@@ -44,18 +44,12 @@ fn wants(session: &Session, node: &str) -> bool {
 }
 
 pub(super) fn register(pep: &Arc<Pep>, reg: &mut Registrar) {
-    let m = pep.clone();
-    reg.hook("pre-presence/bare", 20, move |cx, st| {
-        let m = m.clone();
-        async move {
-            m.presence(&cx, &st);
-            Flow::Continue(st)
-        }
+    reg.hook_with("pre-presence/bare", 20, pep, |m, cx, st| async move {
+        m.presence(&cx, &st);
+        Flow::Continue(st)
     });
-    let m = pep.clone();
-    reg.hook("iq/host", 10, move |cx, st| {
-        let m = m.clone();
-        async move { m.disco_answer(cx, st).await }
+    reg.hook_with("iq/host", 10, pep, |m, cx, st| async move {
+        m.disco_answer(cx, st).await
     });
 }
 
