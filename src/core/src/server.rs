@@ -148,6 +148,9 @@ impl Server {
                 listeners.push((l, direct_tls));
             }
         }
+        // After binding (a port in use fails before saved sessions are taken out of the
+        // database) and before accepting: a client that connected at once waits in the
+        // backlog until its session is back.
         self.restore_parked().await;
         let workers = std::mem::take(&mut *self.regs.workers.lock().expect("workers lock"));
         for (name, worker) in workers {
