@@ -63,7 +63,8 @@ async fn one_round_trip_to_a_bound_session_with_carbons_and_sm() {
         success.contains("<bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3'"),
         "{success}"
     );
-    // No stream restart: stanzas flow at once.
+    // No stream restart: the bound stream's (empty) features follow, and stanzas flow at once.
+    c.expect("<stream:features/>").await;
     c.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
     c.expect("id='p'").await;

@@ -116,6 +116,13 @@ impl Conn {
             )
             .as_bytes(),
         );
+        // XEP-0388 §2.5: the features of the authenticated stream follow at once (there is no
+        // restart); a bound stream has none left to negotiate.
+        if self.session.is_some() {
+            self.out.extend_from_slice(b"<stream:features/>");
+        } else {
+            self.send_features();
+        }
         if let Some(r) = resend {
             self.resend(r);
         }
