@@ -6,6 +6,7 @@ pub mod accounts;
 mod c2s;
 pub mod config;
 pub mod csi;
+pub mod datetime;
 pub mod jid;
 pub mod module;
 pub mod ns;

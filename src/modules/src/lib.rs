@@ -7,7 +7,6 @@ pub mod blocking;
 pub mod caps;
 pub mod carbons;
 pub mod conversion;
-pub mod datetime;
 pub mod disco;
 pub mod mam;
 pub mod message;

@@ -173,7 +173,7 @@ async fn deliver_stored(cx: &Context) {
 fn delay(domain: &str, stamp: SystemTime) -> Element {
     Element::builder("delay", hearth_core::ns::DELAY)
         .attr(ncname("from"), domain)
-        .attr(ncname("stamp"), crate::datetime::format(stamp))
+        .attr(ncname("stamp"), hearth_core::datetime::format(stamp))
         .build()
 }
 

@@ -13,7 +13,7 @@ use hearth_store::{ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived};
 use minidom::Element;
 
 use super::{Mam, Mode, NS_MAM};
-use crate::datetime;
+use hearth_core::datetime;
 
 const NS_DATA: &str = "jabber:x:data";
 const NS_RSM: &str = "http://jabber.org/protocol/rsm";
