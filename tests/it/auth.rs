@@ -17,14 +17,6 @@ async fn tls_stream(server: &TestServer) -> Raw {
     c
 }
 
-fn exporter(c: &Raw) -> Vec<u8> {
-    let mut out = vec![0u8; 32];
-    c.tls()
-        .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
-        .unwrap();
-    out
-}
-
 /// Runs a SCRAM exchange; returns the server's last element (success or failure).
 async fn scram<S: ScramProvider>(
     c: &mut Raw,
@@ -108,7 +100,7 @@ async fn scram_plus_with_tls_exporter() {
     server.add_user("alice", "correct horse");
     for (name, sha256) in [("SCRAM-SHA-256-PLUS", true), ("SCRAM-SHA-1-PLUS", false)] {
         let mut c = tls_stream(&server).await;
-        let cb = ChannelBinding::TlsExporter(exporter(&c));
+        let cb = ChannelBinding::TlsExporter(c.tls_exporter());
         let r = if sha256 {
             scram::<Sha256>(&mut c, name, "alice", "correct horse", cb).await
         } else {

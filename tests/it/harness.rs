@@ -463,6 +463,15 @@ impl Raw {
         }
     }
 
+    /// The `tls-exporter` channel binding of this connection (RFC 9266).
+    pub fn tls_exporter(&self) -> Vec<u8> {
+        let mut out = vec![0u8; 32];
+        self.tls()
+            .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+            .unwrap();
+        out
+    }
+
     pub async fn plain_auth(&mut self, user: &str, password: &str) -> String {
         use base64::Engine;
         let token =
@@ -481,10 +490,20 @@ impl Raw {
         ))
         .await;
         let reply = self.expect("</iq>").await;
-        let start = reply.find("<jid>").expect("bound jid") + 5;
-        let end = reply.find("</jid>").unwrap();
-        reply[start..end].to_string()
+        text_of(&reply, "jid").expect("bound jid").to_string()
     }
+}
+
+/// The value of the first `name='…'` attribute in raw XML.
+pub fn attr<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("{name}='"))? + name.len() + 2;
+    Some(&xml[start..start + xml[start..].find('\'')?])
+}
+
+/// The text of the first `<name>…</name>` (without attributes) in raw XML.
+pub fn text_of<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    Some(&xml[start..start + xml[start..].find('<')?])
 }
 
 pub fn header() -> String {

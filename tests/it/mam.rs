@@ -100,14 +100,7 @@ async fn paging_both_ways_filters_and_errors() {
         (1..=10).map(|i| format!("m{i}")).collect::<Vec<_>>()
     );
     assert!(!fin.contains("complete="), "{fin}");
-    let last = fin
-        .split("<last>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_string();
+    let last = text_of(&fin, "last").unwrap().to_string();
     let (r, _) = query(
         &mut a,
         "p2",
@@ -121,14 +114,7 @@ async fn paging_both_ways_filters_and_errors() {
         bodies(&r),
         (21..=30).map(|i| format!("m{i}")).collect::<Vec<_>>()
     );
-    let first = fin
-        .split("<first>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
-        .unwrap()
-        .to_string();
+    let first = text_of(&fin, "first").unwrap().to_string();
     let (r, _) = query(
         &mut a,
         "p4",
@@ -211,12 +197,7 @@ async fn ids_metadata_fulltext_and_prefs() {
     a.send("<iq type='get' id='md'><metadata xmlns='urn:xmpp:mam:2'/></iq>")
         .await;
     let md = a.expect_stanza("id='md'").await;
-    let start = md
-        .split("<start id='")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
+    let start = attr(md.split("<start").nth(1).unwrap(), "id")
         .unwrap()
         .to_string();
     assert!(md.contains("<end id='"), "{md}");

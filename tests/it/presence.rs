@@ -4,11 +4,6 @@
 
 use crate::harness::*;
 
-fn attr<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let start = text.find(&format!("{name}='"))? + name.len() + 2;
-    Some(&text[start..start + text[start..].find('\'')?])
-}
-
 #[tokio::test]
 async fn roster_set_push_remove_and_versioning() {
     let server = TestServer::start();

@@ -5,28 +5,28 @@ use base64::Engine as _;
 
 use crate::harness::*;
 
-const AGENT: &str = "<user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>Test</software><device>Phone</device></user-agent>";
+pub(crate) const AGENT: &str = "<user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>Test</software><device>Phone</device></user-agent>";
 
-fn plain(user: &str, password: &str) -> String {
+pub(crate) fn plain(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
 }
 
 /// TLS, then the SASL2 features.
-async fn secure(server: &TestServer) -> (Raw, String) {
+pub(crate) async fn secure(server: &TestServer) -> (Raw, String) {
     let mut c = Raw::connect(server.addr).await;
     c.open().await;
     let features = c.starttls(&server.tls_connector()).await;
     (c, features)
 }
 
-fn authenticate(user: &str, password: &str, inner: &str) -> String {
+pub(crate) fn authenticate(user: &str, password: &str, inner: &str) -> String {
     format!(
         "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>{}</initial-response>{AGENT}{inner}</authenticate>",
         plain(user, password)
     )
 }
 
-const BIND: &str = "<bind xmlns='urn:xmpp:bind:0'><tag>Test</tag><enable xmlns='urn:xmpp:carbons:2'/><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>";
+pub(crate) const BIND: &str = "<bind xmlns='urn:xmpp:bind:0'><tag>Test</tag><enable xmlns='urn:xmpp:carbons:2'/><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>";
 
 #[tokio::test]
 async fn one_round_trip_to_a_bound_session_with_carbons_and_sm() {
@@ -50,12 +50,7 @@ async fn one_round_trip_to_a_bound_session_with_carbons_and_sm() {
         success.contains("<success xmlns='urn:xmpp:sasl:2'>"),
         "{success}"
     );
-    let jid = success
-        .split("<authorization-identifier>")
-        .nth(1)
-        .unwrap()
-        .split('<')
-        .next()
+    let jid = text_of(&success, "authorization-identifier")
         .unwrap()
         .to_string();
     assert!(jid.starts_with("alice@localhost/Test."), "{jid}");
@@ -126,12 +121,7 @@ async fn inline_resumption_after_a_dropped_connection() {
     let (mut c, _) = secure(&server).await;
     c.send(&authenticate("alice", "alicepass1", BIND)).await;
     let success = c.expect("</success>").await;
-    let id = success
-        .split("<enabled xmlns='urn:xmpp:sm:3' id='")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
+    let id = attr(success.split("<enabled").nth(1).unwrap(), "id")
         .unwrap()
         .to_string();
     c.send("<presence/>").await;

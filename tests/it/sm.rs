@@ -21,9 +21,7 @@ async fn enable(c: &mut Raw) -> String {
     c.send(&format!("<enable xmlns='{SM}' resume='true'/>"))
         .await;
     let enabled = c.expect_tag("<enabled").await;
-    let start = enabled.find("id='").expect("resumption id") + 4;
-    let end = start + enabled[start..].find('\'').unwrap();
-    enabled[start..end].to_string()
+    attr(&enabled, "id").expect("resumption id").to_string()
 }
 
 async fn setup(server: &TestServer) -> (Raw, Raw, String) {
