@@ -7,6 +7,7 @@ mod auth;
 mod blocking;
 mod carbons;
 mod cli;
+mod fast;
 mod im;
 mod mam;
 mod pep;

@@ -1,18 +1,21 @@
 //! hearth-auth: server-side SASL for client logins (no I/O; the stream layer drives it).
 //!
 //! SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677) with their -PLUS variants bound to
-//! `tls-exporter` (RFC 9266) or `tls-server-end-point` (RFC 5929), and PLAIN (RFC 4616) for use
-//! inside TLS only. Our own small implementation on RustCrypto: the requested `sasl` crate is
-//! client-side (its server needs the salted password, knows only tls-unique and compares proofs
-//! in variable time) and rsasl's synchronous callbacks fit an async credential store badly.
-//! Only SCRAM keys are stored, never passwords.
+//! `tls-exporter` (RFC 9266) or `tls-server-end-point` (RFC 5929), PLAIN (RFC 4616) for use
+//! inside TLS only, and the HT-SHA-256 token mechanisms of FAST (XEP-0484). Our own small
+//! implementation on RustCrypto: the requested `sasl` crate is client-side (its server needs
+//! the salted password, knows only tls-unique and compares proofs in variable time) and
+//! rsasl's synchronous callbacks fit an async credential store badly. Passwords are never
+//! stored: only SCRAM keys (and FAST tokens, which are random secrets of their own).
 
+mod ht;
 mod scram;
 mod throttle;
 
 use std::borrow::Cow;
 
 pub use hearth_store::{Credentials, ScramKeys};
+pub use ht::{HtMechanism, generate_token, offered_ht, parse_initial};
 pub use scram::derive_credentials;
 pub use throttle::Throttle;
 
@@ -190,7 +193,8 @@ impl SaslFailure {
         Self::new(Condition::MalformedRequest, text)
     }
 
-    fn for_user(mut self, username: &str) -> Self {
+    /// Names the account the attempt was for (throttling counts it).
+    pub fn for_user(mut self, username: &str) -> Self {
         self.username = Some(username.to_string());
         self
     }

@@ -39,6 +39,7 @@ struct Resend {
     unsent: Vec<Bytes>,
 }
 
+mod fast;
 mod sasl2;
 
 /// Failed SASL attempts allowed on one stream before it is closed.
@@ -617,7 +618,6 @@ impl Conn {
     }
 
     async fn handle_sasl(&mut self, el: Element) -> Result<Action, End> {
-        let ip = self.peer.ip();
         let step = match el.name() {
             "abort" => {
                 self.sasl = None;
@@ -625,6 +625,14 @@ impl Conn {
                 return Ok(Action::Continue);
             }
             "auth" | "authenticate" => {
+                if self.throttled(None) {
+                    return Ok(Action::Continue);
+                }
+                if el.name() == "authenticate"
+                    && let Some(ht) = self.fast_mechanism(el.attr("mechanism"))
+                {
+                    return self.fast_authenticate(ht, &el).await;
+                }
                 let offered =
                     hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain);
                 let Some(mech) = el
@@ -635,14 +643,6 @@ impl Conn {
                     self.sasl_failure(hearth_auth::Condition::InvalidMechanism, None);
                     return Ok(Action::Continue);
                 };
-                if !self.server.throttle.check(ip, None) {
-                    tracing::warn!(%ip, "too many failed logins from this address; refusing for now");
-                    self.sasl_failure(
-                        hearth_auth::Condition::TemporaryAuthFailure,
-                        Some("too many failed attempts; try again later"),
-                    );
-                    return Ok(Action::Continue);
-                }
                 // SASL2 carries the initial response in its own element (XEP-0388 §2.2).
                 let initial = match el.get_child("initial-response", sasl2::NS) {
                     Some(r) => r.text(),
@@ -685,13 +685,8 @@ impl Conn {
         loop {
             match step {
                 Ok(Step::NeedCredentials { username }) => {
-                    if !self.server.throttle.check(ip, Some(&username)) {
-                        tracing::warn!(%ip, account = %username, "too many failed logins for this account; refusing for now");
+                    if self.throttled(Some(&username)) {
                         self.sasl = None;
-                        self.sasl_failure(
-                            hearth_auth::Condition::TemporaryAuthFailure,
-                            Some("too many failed attempts; try again later"),
-                        );
                         return Ok(Action::Continue);
                     }
                     let creds = match self.server.store.credentials(&username).await {
@@ -729,7 +724,7 @@ impl Conn {
                     tracing::info!(account = %username, %ip, mechanism = mech, "authenticated");
                     if let Some(authenticate) = self.sasl2.take() {
                         return self
-                            .sasl2_success(username, additional, *authenticate)
+                            .sasl2_success(username, additional, *authenticate, None)
                             .await;
                     }
                     let data = additional.map(|d| B64.encode(d)).unwrap_or_default();
@@ -760,6 +755,28 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Whether logins from this address (or to `account`) are refused for now after too many
+    /// failures; if so, says so to the client.
+    fn throttled(&mut self, account: Option<&str>) -> bool {
+        let ip = self.peer.ip();
+        if self.server.throttle.check(ip, account) {
+            return false;
+        }
+        match account {
+            Some(account) => {
+                tracing::warn!(%ip, account, "too many failed logins for this account; refusing for now")
+            }
+            None => {
+                tracing::warn!(%ip, "too many failed logins from this address; refusing for now")
+            }
+        }
+        self.sasl_failure(
+            hearth_auth::Condition::TemporaryAuthFailure,
+            Some("too many failed attempts; try again later"),
+        );
+        true
     }
 
     fn sasl_failure(&mut self, condition: hearth_auth::Condition, text: Option<&str>) {

@@ -177,6 +177,26 @@ pub struct AuthConfig {
     /// Failed logins allowed for one account per `throttle_window_secs`; 0 disables the limit.
     pub max_failures_per_account: u32,
     pub throttle_window_secs: u64,
+    pub fast: FastConfig,
+}
+
+/// FAST (XEP-0484): tokens a client logs in with in one round trip after a password login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FastConfig {
+    pub enabled: bool,
+    /// Seconds a token stays valid; a device offline longer logs in with its password again.
+    pub token_lifetime_secs: u64,
+}
+
+impl Default for FastConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            // Three weeks: a phone left in a drawer over a holiday still reconnects.
+            token_lifetime_secs: 21 * 86_400,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -187,6 +207,7 @@ impl Default for AuthConfig {
             max_failures_per_ip: 20,
             max_failures_per_account: 10,
             throttle_window_secs: 300,
+            fast: FastConfig::default(),
         }
     }
 }
@@ -245,6 +266,10 @@ impl Config {
         anyhow::ensure!(
             self.c2s.stream_management.resume_timeout_secs >= 1,
             "c2s.stream_management.resume_timeout_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            self.auth.fast.token_lifetime_secs >= 2,
+            "auth.fast.token_lifetime_secs must be at least 2"
         );
         anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
         anyhow::ensure!(

@@ -381,7 +381,13 @@ pub const CORE_SPECS: &[Spec] = &[
         id: "XEP-0388",
         version: "1.0.4",
         status: SupportStatus::Partial,
-        note: "the SASL mechanisms of SASL1 with inline Bind2 and Stream Management resumption; no tasks, no upgrades; FAST (XEP-0484) not yet",
+        note: "the SASL mechanisms of SASL1 with inline Bind2, Stream Management resumption and FAST; no tasks, no upgrades",
+    },
+    Spec {
+        id: "XEP-0484",
+        version: "0.2.0",
+        status: SupportStatus::Complete,
+        note: "HT-SHA-256-EXPR, -ENDP and -NONE; tokens per device in two slots, rotated at half their lifetime (auth.fast), ended on logout and on a new password; no TLS 0-RTT",
     },
     Spec {
         id: "XEP-0368",

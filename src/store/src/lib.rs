@@ -20,6 +20,7 @@ macro_rules! dispatch {
 mod accounts;
 mod archive;
 mod blocklist;
+mod fast;
 mod offline;
 mod private;
 mod pubsub;
@@ -31,6 +32,7 @@ mod sqlite;
 pub use archive::{
     ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived, NewArchived,
 };
+pub use fast::FastToken;
 pub use offline::OfflineMessage;
 pub use pubsub::PubsubItem;
 pub use push::PushRegistration;

@@ -819,3 +819,63 @@ async fn pubsub_nodes_and_items() {
     assert!(store.pubsub_delete_node("alice", "n").await.unwrap());
     assert_eq!(store.pubsub_node("alice", "n").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn fast_tokens_rotate_through_two_slots_and_end_with_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_user(&dir, "alice").await;
+    let token = |t: &str, expiry| FastToken {
+        mechanism: "HT-SHA-256-NONE".into(),
+        token: t.into(),
+        expiry,
+        fresh: true,
+    };
+    let names = |v: Vec<FastToken>| {
+        v.into_iter()
+            .map(|t| format!("{}{}", t.token, if t.fresh { "*" } else { "" }))
+            .collect::<Vec<_>>()
+    };
+    s.fast_issue("alice", "phone", token("a", 10))
+        .await
+        .unwrap();
+    // An unused fresh token is replaced by the next one issued.
+    s.fast_issue("alice", "phone", token("b", 20))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(s.fast_tokens("alice", "phone").await.unwrap()),
+        ["b*"]
+    );
+    s.fast_used("alice", "phone", true, false).await.unwrap();
+    s.fast_issue("alice", "phone", token("c", 30))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(s.fast_tokens("alice", "phone").await.unwrap()),
+        ["c*", "b"]
+    );
+    // Using the fresh one ends the older one.
+    s.fast_used("alice", "phone", true, false).await.unwrap();
+    assert_eq!(names(s.fast_tokens("alice", "phone").await.unwrap()), ["c"]);
+    // Using the current one changes nothing; other clients are separate.
+    s.fast_used("alice", "phone", false, false).await.unwrap();
+    s.fast_issue("alice", "laptop", token("d", 30))
+        .await
+        .unwrap();
+    assert_eq!(names(s.fast_tokens("alice", "phone").await.unwrap()), ["c"]);
+    // Logging out ends the client's tokens.
+    s.fast_issue("alice", "phone", token("e", 40))
+        .await
+        .unwrap();
+    s.fast_used("alice", "phone", false, true).await.unwrap();
+    assert!(s.fast_tokens("alice", "phone").await.unwrap().is_empty());
+    // A new password ends them all; so does deleting the account.
+    s.set_credentials("alice", &keys(2)).await.unwrap();
+    assert!(s.fast_tokens("alice", "laptop").await.unwrap().is_empty());
+    s.fast_issue("alice", "laptop", token("f", 50))
+        .await
+        .unwrap();
+    s.delete_account("alice").await.unwrap();
+    s.create_account("alice", &keys(1)).await.unwrap();
+    assert!(s.fast_tokens("alice", "laptop").await.unwrap().is_empty());
+}

@@ -52,24 +52,29 @@ impl Conn {
         if self.server.config.c2s.stream_management.enabled {
             inline.append_child(Element::bare("sm", crate::sm::NS));
         }
+        if let Some(fast) = self.fast_feature() {
+            inline.append_child(fast);
+        }
         auth.append_child(inline);
         auth
     }
 
-    /// Authentication succeeded inside `<authenticate/>`: resume the session it names, or
-    /// bind a resource with the inline features, and say so in one `<success/>`.
+    /// Authentication succeeded inside `<authenticate/>`: issue a FAST token if asked (or
+    /// `rotate` says the one used is due), resume the session it names, or bind a resource
+    /// with the inline features, and say so in one `<success/>`.
     pub(super) async fn sasl2_success(
         &mut self,
         username: String,
         additional: Option<Vec<u8>>,
         authenticate: Element,
+        rotate: Option<hearth_auth::HtMechanism>,
     ) -> Result<Action, End> {
         self.user = Some(username.clone());
         let account =
             Jid::parse(&format!("{username}@{}", self.server.domain())).map_err(|_| {
                 stream_error("internal-server-error", "account name is not a valid JID")
             })?;
-        let mut inline = String::new();
+        let mut inline = self.fast_token(&account, &authenticate, rotate).await;
         let mut action = Action::Continue;
         let mut resend = None;
         if let Some(resume) = authenticate.get_child("resume", crate::sm::NS)

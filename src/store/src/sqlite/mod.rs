@@ -9,6 +9,7 @@
 mod accounts;
 mod archive;
 mod blocklist;
+mod fast;
 mod offline;
 mod private;
 mod pubsub;
@@ -41,6 +42,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/sqlite/009_blocklist.sql")),
         M::up(include_str!("../../migrations/sqlite/010_archive.sql")),
         M::up(include_str!("../../migrations/sqlite/011_pubsub.sql")),
+        M::up(include_str!("../../migrations/sqlite/012_fast.sql")),
     ])
 }
 
