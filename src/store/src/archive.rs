@@ -82,6 +82,13 @@ impl Store {
         dispatch!(self.archive_query(username, query))
     }
 
+    /// Adds what was archived since the last call to the full-text index, in one batch
+    /// (cheaper than a row at a time); returns how many bodies. Full-text queries do this
+    /// first themselves, so calling it only bounds the work they may find pending.
+    pub async fn archive_index_pending(&self) -> Result<usize> {
+        dispatch!(self.archive_index_pending())
+    }
+
     /// The oldest and newest archived messages.
     pub async fn archive_bounds(&self, username: &str) -> Result<Option<(Archived, Archived)>> {
         dispatch!(self.archive_bounds(username))

@@ -139,6 +139,7 @@ impl Module for Mam {
         if retention > 0 {
             reg.worker("mam-retention", move |server| expire(server, retention));
         }
+        reg.worker("mam-fulltext-index", index_bodies);
         Ok(this)
     }
 }
@@ -283,6 +284,19 @@ fn remove_stanza_ids_by(el: &mut Element, by: &str) {
             other => {
                 el.append_node(other);
             }
+        }
+    }
+}
+
+/// Adds new bodies to the full-text index every few seconds, in one batch each time: an
+/// index write per message cost a sixth of the server's CPU per chat message. Queries index
+/// what is pending first, so they never miss a message.
+async fn index_bodies(server: Arc<Server>) -> anyhow::Result<()> {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        match server.store.archive_index_pending().await {
+            Ok(n) => tracing::trace!(bodies = n, "full-text index updated"),
+            Err(e) => tracing::error!(error = %e, "full-text indexing failed; retrying later"),
         }
     }
 }

@@ -5,9 +5,18 @@ use super::{SqliteBackend, db};
 use crate::archive::ArchiveQueryError;
 use crate::{ArchivePage, ArchivePrefs, ArchiveQuery, Archived, NewArchived, Result};
 
+/// New ids stay above the indexed ones even when the newest rows were deleted, so every row
+/// past `indexed_up_to` is one the full-text index has yet to take.
 pub(super) const APPEND: &str = "INSERT INTO archive \
-    (username, stanza_id, stamp, with_bare, with_resource, outgoing, body, stanza) \
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = ?1)";
+    (id, username, stanza_id, stamp, with_bare, with_resource, outgoing, body, stanza) \
+    SELECT max((SELECT coalesce(max(id), 0) FROM archive), \
+        (SELECT indexed_up_to FROM archive_fts_progress)) + 1, \
+    ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = ?1)";
+pub(super) const FTS_CATCH_UP: &str = "INSERT INTO archive_fts (rowid, body) \
+    SELECT id, body FROM archive \
+    WHERE id > (SELECT indexed_up_to FROM archive_fts_progress) AND body IS NOT NULL";
+pub(super) const FTS_PROGRESS: &str = "UPDATE archive_fts_progress \
+    SET indexed_up_to = max(indexed_up_to, (SELECT coalesce(max(id), 0) FROM archive))";
 pub(super) const ID_OF: &str = "SELECT id FROM archive WHERE username = ?1 AND stanza_id = ?2";
 pub(super) const FIRST_SINCE: &str =
     "SELECT id FROM archive WHERE username = ?1 AND stamp >= ?2 ORDER BY stamp, id LIMIT 1";
@@ -108,11 +117,31 @@ impl SqliteBackend {
         .await
     }
 
+    /// Adds the bodies archived since the last call to the full-text index; returns how many.
+    pub(crate) async fn archive_index_pending(&self) -> Result<usize> {
+        self.write(|conn| {
+            let n = conn
+                .prepare_cached(FTS_CATCH_UP)
+                .map_err(db)?
+                .execute([])
+                .map_err(db)?;
+            conn.prepare_cached(FTS_PROGRESS)
+                .map_err(db)?
+                .execute([])
+                .map_err(db)?;
+            Ok(n)
+        })
+        .await
+    }
+
     pub(crate) async fn archive_query(
         &self,
         username: &str,
         q: ArchiveQuery,
     ) -> std::result::Result<ArchivePage, ArchiveQueryError> {
+        if q.fulltext.is_some() {
+            self.archive_index_pending().await?;
+        }
         let username = username.to_owned();
         self.read(move |conn| Ok(query(conn, &username, &q)))
             .await?

@@ -43,6 +43,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/sqlite/010_archive.sql")),
         M::up(include_str!("../../migrations/sqlite/011_pubsub.sql")),
         M::up(include_str!("../../migrations/sqlite/012_fast.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/013_archive_fts_batched.sql"
+        )),
     ])
 }
 
@@ -51,9 +54,10 @@ const QUEUE: usize = 4096;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// Runs a write inside the batch's transaction; returns how to answer its caller once the
-/// batch committed (`Ok`) or failed.
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// Runs a write inside the batch's transaction: in a savepoint of its own when it shares the
+/// batch (`alone` false), so that its failure undoes only its own writes. Returns whether it
+/// succeeded, and how to answer its caller once the batch committed (`Ok`) or failed.
+type Job = Box<dyn FnOnce(&Connection, bool) -> (bool, Reply) + Send>;
 type Reply = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 
 enum Request {
@@ -240,16 +244,22 @@ where
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(move |conn| {
-        let result = in_savepoint(conn, f);
-        Box::new(move |batch| {
+    let job: Job = Box::new(move |conn, alone| {
+        let result = if alone {
+            f(conn)
+        } else {
+            in_savepoint(conn, f)
+        };
+        let succeeded = result.is_ok();
+        let reply: Reply = Box::new(move |batch| {
             let answer = match batch {
                 Ok(()) => result,
                 Err(e) => Err(other(format!("the database transaction failed: {e}"))),
             };
             // The caller may have stopped waiting.
             let _ = tx.send(answer);
-        })
+        });
+        (succeeded, reply)
     });
     (job, rx)
 }
@@ -293,7 +303,19 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Request>) -> WriterStat
             tracing::error!(error = %e, writes = jobs.len(), "cannot start a database transaction; the writes fail");
             continue;
         }
-        let replies: Vec<Reply> = jobs.into_iter().map(|job| job(conn)).collect();
+        // Most batches under a steady load hold one write; it needs no savepoint (which costs
+        // a copy of every page it touches), as a failure can undo the whole transaction.
+        let alone = jobs.len() == 1;
+        let (succeeded, replies): (Vec<bool>, Vec<Reply>) =
+            jobs.into_iter().map(|job| job(conn, alone)).unzip();
+        if alone && !succeeded[0] {
+            let _ = conn.execute_batch("ROLLBACK");
+            // Nothing else to commit: the caller gets its own error.
+            for reply in replies {
+                reply(Ok(()));
+            }
+            continue;
+        }
         let committed = conn.execute_batch("COMMIT").map_err(|e| {
             tracing::error!(error = %e, writes = replies.len(), "database commit failed; the writes fail");
             let _ = conn.execute_batch("ROLLBACK");
