@@ -333,6 +333,37 @@ async fn a_pep_avatar_becomes_the_vcard_photo() {
 }
 
 #[tokio::test]
+async fn a_vcard_photo_becomes_the_pep_avatar() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
+    let id = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
+    let card = "<vCard xmlns='vcard-temp'><FN>Alice</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>aGVsbG8=</BINVAL></PHOTO></vCard>";
+    for round in ["v1", "v2"] {
+        a.send(&format!("<iq type='set' id='{round}'>{card}</iq>"))
+            .await;
+        let r = a.expect_stanza(&format!("id='{round}'")).await;
+        assert!(r.contains("type='result'"), "{r}");
+    }
+    // Anyone may read it, as anyone may read the vCard.
+    b.send(&items("md", "alice@localhost", "urn:xmpp:avatar:metadata"))
+        .await;
+    let md = b.expect_stanza("id='md'").await;
+    assert!(
+        md.contains(&format!("<item id='{id}'>"))
+            && md.contains(&format!("<info bytes='5' id='{id}' type='image/png'/>")),
+        "{md}"
+    );
+    b.send(&items("d", "alice@localhost", "urn:xmpp:avatar:data"))
+        .await;
+    let data = b.expect_stanza("id='d'").await;
+    assert!(
+        data.contains("<data xmlns='urn:xmpp:avatar:data'>aGVsbG8=</data>"),
+        "{data}"
+    );
+    assert_eq!(data.matches("<item ").count(), 1, "{data}");
+}
+
+#[tokio::test]
 async fn bookmarks_agree_in_all_three_places() {
     let server = TestServer::start();
     let (mut a, _b) = alice_and_bob(&server, false).await;

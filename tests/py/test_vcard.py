@@ -1,6 +1,7 @@
 """vCard-temp (XEP-0054) with slixmpp and Gajim's nbxmpp (Gajim shows vCard avatars in group
 chats), the photo hash in presence (XEP-0153), and Private XML Storage (XEP-0049) with slixmpp."""
 
+import base64
 import hashlib
 
 from slixmpp.plugins.xep_0054.stanza import VCardTemp
@@ -28,10 +29,23 @@ def test_slixmpp_vcard_and_photo_hash_in_presence(server):
         await a.plugin["xep_0054"].publish_vcard(card, timeout=TIMEOUT)
         b = Client(server, b_jid, b_pw)
         b.register_plugin("xep_0054")
+        b.register_plugin("xep_0084")
         assert await b.login()
         got = await b.plugin["xep_0054"].get_vcard(a_jid, local=False, timeout=TIMEOUT)
         assert got["vcard_temp"]["FN"] == "Alice Example"
         assert got["vcard_temp"]["PHOTO"]["BINVAL"] == PNG
+        # XEP-0398: the vCard photo is also the PEP avatar, for clients that read only that.
+        sha1 = hashlib.sha1(PNG).hexdigest()
+        meta = await b.plugin["xep_0060"].get_items(
+            a_jid, "urn:xmpp:avatar:metadata", timeout=TIMEOUT
+        )
+        item = meta["pubsub"]["items"]["substanzas"][0]
+        assert item["id"] == sha1
+        ns = "{urn:xmpp:avatar:metadata}"
+        assert item.xml.find(f"{ns}metadata/{ns}info").get("type") == "image/png"
+        data = await b.plugin["xep_0084"].retrieve_avatar(a_jid, sha1, timeout=TIMEOUT)
+        payload = data.xml.find(".//{urn:xmpp:avatar:data}data")
+        assert base64.b64decode(payload.text) == PNG
         a.send_presence(pto=f"{b_jid}/py")
         p = await next_item(b.presences, lambda p: str(p["from"]).startswith(a_jid))
         photo = p.xml.find("{vcard-temp:x:update}x/{vcard-temp:x:update}photo")

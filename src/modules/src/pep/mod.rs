@@ -4,6 +4,7 @@
 //! get notifications according to their entity capabilities (XEP-0115 `+notify`), and the
 //! latest items when they come online.
 
+mod avatar;
 mod bookmarks;
 mod config;
 mod notify;
@@ -22,7 +23,7 @@ use serde::Deserialize;
 
 pub use config::{Access, NodeConfig};
 
-use crate::conversion::avatar;
+use crate::conversion::avatar::NS_METADATA;
 use crate::conversion::bookmarks::{NS_BOOKMARKS2, NS_LEGACY};
 
 pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
@@ -127,8 +128,8 @@ impl Module for Pep {
         Spec {
             id: "XEP-0398",
             version: "1.0.0",
-            status: SupportStatus::Partial,
-            note: "PEP avatars become the vCard photo (when the data node is open); not the other way",
+            status: SupportStatus::Complete,
+            note: "both ways: PEP avatars become the vCard photo (when the data node is open), and a vCard photo is published as a PEP avatar (open, unless the nodes exist)",
         },
         Spec {
             id: "XEP-0402",
@@ -193,6 +194,9 @@ impl Module for Pep {
         notify::register(&this, reg);
         reg.hook_with("iq/bare", 20, &this, |m, cx, st| async move {
             m.private_write(cx, st).await
+        });
+        reg.hook_with("iq/bare", 20, &this, |m, cx, st| async move {
+            m.vcard_write(cx, st).await
         });
         Ok(this)
     }
@@ -404,7 +408,6 @@ impl Pep {
         publish: &Element,
         options: Option<&Element>,
     ) -> IqResult {
-        let limit = self.cfg.max_items_per_node;
         let mut items = publish.children().filter(|c| c.is("item", NS_PUBSUB));
         let (Some(item), None) = (items.next(), items.next()) else {
             return Err(error(Condition::BadRequest, Some("item-required")));
@@ -414,6 +417,46 @@ impl Pep {
             return Err(error(Condition::BadRequest, Some("invalid-payload")));
         };
         let options = options.and_then(|o| o.get_child("x", config::NS_DATA));
+        let id = item.attr("id").filter(|i| !i.is_empty());
+        let stored = self
+            .publish_item(cx, owner, node, id, payload, options)
+            .await?;
+        match node {
+            NS_METADATA => avatar::to_vcard(cx, owner, payload).await,
+            NS_BOOKMARKS2 => self.bookmarks_changed(cx, owner).await,
+            NS_LEGACY if payload.is("storage", NS_LEGACY) => {
+                self.legacy_bookmarks_written(cx, owner, payload, bookmarks::Legacy::Pep)
+                    .await
+            }
+            _ => {}
+        }
+        let reply = Element::builder("pubsub", NS_PUBSUB)
+            .append(
+                Element::builder("publish", NS_PUBSUB)
+                    .attr(ncname("node"), node)
+                    .append(
+                        Element::builder("item", NS_PUBSUB)
+                            .attr(ncname("id"), stored.id.as_str())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        Ok(Some(reply))
+    }
+
+    /// Stores `payload` as item `id` (a new id if `None`) of `owner`'s `node`, creating the
+    /// node with `options` (publish-options) or checking them against it, and notifies.
+    async fn publish_item(
+        &self,
+        cx: &Context,
+        owner: &str,
+        node: &str,
+        id: Option<&str>,
+        payload: &Element,
+        options: Option<&Element>,
+    ) -> Result<PubsubItem, StanzaError> {
+        let limit = self.cfg.max_items_per_node;
         let config = match cx
             .store()
             .pubsub_node(owner, node)
@@ -450,10 +493,7 @@ impl Pep {
             return Err(error(Condition::NotAcceptable, Some("payload-too-big")));
         }
         let stored = PubsubItem {
-            id: item
-                .attr("id")
-                .filter(|i| !i.is_empty())
-                .map_or_else(new_item_id, str::to_string),
+            id: id.map_or_else(new_item_id, str::to_string),
             payload: String::from_utf8_lossy(&xml).into_owned(),
         };
         cx.store()
@@ -462,28 +502,7 @@ impl Pep {
             .map_err(internal)?;
         self.broadcast(cx, owner, node, &config, notify::Event::Published(&stored))
             .await;
-        match node {
-            avatar::NS_METADATA => avatar_to_vcard(cx, owner, payload).await,
-            NS_BOOKMARKS2 => self.bookmarks_changed(cx, owner).await,
-            NS_LEGACY if payload.is("storage", NS_LEGACY) => {
-                self.legacy_bookmarks_written(cx, owner, payload, bookmarks::Legacy::Pep)
-                    .await
-            }
-            _ => {}
-        }
-        let reply = Element::builder("pubsub", NS_PUBSUB)
-            .append(
-                Element::builder("publish", NS_PUBSUB)
-                    .attr(ncname("node"), node)
-                    .append(
-                        Element::builder("item", NS_PUBSUB)
-                            .attr(ncname("id"), stored.id.as_str())
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build();
-        Ok(Some(reply))
+        Ok(stored)
     }
 
     async fn retract(&self, cx: &Context, owner: &str, node: &str, retract: &Element) -> IqResult {
@@ -550,58 +569,6 @@ impl Pep {
         Ok(Some(
             Element::builder("pubsub", NS_PUBSUB).append(list).build(),
         ))
-    }
-}
-
-/// XEP-0398: an avatar published in PEP becomes the vCard's photo (and so the hash in
-/// presence), if its data is world-readable as XEP-0398 §"Security" asks; an empty metadata
-/// item removes the photo.
-async fn avatar_to_vcard(cx: &Context, owner: &str, metadata: &Element) {
-    let store = cx.store();
-    let vcard = match store.vcard_get(owner).await {
-        Ok(v) => v.and_then(|xml| xml.parse::<Element>().ok()),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the vCard to convert the avatar");
-            return;
-        }
-    };
-    let (card, hash) = if avatar::metadata_is_empty(metadata) {
-        let Some(mut card) = vcard else { return };
-        card.remove_child("PHOTO", crate::vcard::NS_VCARD);
-        (card, None)
-    } else {
-        let open = matches!(
-            store.pubsub_node(owner, avatar::NS_DATA).await,
-            Ok(Some(c)) if NodeConfig::from_lines(&c).access_model == Access::Open
-        );
-        if !open {
-            return;
-        }
-        let mut data = HashMap::new();
-        for info in metadata.children() {
-            if let Some(id) = info.attr("id")
-                && let Ok(items) = store
-                    .pubsub_items(owner, avatar::NS_DATA, None, Some(vec![id.to_string()]))
-                    .await
-                && let Some(item) = items.into_iter().next()
-                && let Ok(el) = item.payload.parse::<Element>()
-            {
-                data.insert(id.to_string(), el);
-            }
-        }
-        let Some(image) = avatar::Avatar::from_pep(metadata, |id| data.get(id).cloned()) else {
-            return;
-        };
-        let hash = image.sha1.clone();
-        (image.into_vcard(vcard.as_ref()), Some(hash))
-    };
-    let mut xml = Vec::new();
-    hearth_xml::write_element(&card, "", &mut xml);
-    if let Err(e) = store
-        .vcard_set(owner, &String::from_utf8_lossy(&xml), hash.as_deref())
-        .await
-    {
-        tracing::warn!(error = %e, "cannot store the avatar in the vCard");
     }
 }
 
