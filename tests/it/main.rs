@@ -10,6 +10,7 @@ mod cli;
 mod fast;
 mod im;
 mod mam;
+mod muc;
 mod pep;
 mod presence;
 mod push;

@@ -110,6 +110,7 @@ pub(crate) type InlineFn =
 pub(crate) type StateExportFn =
     Arc<dyn Fn(&crate::session::Session) -> Option<String> + Send + Sync>;
 pub(crate) type StateImportFn = Arc<dyn Fn(&crate::session::Session, &str) + Send + Sync>;
+pub(crate) type ServiceFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type WorkerFn = Box<dyn FnOnce(Arc<Server>) -> BoxFuture<anyhow::Result<()>> + Send>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,6 +135,8 @@ pub struct Registrations {
     pub(crate) hooks: std::collections::HashMap<String, Vec<(i32, HookFn)>>,
     pub(crate) iq: std::collections::HashMap<(IqType, IqTarget, String, String), IqFn>,
     pub(crate) session_hooks: Vec<SessionFn>,
+    /// Service domains (such as a MUC service) and who takes every stanza addressed to them.
+    pub(crate) services: std::collections::HashMap<String, ServiceFn>,
     pub(crate) workers: std::sync::Mutex<Vec<(&'static str, WorkerFn)>>,
     pub features: Vec<(DiscoScope, String)>,
     pub identities: Vec<(DiscoScope, Identity)>,
@@ -279,6 +282,23 @@ impl<'a> Registrar<'a> {
             name: name.map(Into::into),
         };
         self.regs.identities.push((scope, id));
+    }
+
+    /// Hosts a service on its own domain (a subdomain such as `conference.example.org`):
+    /// every stanza addressed to that domain or to a JID at it goes to `f`, after the sender's
+    /// `pre-*` hooks, instead of the account events. Fails if the domain is taken.
+    pub fn service<F, Fut>(&mut self, domain: &str, f: F) -> anyhow::Result<()>
+    where
+        F: Fn(Context, Stanza) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        anyhow::ensure!(
+            domain != self.config.domain && !self.regs.services.contains_key(domain),
+            "the service domain {domain} is already in use"
+        );
+        let f: ServiceFn = Arc::new(move |cx, st| Box::pin(f(cx, st)));
+        self.regs.services.insert(domain.to_string(), f);
+        Ok(())
     }
 
     pub fn disco_item(&mut self, jid: &str, name: Option<&str>) {

@@ -213,6 +213,10 @@ impl Server {
             Some(to) => to.domain().to_string(),
             None => self.domain().to_string(),
         };
+        if let Some(service) = self.regs.services.get(&domain) {
+            service(cx, stanza).await;
+            return;
+        }
         if !self.is_local_domain(&domain) {
             self.route_remote(cx, stanza).await;
             return;

@@ -55,8 +55,14 @@ impl Server {
         &self.config.domain
     }
 
+    /// Whether `domain` is this server's accounts domain (not one of its service domains).
     pub fn is_local_domain(&self, domain: &str) -> bool {
         domain == self.config.domain
+    }
+
+    /// Whether `domain` is one of the service domains modules host (MUC …).
+    pub fn is_service_domain(&self, domain: &str) -> bool {
+        self.regs.services.contains_key(domain)
     }
 
     pub fn features(&self, scope: DiscoScope) -> impl Iterator<Item = &str> {

@@ -10,6 +10,7 @@ pub mod conversion;
 pub mod disco;
 pub mod mam;
 pub mod message;
+pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod ping;
@@ -38,6 +39,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<push::Push>()?;
     reg.load::<private::Private>()?;
     reg.load::<vcard::Vcard>()?;
+    reg.load::<muc::Muc>()?;
     // Last: it hashes what all the others registered.
     reg.load::<caps::ServerCaps>()?;
     Ok(())

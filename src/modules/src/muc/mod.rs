@@ -1,0 +1,312 @@
+//! Multi-User Chat (XEP-0045): a chat-room service on its own domain (`conference.<domain>`
+//! by default). Every stanza to the service or a room goes through [`Muc::handle`]: presence
+//! enters, changes and leaves rooms, messages go to all occupants or privately to one, IQs are
+//! disco, room configuration and self-ping.
+
+mod occupancy;
+mod owner;
+mod room;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use hearth_core::jid::Jid;
+use hearth_core::module::{Module, Registrar, Spec, SupportStatus};
+use hearth_core::router::Context;
+use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError, ncname};
+use minidom::Element;
+use serde::Deserialize;
+
+pub use room::{Affiliation, Role};
+use room::{Room, RoomConfig};
+
+pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
+const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+const NS_PING: &str = "urn:xmpp:ping";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The service's domain; empty means `conference.<domain>`.
+    pub domain: String,
+    /// Whether local users may create rooms (the Conversations compliance tester expects so).
+    pub allow_room_creation: bool,
+    /// Occupants a new room admits.
+    pub max_users: usize,
+    /// Messages a new room keeps for history on join.
+    pub history_length: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            domain: String::new(),
+            allow_room_creation: true,
+            max_users: 200,
+            history_length: 20,
+        }
+    }
+}
+
+pub struct Muc {
+    cfg: Config,
+    /// Rooms by local part. Each room is locked on its own, so rooms do not wait for each other.
+    rooms: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Room>>>>,
+}
+
+impl Module for Muc {
+    const NAME: &'static str = "muc";
+    const SPECS: &'static [Spec] = &[
+        Spec {
+            id: "XEP-0045",
+            version: "1.35.5",
+            status: SupportStatus::Partial,
+            note: "entering (locked new rooms, passwords, members-only, bans checked), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco; rooms are in memory only, and the admin use cases are not done yet (issue 4)",
+        },
+        Spec {
+            id: "XEP-0410",
+            version: "1.1.0",
+            status: SupportStatus::Complete,
+            note: "occupant JIDs answer pings from their own occupant",
+        },
+    ];
+    type Config = Config;
+
+    fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
+        anyhow::ensure!(cfg.max_users >= 1, "max_users must be at least 1");
+        let domain = if cfg.domain.is_empty() {
+            format!("conference.{}", reg.config().domain)
+        } else {
+            cfg.domain.clone()
+        };
+        Jid::domain_jid(&domain).map_err(|e| {
+            anyhow::anyhow!("modules.muc.domain {domain:?} is not a valid domain: {e}")
+        })?;
+        let this = Arc::new(Muc {
+            cfg,
+            rooms: Mutex::default(),
+        });
+        let muc = this.clone();
+        reg.service(&domain, move |cx, st| {
+            let muc = muc.clone();
+            async move { muc.handle(cx, st).await }
+        })?;
+        reg.disco_item(&domain, Some("Chatrooms"));
+        Ok(this)
+    }
+}
+
+impl Muc {
+    async fn handle(&self, cx: Context, st: Stanza) {
+        let Some(to) = st.to().cloned() else { return };
+        let result = match (st.kind(), to.node()) {
+            (Kind::Presence, Some(_)) => self.presence(&cx, &to, &st).await,
+            (Kind::Message, Some(_)) => self.message(&cx, &to, st.clone()).await,
+            (Kind::Iq, node) => self.iq(&cx, node, &st).await,
+            // Messages and presence to the service itself.
+            _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
+        };
+        if let Err(e) = result {
+            cx.server.bounce(&st, e).await;
+        }
+    }
+
+    /// The room at `node`, if it exists.
+    fn room(&self, node: &str) -> Option<Arc<tokio::sync::Mutex<Room>>> {
+        self.rooms.lock().expect("rooms lock").get(node).cloned()
+    }
+
+    /// The room at `room`, created (locked, with `owner` as owner) if it does not exist and
+    /// `owner` may create rooms. Returns whether it was created.
+    fn room_or_create(
+        &self,
+        room: &Jid,
+        owner: &Jid,
+        server_domain: &str,
+    ) -> Result<(Arc<tokio::sync::Mutex<Room>>, bool), StanzaError> {
+        let node = room.node().unwrap_or_default();
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        if let Some(r) = rooms.get(node) {
+            return Ok((r.clone(), false));
+        }
+        if !self.cfg.allow_room_creation || owner.domain() != server_domain {
+            return Err(StanzaError::new(Condition::NotAllowed)
+                .with_text("rooms are created by the administrator on this service"));
+        }
+        let mut new = Room::new(
+            room.to_bare(),
+            RoomConfig::new(self.cfg.max_users, self.cfg.history_length),
+        );
+        new.locked = true;
+        new.affiliations.insert(owner.to_bare(), Affiliation::Owner);
+        let new = Arc::new(tokio::sync::Mutex::new(new));
+        rooms.insert(node.to_string(), new.clone());
+        Ok((new, true))
+    }
+
+    /// Forgets a room that is gone (temporary and empty, or destroyed).
+    fn remove_room(&self, node: &str) {
+        self.rooms.lock().expect("rooms lock").remove(node);
+    }
+
+    async fn iq(&self, cx: &Context, node: Option<&str>, st: &Stanza) -> Result<(), StanzaError> {
+        let Some(payload) = st.iq_payload() else {
+            // Results and errors (e.g. to the service's own pings) need no answer.
+            return Ok(());
+        };
+        let get = st.type_attr() == Some("get");
+        let answer = match (node, get, payload.ns().as_str(), payload.name()) {
+            (None, true, NS_DISCO_INFO, "query") => Some(self.service_info()),
+            (None, true, NS_DISCO_ITEMS, "query") => Some(self.public_rooms().await),
+            (None, true, NS_PING, "ping") => None,
+            (Some(node), true, NS_DISCO_INFO, "query") => {
+                let room = self.room(node).ok_or_else(not_found)?;
+                let room = room.lock().await;
+                Some(room_info(&room))
+            }
+            (Some(node), true, NS_DISCO_ITEMS, "query") => {
+                self.room(node).ok_or_else(not_found)?;
+                Some(Element::bare("query", NS_DISCO_ITEMS))
+            }
+            (Some(node), _, owner::NS_OWNER, "query") => {
+                let room = self.room(node).ok_or_else(not_found)?;
+                let from = st
+                    .from()
+                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+                let reply = self.owner(cx, &room, from, get, payload).await?;
+                Some(reply)
+            }
+            _ => {
+                // XEP-0410 self-ping: an occupant JID answers for its occupant.
+                if let (Some(node), Some(nick), true) = (
+                    node,
+                    st.to().and_then(Jid::resource),
+                    payload.is("ping", NS_PING),
+                ) {
+                    let room = self.room(node).ok_or_else(not_joined)?;
+                    let room = room.lock().await;
+                    let from = st.from().ok_or_else(not_joined)?;
+                    if room.occupant_of(from).is_none_or(|o| o.nick != nick) {
+                        return Err(not_joined());
+                    }
+                    None
+                } else {
+                    return Err(StanzaError::new(Condition::ServiceUnavailable));
+                }
+            }
+        };
+        cx.send(st.iq_result(answer)).await;
+        Ok(())
+    }
+
+    fn service_info(&self) -> Element {
+        Element::builder("query", NS_DISCO_INFO)
+            .append(
+                Element::builder("identity", NS_DISCO_INFO)
+                    .attr(ncname("category"), "conference")
+                    .attr(ncname("type"), "text")
+                    .attr(ncname("name"), "Chatrooms")
+                    .build(),
+            )
+            .append(feature(NS_MUC))
+            .append(feature(NS_DISCO_INFO))
+            .append(feature(NS_DISCO_ITEMS))
+            .append(feature(NS_PING))
+            .build()
+    }
+
+    /// The room directory: public rooms only (XEP-0045 §6.3).
+    async fn public_rooms(&self) -> Element {
+        let rooms: Vec<_> = self
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut items = Vec::new();
+        for room in rooms {
+            let room = room.lock().await;
+            if room.config.public && !room.locked {
+                let name = Some(room.config.name.clone()).filter(|n| !n.is_empty());
+                items.push((room.jid.to_string(), name));
+            }
+        }
+        items.sort();
+        let mut query = Element::bare("query", NS_DISCO_ITEMS);
+        for (jid, name) in items {
+            let mut item = Element::builder("item", NS_DISCO_ITEMS)
+                .attr(ncname("jid"), jid)
+                .build();
+            hearth_core::stanza::set_attr(&mut item, "name", name);
+            query.append_child(item);
+        }
+        query
+    }
+}
+
+/// disco#info of a room: identity, the `muc_*` features of its configuration and the
+/// `muc#roominfo` form (XEP-0045 §6.4).
+fn room_info(room: &Room) -> Element {
+    let c = &room.config;
+    let mut query = Element::builder("query", NS_DISCO_INFO)
+        .append(
+            Element::builder("identity", NS_DISCO_INFO)
+                .attr(ncname("category"), "conference")
+                .attr(ncname("type"), "text")
+                .attr(ncname("name"), c.name.as_str())
+                .build(),
+        )
+        .append(feature(NS_MUC))
+        .append(feature(NS_PING))
+        .build();
+    let flags = [
+        (c.persistent, "muc_persistent", "muc_temporary"),
+        (c.public, "muc_public", "muc_hidden"),
+        (c.members_only, "muc_membersonly", "muc_open"),
+        (c.moderated, "muc_moderated", "muc_unmoderated"),
+        (
+            c.password.is_some(),
+            "muc_passwordprotected",
+            "muc_unsecured",
+        ),
+        (
+            c.whois == room::Whois::Anyone,
+            "muc_nonanonymous",
+            "muc_semianonymous",
+        ),
+    ];
+    for (on, yes, no) in flags {
+        query.append_child(feature(if on { yes } else { no }));
+    }
+    let occupants = room.occupants.len().to_string();
+    query.append_child(owner::form(
+        "result",
+        "http://jabber.org/protocol/muc#roominfo",
+        &[
+            ("muc#roominfo_description", c.description.as_str()),
+            ("muc#roominfo_occupants", occupants.as_str()),
+            (
+                "muc#roominfo_subject",
+                room.subject.as_ref().map_or("", |(_, s)| s.as_str()),
+            ),
+        ],
+    ));
+    query
+}
+
+fn feature(var: &str) -> Element {
+    Element::builder("feature", NS_DISCO_INFO)
+        .attr(ncname("var"), var)
+        .build()
+}
+
+fn not_found() -> StanzaError {
+    StanzaError::new(Condition::ItemNotFound).with_text("no such room")
+}
+
+/// XEP-0410: what an occupant JID answers when the pinger is not that occupant.
+fn not_joined() -> StanzaError {
+    StanzaError::new(Condition::NotAcceptable).with_text("you are not in this room")
+}

@@ -1,0 +1,467 @@
+//! Occupants and what they say: entering, presence changes, nick changes and leaving
+//! (XEP-0045 §7.1–7.6, §7.14), groupchat and private messages and the subject (§7.4, §7.5,
+//! §8.1), and history on entering (§7.2.13–15).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hearth_core::datetime;
+use hearth_core::jid::Jid;
+use hearth_core::router::Context;
+use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError, ncname};
+use minidom::Element;
+
+use super::room::{HistoryEntry, NS_USER, Occupant, Role, Room, Whois};
+use super::{Muc, NS_MUC};
+
+const NS_DELAY: &str = "urn:xmpp:delay";
+
+/// Status codes (XEP-0045 §15.6).
+const SELF: u16 = 110;
+const NON_ANONYMOUS: u16 = 100;
+const CREATED: u16 = 201;
+const NEW_NICK: u16 = 303;
+
+impl Muc {
+    pub(super) async fn presence(
+        &self,
+        cx: &Context,
+        to: &Jid,
+        st: &Stanza,
+    ) -> Result<(), StanzaError> {
+        let from = st
+            .from()
+            .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+        let Some(nick) = to.resource().filter(|n| !n.trim().is_empty()) else {
+            return Err(StanzaError::new(Condition::JidMalformed)
+                .with_text("enter a room as room@service/nickname"));
+        };
+        let node = to.node().unwrap_or_default();
+        let leaving = matches!(st.type_attr(), Some("unavailable" | "error"));
+        if st.type_attr().is_some() && !leaving {
+            // Subscriptions to occupants mean nothing.
+            return Ok(());
+        }
+        if leaving {
+            if let Some(room) = self.room(node) {
+                let mut room = room.lock().await;
+                leave(cx, &mut room, from, st).await;
+                if room.occupants.is_empty() && room.is_ephemeral() {
+                    self.remove_room(node);
+                }
+            }
+            return Ok(());
+        }
+        let (room, created) = match self.room(node) {
+            Some(r) => (r, false),
+            None if st.element().get_child("x", NS_MUC).is_some() => {
+                self.room_or_create(to, from, cx.server.domain())?
+            }
+            // A presence update to a room the sender is not in (it may have gone away).
+            None => return Err(super::not_found()),
+        };
+        let mut room = room.lock().await;
+        let current = room.occupant_of(from).map(|o| o.nick.clone());
+        match current {
+            Some(old) if old == nick => {
+                update(cx, &mut room, from, st).await;
+                Ok(())
+            }
+            Some(old) => change_nick(cx, &mut room, from, &old, nick, st).await,
+            None => enter(cx, &mut room, from, nick, st, created).await,
+        }
+    }
+
+    pub(super) async fn message(
+        &self,
+        cx: &Context,
+        to: &Jid,
+        st: Stanza,
+    ) -> Result<(), StanzaError> {
+        let from = st
+            .from()
+            .cloned()
+            .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+        let node = to.node().unwrap_or_default();
+        if st.type_attr() == Some("error") {
+            return Ok(());
+        }
+        let room = self.room(node).ok_or_else(super::not_found)?;
+        let mut room = room.lock().await;
+        let sender = room.occupant_of(&from).cloned().ok_or_else(|| {
+            StanzaError::new(Condition::NotAcceptable).with_text("enter the room first")
+        })?;
+        match (st.stanza_type(), to.resource()) {
+            ("groupchat", None) => groupchat(cx, &mut room, &sender, st).await,
+            ("groupchat", Some(_)) => Err(StanzaError::new(Condition::BadRequest)
+                .with_text("groupchat messages go to the room, not to an occupant")),
+            (_, Some(nick)) => private(cx, &room, &sender, nick, st).await,
+            (_, None) => Err(StanzaError::new(Condition::FeatureNotImplemented)
+                .with_text("this kind of message to the room is not supported yet")),
+        }
+    }
+}
+
+async fn enter(
+    cx: &Context,
+    room: &mut Room,
+    from: &Jid,
+    nick: &str,
+    st: &Stanza,
+    created: bool,
+) -> Result<(), StanzaError> {
+    let muc_x = st.element().get_child("x", NS_MUC);
+    let password = muc_x
+        .and_then(|x| x.get_child("password", NS_MUC))
+        .map(Element::text);
+    let bare = from.to_bare();
+    room.may_enter(&bare, nick, password.as_deref())?;
+    let role = room.default_role(room.affiliation(&bare));
+    let presence = occupant_presence(st);
+    // The occupants already there, to the newcomer (§7.2.3).
+    let sees_jids = room.shows_jids_to(role);
+    for other in room.occupants.values().filter(|o| o.nick != nick) {
+        for (real, p) in &other.sessions {
+            let jid = sees_jids.then_some(real);
+            let mut p = p.clone();
+            p.append_child(room.user_x(other, jid, &[]));
+            send(cx, p, &occupant_jid(room, &other.nick), from).await;
+        }
+    }
+    let occupant = room
+        .occupants
+        .entry(nick.to_string())
+        .or_insert_with(|| Occupant {
+            nick: nick.to_string(),
+            bare,
+            sessions: Vec::new(),
+            role,
+        });
+    occupant.sessions.push((from.clone(), presence));
+    let mut codes = vec![];
+    if room.config.whois == Whois::Anyone {
+        codes.push(NON_ANONYMOUS);
+    }
+    if created {
+        codes.push(CREATED);
+    }
+    broadcast_presence(cx, room, nick, from, &codes).await;
+    send_history(cx, room, from, muc_x).await;
+    // The subject always comes last, empty if none was set (§7.2.15).
+    let (setter, text) = room.subject.clone().unwrap_or_default();
+    let subject_from = if setter.is_empty() {
+        room.jid.clone()
+    } else {
+        occupant_jid(room, &setter)
+    };
+    let subject = Element::builder("message", hearth_core::ns::CLIENT)
+        .attr(ncname("type"), "groupchat")
+        .append(
+            Element::builder("subject", hearth_core::ns::CLIENT)
+                .append(text)
+                .build(),
+        )
+        .build();
+    send(cx, subject, &subject_from, from).await;
+    tracing::debug!(room = %room.jid, nick, created, "occupant entered");
+    Ok(())
+}
+
+/// A new presence (status, show) from a session already in the room.
+async fn update(cx: &Context, room: &mut Room, from: &Jid, st: &Stanza) {
+    let presence = occupant_presence(st);
+    let Some(nick) = room.occupant_of(from).map(|o| o.nick.clone()) else {
+        return;
+    };
+    if let Some(o) = room.occupants.get_mut(&nick)
+        && let Some(slot) = o.sessions.iter_mut().find(|(j, _)| j == from)
+    {
+        slot.1 = presence;
+    }
+    broadcast_presence(cx, room, &nick, from, &[]).await;
+}
+
+/// §7.6: unavailable under the old nick with 303 and the new nick, then available under the
+/// new one.
+async fn change_nick(
+    cx: &Context,
+    room: &mut Room,
+    from: &Jid,
+    old: &str,
+    new: &str,
+    st: &Stanza,
+) -> Result<(), StanzaError> {
+    let bare = from.to_bare();
+    if room.occupants.get(new).is_some_and(|o| o.bare != bare) {
+        return Err(
+            StanzaError::new(Condition::Conflict).with_text("that nickname is in use in this room")
+        );
+    }
+    let Some(mut occupant) = room.occupants.remove(old) else {
+        return Ok(());
+    };
+    for (session, _) in &occupant.sessions {
+        let mut gone = Element::builder("presence", hearth_core::ns::CLIENT)
+            .attr(ncname("type"), "unavailable")
+            .build();
+        let mut x = room.user_x(&occupant, None, &[NEW_NICK]);
+        if let Some(item) = x.get_child_mut("item", NS_USER) {
+            hearth_core::stanza::set_attr(item, "nick", Some(new.to_string()));
+        }
+        gone.append_child(x);
+        for recipient in room.occupants.values().chain(std::iter::once(&occupant)) {
+            for (to, _) in &recipient.sessions {
+                let mut p = gone.clone();
+                if to == session {
+                    add_status(&mut p, SELF);
+                }
+                if room.shows_jids_to(recipient.role) || to == session {
+                    set_item_jid(&mut p, session);
+                }
+                send(cx, p, &occupant_jid(room, old), to).await;
+            }
+        }
+    }
+    occupant.nick = new.to_string();
+    let presence = occupant_presence(st);
+    if let Some(slot) = occupant.sessions.iter_mut().find(|(j, _)| j == from) {
+        slot.1 = presence;
+    }
+    room.occupants.insert(new.to_string(), occupant);
+    broadcast_presence(cx, room, new, from, &[]).await;
+    Ok(())
+}
+
+/// A session leaves; the occupant goes when its last session does.
+async fn leave(cx: &Context, room: &mut Room, from: &Jid, st: &Stanza) {
+    let Some(nick) = room.occupant_of(from).map(|o| o.nick.clone()) else {
+        return;
+    };
+    let occupant_jid = occupant_jid(room, &nick);
+    let Some(occupant) = room.occupants.get_mut(&nick) else {
+        return;
+    };
+    occupant.sessions.retain(|(j, _)| j != from);
+    let mut gone = occupant_presence(st);
+    hearth_core::stanza::set_attr(&mut gone, "type", Some("unavailable".into()));
+    let mut left = occupant.clone();
+    left.role = Role::None;
+    if !occupant.sessions.is_empty() {
+        // Other sessions stay under the nick: only this one is told it left.
+        let mut p = gone;
+        p.append_child(room.user_x(&left, Some(from), &[SELF]));
+        send(cx, p, &occupant_jid, from).await;
+        return;
+    }
+    room.occupants.remove(&nick);
+    let mut own = gone.clone();
+    own.append_child(room.user_x(&left, Some(from), &[SELF]));
+    send(cx, own, &occupant_jid, from).await;
+    for recipient in room.occupants.values() {
+        let jid = room.shows_jids_to(recipient.role).then_some(from);
+        for (to, _) in &recipient.sessions {
+            let mut p = gone.clone();
+            p.append_child(room.user_x(&left, jid, &[]));
+            send(cx, p, &occupant_jid, to).await;
+        }
+    }
+    tracing::debug!(room = %room.jid, nick, "occupant left");
+}
+
+async fn groupchat(
+    cx: &Context,
+    room: &mut Room,
+    sender: &Occupant,
+    st: Stanza,
+) -> Result<(), StanzaError> {
+    if sender.role < Role::Participant {
+        return Err(StanzaError::new(Condition::Forbidden)
+            .with_text("visitors may not speak in this moderated room"));
+    }
+    let el = st.element();
+    let subject = el.get_child("subject", hearth_core::ns::CLIENT);
+    let body = el.get_child("body", hearth_core::ns::CLIENT);
+    if let (Some(subject), None) = (subject, body) {
+        if sender.role != Role::Moderator {
+            return Err(StanzaError::new(Condition::Forbidden)
+                .with_text("only moderators may change the subject"));
+        }
+        room.subject = Some((sender.nick.clone(), subject.text()));
+    }
+    let from = occupant_jid(room, &sender.nick);
+    let mut message = el.clone();
+    hearth_core::stanza::set_attr(&mut message, "to", None);
+    hearth_core::stanza::set_attr(&mut message, "from", Some(from.to_string()));
+    for occupant in room.occupants.values() {
+        for (to, _) in &occupant.sessions {
+            send(cx, message.clone(), &from, to).await;
+        }
+    }
+    if body.is_some() {
+        let real = sender
+            .sessions
+            .first()
+            .map_or_else(|| sender.bare.clone(), |(j, _)| j.clone());
+        room.remember(HistoryEntry {
+            message,
+            stamp: now_millis(),
+            sender: real,
+        });
+    }
+    Ok(())
+}
+
+/// §7.5: a private message to one occupant, from the sender's occupant JID.
+async fn private(
+    cx: &Context,
+    room: &Room,
+    sender: &Occupant,
+    nick: &str,
+    st: Stanza,
+) -> Result<(), StanzaError> {
+    let target = room.occupants.get(nick).ok_or_else(|| {
+        StanzaError::new(Condition::ItemNotFound).with_text("no one by that nickname is here")
+    })?;
+    let mut message = st.into_element();
+    hearth_core::stanza::set_attr(&mut message, "to", None);
+    if message.get_child("x", NS_USER).is_none() {
+        message.append_child(Element::bare("x", NS_USER));
+    }
+    let from = occupant_jid(room, &sender.nick);
+    for (to, _) in &target.sessions {
+        send(cx, message.clone(), &from, to).await;
+    }
+    Ok(())
+}
+
+/// Sends `nick`'s presence from `session` to every occupant: with status 110 to the
+/// occupant's own sessions, and the real JID to those who may see it.
+async fn broadcast_presence(cx: &Context, room: &Room, nick: &str, session: &Jid, codes: &[u16]) {
+    let Some(occupant) = room.occupants.get(nick) else {
+        return;
+    };
+    let Some((_, presence)) = occupant.sessions.iter().find(|(j, _)| j == session) else {
+        return;
+    };
+    let from = occupant_jid(room, nick);
+    for recipient in room.occupants.values() {
+        let own = recipient.nick == nick;
+        let jid = (own || room.shows_jids_to(recipient.role)).then_some(session);
+        for (to, _) in &recipient.sessions {
+            let mut p = presence.clone();
+            let mut x = room.user_x(occupant, jid, if own { codes } else { &[] });
+            if own {
+                let status = Element::builder("status", NS_USER)
+                    .attr(ncname("code"), SELF.to_string())
+                    .build();
+                x.append_child(status);
+            }
+            p.append_child(x);
+            send(cx, p, &from, to).await;
+        }
+    }
+}
+
+/// History for a newcomer, within the limits its `<history/>` asks for (§7.2.14).
+async fn send_history(cx: &Context, room: &Room, to: &Jid, muc_x: Option<&Element>) {
+    let limits = muc_x.and_then(|x| x.get_child("history", NS_MUC));
+    let attr = |name| limits.and_then(|h| h.attr(name));
+    let max_stanzas = attr("maxstanzas").and_then(|v| v.parse::<usize>().ok());
+    let max_chars = attr("maxchars").and_then(|v| v.parse::<usize>().ok());
+    let since = attr("since").and_then(datetime::parse_millis);
+    let seconds = attr("seconds")
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(|s| now_millis() - s * 1000);
+    let oldest = since.max(seconds).unwrap_or(i64::MIN);
+    let mut picked: Vec<&HistoryEntry> = room
+        .history
+        .iter()
+        .rev()
+        .take_while(|h| h.stamp >= oldest)
+        .take(max_stanzas.unwrap_or(usize::MAX))
+        .collect();
+    if let Some(max) = max_chars {
+        let mut total = 0;
+        picked.retain(|h| {
+            total += hearth_xml::element_to_bytes(&h.message, hearth_core::ns::CLIENT).len();
+            total <= max
+        });
+    }
+    for entry in picked.into_iter().rev() {
+        let mut message = entry.message.clone();
+        let delay = Element::builder("delay", NS_DELAY)
+            .attr(ncname("from"), room.jid.to_string())
+            .attr(ncname("stamp"), datetime::format_millis(entry.stamp))
+            .build();
+        if room.config.whois == Whois::Anyone {
+            let real = entry.sender.to_string();
+            let addresses = Element::builder("addresses", "http://jabber.org/protocol/address")
+                .append(
+                    Element::builder("address", "http://jabber.org/protocol/address")
+                        .attr(ncname("type"), "ofrom")
+                        .attr(ncname("jid"), real)
+                        .build(),
+                )
+                .build();
+            message.append_child(addresses);
+        }
+        message.append_child(delay);
+        let from = message
+            .attr("from")
+            .and_then(|f| Jid::parse(f).ok())
+            .unwrap_or_else(|| room.jid.clone());
+        send(cx, message, &from, to).await;
+    }
+}
+
+/// The presence an occupant broadcasts: the client's, without its `muc` join element.
+fn occupant_presence(st: &Stanza) -> Element {
+    let mut p = Element::builder("presence", hearth_core::ns::CLIENT).build();
+    for child in st.element().children() {
+        if !child.is("x", NS_MUC) && !child.is("x", NS_USER) {
+            p.append_child(child.clone());
+        }
+    }
+    p
+}
+
+fn occupant_jid(room: &Room, nick: &str) -> Jid {
+    room.jid
+        .with_resource(nick)
+        .unwrap_or_else(|_| room.jid.clone())
+}
+
+fn add_status(p: &mut Element, code: u16) {
+    if let Some(x) = p.get_child_mut("x", NS_USER) {
+        x.append_child(
+            Element::builder("status", NS_USER)
+                .attr(ncname("code"), code.to_string())
+                .build(),
+        );
+    }
+}
+
+fn set_item_jid(p: &mut Element, jid: &Jid) {
+    if let Some(item) = p
+        .get_child_mut("x", NS_USER)
+        .and_then(|x| x.get_child_mut("item", NS_USER))
+    {
+        hearth_core::stanza::set_attr(item, "jid", Some(jid.to_string()));
+    }
+}
+
+/// Routes `el` from `from` to `to`.
+async fn send(cx: &Context, mut el: Element, from: &Jid, to: &Jid) {
+    hearth_core::stanza::set_attr(&mut el, "from", Some(from.to_string()));
+    hearth_core::stanza::set_attr(&mut el, "to", Some(to.to_string()));
+    match Stanza::from_element(el) {
+        Ok(st) if st.kind() != Kind::Iq => cx.send(st).await,
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "MUC built an invalid stanza"),
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

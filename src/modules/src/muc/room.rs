@@ -1,0 +1,364 @@
+//! A room's state and the XEP-0045 rules that depend only on it: affiliations and the roles
+//! they give, who may see real JIDs, the `muc#user` items of presence, join checks.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use hearth_core::jid::Jid;
+use hearth_core::stanza::{Condition, StanzaError, ncname};
+use minidom::Element;
+
+pub const NS_USER: &str = "http://jabber.org/protocol/muc#user";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Affiliation {
+    Outcast,
+    None,
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Affiliation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Affiliation::Outcast => "outcast",
+            Affiliation::None => "none",
+            Affiliation::Member => "member",
+            Affiliation::Admin => "admin",
+            Affiliation::Owner => "owner",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    None,
+    Visitor,
+    Participant,
+    Moderator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::None => "none",
+            Role::Visitor => "visitor",
+            Role::Participant => "participant",
+            Role::Moderator => "moderator",
+        }
+    }
+}
+
+/// Who may see occupants' real JIDs (`muc#roomconfig_whois`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whois {
+    Moderators,
+    Anyone,
+}
+
+/// The room configuration (XEP-0045 §10.2), with the defaults of a new room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomConfig {
+    pub name: String,
+    pub description: String,
+    pub persistent: bool,
+    pub public: bool,
+    pub members_only: bool,
+    pub moderated: bool,
+    pub password: Option<String>,
+    pub whois: Whois,
+    pub max_users: usize,
+    pub history_length: usize,
+}
+
+impl RoomConfig {
+    pub fn new(max_users: usize, history_length: usize) -> Self {
+        RoomConfig {
+            name: String::new(),
+            description: String::new(),
+            persistent: false,
+            public: true,
+            members_only: false,
+            moderated: false,
+            password: None,
+            whois: Whois::Moderators,
+            max_users,
+            history_length,
+        }
+    }
+}
+
+/// One nick in the room: a user, present with one or more of their sessions.
+#[derive(Debug, Clone)]
+pub struct Occupant {
+    pub nick: String,
+    /// The user's bare JID (affiliations are per bare JID).
+    pub bare: Jid,
+    /// The sessions present under this nick, with the presence each last sent.
+    pub sessions: Vec<(Jid, Element)>,
+    pub role: Role,
+}
+
+/// A message kept for history on join.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// The message as broadcast (from the occupant JID, without `to`).
+    pub message: Element,
+    /// Milliseconds since the epoch.
+    pub stamp: i64,
+    /// The sender's real JID, for the delay element in non-anonymous rooms.
+    pub sender: Jid,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub jid: Jid,
+    pub config: RoomConfig,
+    /// A new room stays locked until its owner configures it (XEP-0045 §10.1.2).
+    pub locked: bool,
+    pub affiliations: HashMap<Jid, Affiliation>,
+    /// By nick.
+    pub occupants: BTreeMap<String, Occupant>,
+    /// The nick (or room) that set it, and the text.
+    pub subject: Option<(String, String)>,
+    pub history: VecDeque<HistoryEntry>,
+}
+
+impl Room {
+    pub fn new(jid: Jid, config: RoomConfig) -> Self {
+        Room {
+            jid,
+            config,
+            locked: false,
+            affiliations: HashMap::new(),
+            occupants: BTreeMap::new(),
+            subject: None,
+            history: VecDeque::new(),
+        }
+    }
+
+    pub fn affiliation(&self, bare: &Jid) -> Affiliation {
+        self.affiliations
+            .get(bare)
+            .copied()
+            .unwrap_or(Affiliation::None)
+    }
+
+    /// The role an affiliation gives on entering (XEP-0045 §5.1.2).
+    pub fn default_role(&self, affiliation: Affiliation) -> Role {
+        match affiliation {
+            Affiliation::Owner | Affiliation::Admin => Role::Moderator,
+            Affiliation::Member => Role::Participant,
+            Affiliation::None if self.config.moderated => Role::Visitor,
+            Affiliation::None => Role::Participant,
+            Affiliation::Outcast => Role::None,
+        }
+    }
+
+    /// The occupant a session (full JID) is in the room as.
+    pub fn occupant_of(&self, session: &Jid) -> Option<&Occupant> {
+        self.occupants
+            .values()
+            .find(|o| o.sessions.iter().any(|(j, _)| j == session))
+    }
+
+    /// Whether `bare` may enter as `nick` (XEP-0045 §7.2): the errors in the order the XEP
+    /// checks them. A user may join again under the nick they hold (another session).
+    pub fn may_enter(
+        &self,
+        bare: &Jid,
+        nick: &str,
+        password: Option<&str>,
+    ) -> Result<(), StanzaError> {
+        let affiliation = self.affiliation(bare);
+        if affiliation == Affiliation::Outcast {
+            return Err(
+                StanzaError::new(Condition::Forbidden).with_text("you are banned from this room")
+            );
+        }
+        if let Some(o) = self.occupants.get(nick)
+            && o.bare != *bare
+        {
+            return Err(StanzaError::new(Condition::Conflict)
+                .with_text("that nickname is in use in this room"));
+        }
+        if self.locked && affiliation != Affiliation::Owner {
+            return Err(StanzaError::new(Condition::ItemNotFound)
+                .with_text("the room is being set up by its owner; try again shortly"));
+        }
+        if self.config.members_only && affiliation < Affiliation::Member {
+            return Err(StanzaError::new(Condition::RegistrationRequired)
+                .with_text("this room is for members only"));
+        }
+        if let Some(expected) = &self.config.password
+            && affiliation < Affiliation::Admin
+            && password != Some(expected.as_str())
+        {
+            return Err(
+                StanzaError::new(Condition::NotAuthorized).with_text("this room needs a password")
+            );
+        }
+        let full = self.occupants.len() >= self.config.max_users
+            && !self.occupants.contains_key(nick)
+            && affiliation < Affiliation::Admin;
+        if full {
+            return Err(
+                StanzaError::new(Condition::ServiceUnavailable).with_text("the room is full")
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether `viewer` sees occupants' real JIDs.
+    pub fn shows_jids_to(&self, viewer: Role) -> bool {
+        self.config.whois == Whois::Anyone || viewer == Role::Moderator
+    }
+
+    /// The `<x xmlns='muc#user'>` of `occupant`'s presence as `viewer` sees it, with `codes`.
+    pub fn user_x(&self, occupant: &Occupant, with_jid: Option<&Jid>, codes: &[u16]) -> Element {
+        let mut item = Element::builder("item", NS_USER)
+            .attr(
+                ncname("affiliation"),
+                self.affiliation(&occupant.bare).as_str(),
+            )
+            .attr(ncname("role"), occupant.role.as_str())
+            .build();
+        if let Some(jid) = with_jid {
+            hearth_core::stanza::set_attr(&mut item, "jid", Some(jid.to_string()));
+        }
+        let mut x = Element::builder("x", NS_USER).append(item).build();
+        for code in codes {
+            x.append_child(
+                Element::builder("status", NS_USER)
+                    .attr(ncname("code"), code.to_string())
+                    .build(),
+            );
+        }
+        x
+    }
+
+    /// Whether the room should go when its last occupant leaves.
+    pub fn is_ephemeral(&self) -> bool {
+        !self.config.persistent
+    }
+
+    /// Keeps `entry` for history, dropping the oldest beyond the configured length.
+    pub fn remember(&mut self, entry: HistoryEntry) {
+        if self.config.history_length == 0 {
+            return;
+        }
+        while self.history.len() >= self.config.history_length {
+            self.history.pop_front();
+        }
+        self.history.push_back(entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> Jid {
+        Jid::parse(s).unwrap()
+    }
+
+    fn room() -> Room {
+        let mut r = Room::new(jid("room@conference.localhost"), RoomConfig::new(2, 20));
+        r.affiliations
+            .insert(jid("owner@localhost"), Affiliation::Owner);
+        r.occupants.insert(
+            "alice".into(),
+            Occupant {
+                nick: "alice".into(),
+                bare: jid("alice@localhost"),
+                sessions: vec![],
+                role: Role::Participant,
+            },
+        );
+        r
+    }
+
+    #[test]
+    fn entering_checks_bans_nicks_locks_membership_passwords_and_size() {
+        let mut r = room();
+        let bob = jid("bob@localhost");
+        assert!(r.may_enter(&bob, "bob", None).is_ok());
+        // Another session of alice may share her nick; bob may not take it.
+        assert!(r.may_enter(&jid("alice@localhost"), "alice", None).is_ok());
+        assert_eq!(
+            r.may_enter(&bob, "alice", None).unwrap_err().condition,
+            Condition::Conflict
+        );
+        r.config.password = Some("secret".into());
+        assert_eq!(
+            r.may_enter(&bob, "bob", Some("wrong"))
+                .unwrap_err()
+                .condition,
+            Condition::NotAuthorized
+        );
+        assert!(r.may_enter(&bob, "bob", Some("secret")).is_ok());
+        r.config.members_only = true;
+        assert_eq!(
+            r.may_enter(&bob, "bob", Some("secret"))
+                .unwrap_err()
+                .condition,
+            Condition::RegistrationRequired
+        );
+        r.affiliations.insert(bob.clone(), Affiliation::Member);
+        assert!(r.may_enter(&bob, "bob", Some("secret")).is_ok());
+        r.affiliations.insert(bob.clone(), Affiliation::Outcast);
+        assert_eq!(
+            r.may_enter(&bob, "bob", Some("secret"))
+                .unwrap_err()
+                .condition,
+            Condition::Forbidden
+        );
+        r.locked = true;
+        assert_eq!(
+            r.may_enter(&jid("carol@localhost"), "carol", None)
+                .unwrap_err()
+                .condition,
+            Condition::ItemNotFound
+        );
+        assert!(r.may_enter(&jid("owner@localhost"), "boss", None).is_ok());
+        r.locked = false;
+        r.config = RoomConfig::new(1, 20);
+        assert_eq!(
+            r.may_enter(&jid("carol@localhost"), "carol", None)
+                .unwrap_err()
+                .condition,
+            Condition::ServiceUnavailable
+        );
+        // Admins and owners get in even when it is full.
+        assert!(r.may_enter(&jid("owner@localhost"), "boss", None).is_ok());
+    }
+
+    #[test]
+    fn roles_follow_affiliations_and_moderation() {
+        let mut r = room();
+        assert_eq!(r.default_role(Affiliation::Owner), Role::Moderator);
+        assert_eq!(r.default_role(Affiliation::None), Role::Participant);
+        r.config.moderated = true;
+        assert_eq!(r.default_role(Affiliation::None), Role::Visitor);
+        assert_eq!(r.default_role(Affiliation::Member), Role::Participant);
+        assert!(!r.shows_jids_to(Role::Participant));
+        assert!(r.shows_jids_to(Role::Moderator));
+        r.config.whois = Whois::Anyone;
+        assert!(r.shows_jids_to(Role::Visitor));
+    }
+
+    #[test]
+    fn history_keeps_the_newest() {
+        let mut r = room();
+        r.config.history_length = 2;
+        for i in 0..3 {
+            r.remember(HistoryEntry {
+                message: Element::bare("message", "jabber:client"),
+                stamp: i,
+                sender: jid("alice@localhost"),
+            });
+        }
+        let stamps: Vec<i64> = r.history.iter().map(|h| h.stamp).collect();
+        assert_eq!(stamps, [1, 2]);
+    }
+}

@@ -1,0 +1,265 @@
+//! Multi-User Chat (XEP-0045) over raw XML: creating and configuring a room, entering with the
+//! presence broadcasts and status codes the XEP prescribes, nick conflicts, groupchat, private
+//! messages, history, subject, leaving, the directory, self-ping and destroying.
+
+use crate::harness::*;
+
+const ROOM: &str = "room@conference.localhost";
+
+fn enter(nick: &str, inner: &str) -> String {
+    format!(
+        "<presence to='{ROOM}/{nick}'><x xmlns='http://jabber.org/protocol/muc'>{inner}</x></presence>"
+    )
+}
+
+const INSTANT: &str = "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>";
+
+/// alice creates and unlocks the room as "Alice"; returns what she received while entering.
+async fn create(a: &mut Raw) -> String {
+    a.send(&enter("Alice", "")).await;
+    let own = a.expect_stanza(&format!("from='{ROOM}/Alice'")).await;
+    a.expect_stanza("<subject").await;
+    a.send(INSTANT).await;
+    let r = a.expect_stanza("id='cfg'").await;
+    assert!(r.contains("type='result'"), "{r}");
+    own
+}
+
+#[tokio::test]
+async fn create_enter_talk_and_leave() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    let own = create(&mut a).await;
+    for part in [
+        "affiliation='owner'",
+        "role='moderator'",
+        "<status code='110'/>",
+        "<status code='201'/>",
+        "jid='alice@localhost/a'",
+    ] {
+        assert!(own.contains(part), "{part}: {own}");
+    }
+
+    // bob enters: alice's presence first (no real JID: the room is semi-anonymous), then his
+    // own with 110, then the empty subject.
+    b.send(&enter("Bob", "")).await;
+    let alice = b.expect_stanza(&format!("from='{ROOM}/Alice'")).await;
+    assert!(
+        alice.contains("role='moderator'") && !alice.contains("jid="),
+        "{alice}"
+    );
+    let own = b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(
+        own.contains("<status code='110'/>") && own.contains("role='participant'"),
+        "{own}"
+    );
+    let subject = b.expect_stanza("<subject").await;
+    assert!(subject.contains(&format!("from='{ROOM}'")), "{subject}");
+    // The moderator sees bob's real JID.
+    let seen = a.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(seen.contains("jid='bob@localhost/b'"), "{seen}");
+
+    // Someone else may not take a nick that is in use.
+    let (mut c, _) = login(&server, "alice", "alicepass1", "c").await;
+    server.add_user("carol", "carolpass1");
+    let (mut carol, _) = login(&server, "carol", "carolpass1", "c").await;
+    carol.send(&enter("Bob", "")).await;
+    let refused = carol.expect_stanza("type='error'").await;
+    assert!(refused.contains("<conflict"), "{refused}");
+
+    // Groupchat reaches everyone, from the sender's occupant JID.
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='m1'><body>hello room</body></message>"
+    ))
+    .await;
+    for x in [&mut a, &mut b] {
+        let m = x.expect_stanza(&format!("from='{ROOM}/Alice'")).await;
+        assert!(m.contains("<body>hello room</body>"), "{m}");
+    }
+    // A non-occupant may not speak.
+    c.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='m2'><body>sneaky</body></message>"
+    ))
+    .await;
+    let e = c.expect_stanza("id='m2'").await;
+    assert!(e.contains("<not-acceptable"), "{e}");
+    // Only a moderator changes the subject.
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='s1'><subject>mine</subject></message>"
+    ))
+    .await;
+    let e = b.expect_stanza("id='s1'").await;
+    assert!(e.contains("<forbidden"), "{e}");
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='s2'><subject>Plans</subject></message>"
+    ))
+    .await;
+    b.expect("<subject>Plans</subject>").await;
+
+    // A private message goes to one occupant, from the sender's occupant JID.
+    b.send(&format!(
+        "<message to='{ROOM}/Alice' type='chat' id='pm'><body>psst</body></message>"
+    ))
+    .await;
+    let pm = a.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(
+        pm.contains("<body>psst</body>") && pm.contains("http://jabber.org/protocol/muc#user"),
+        "{pm}"
+    );
+
+    // Carol enters later: she gets the history with delays, then the subject.
+    carol.send(&enter("Carol", "")).await;
+    let history = carol.expect_stanza("<body>hello room</body>").await;
+    assert!(
+        history.contains("<delay xmlns='urn:xmpp:delay'"),
+        "{history}"
+    );
+    carol.expect("<subject>Plans</subject>").await;
+    // …unless she asks for none.
+    let (mut carol2, _) = login(&server, "carol", "carolpass1", "c2").await;
+    carol2
+        .send(&enter("Carol", "<history maxstanzas='0'/>"))
+        .await;
+    let got = carol2.expect("<subject>Plans</subject>").await;
+    assert!(!got.contains("hello room"), "{got}");
+
+    // Self-ping (XEP-0410) answers for an occupant, and not for others.
+    b.send(&format!(
+        "<iq type='get' id='sp' to='{ROOM}/Bob'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    assert!(b.expect_stanza("id='sp'").await.contains("type='result'"));
+    c.send(&format!(
+        "<iq type='get' id='sp2' to='{ROOM}/Alice'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    assert!(
+        c.expect_stanza("id='sp2'")
+            .await
+            .contains("<not-acceptable")
+    );
+
+    // bob leaves: he is told with 110, the others see role none.
+    b.send(&format!("<presence to='{ROOM}/Bob' type='unavailable'/>"))
+        .await;
+    let gone = b.expect_stanza("type='unavailable'").await;
+    assert!(gone.contains("<status code='110'/>"), "{gone}");
+    let gone = a.expect_stanza("type='unavailable'").await;
+    assert!(
+        gone.contains(&format!("from='{ROOM}/Bob'")) && gone.contains("role='none'"),
+        "{gone}"
+    );
+}
+
+#[tokio::test]
+async fn locked_rooms_the_directory_nick_changes_and_destruction() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    // A new room is locked until its owner configures it.
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    b.send(&enter("Bob", "")).await;
+    let refused = b.expect_stanza("type='error'").await;
+    assert!(refused.contains("<item-not-found"), "{refused}");
+    a.send(
+        "<iq type='get' id='f' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>",
+    )
+    .await;
+    let form = a.expect_stanza("id='f'").await;
+    assert!(form.contains("var='muc#roomconfig_roomname'"), "{form}");
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_roomname'><value>Team</value></field><field var='muc#roomconfig_whois'><value>anyone</value></field></x></query></iq>",
+    )
+    .await;
+    assert!(a.expect_stanza("id='cfg'").await.contains("type='result'"));
+    // Only the owner configures.
+    b.send(
+        "<iq type='get' id='f2' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>",
+    )
+    .await;
+    assert!(b.expect_stanza("id='f2'").await.contains("<forbidden"));
+
+    // The service is listed by the server, the room by the service, with its features.
+    a.send("<iq type='get' id='i' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    assert!(
+        a.expect_stanza("id='i'")
+            .await
+            .contains("jid='conference.localhost'")
+    );
+    a.send("<iq type='get' id='s' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    let info = a.expect_stanza("id='s'").await;
+    assert!(
+        info.contains("category='conference'")
+            && info.contains("var='http://jabber.org/protocol/muc'"),
+        "{info}"
+    );
+    a.send("<iq type='get' id='r' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    let items = a.expect_stanza("id='r'").await;
+    assert!(
+        items.contains(&format!("jid='{ROOM}'")) && items.contains("name='Team'"),
+        "{items}"
+    );
+    a.send(&format!("<iq type='get' id='ri' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"))
+        .await;
+    let info = a.expect_stanza("id='ri'").await;
+    for f in [
+        "muc_nonanonymous",
+        "muc_temporary",
+        "muc_open",
+        "muc#roominfo",
+    ] {
+        assert!(info.contains(f), "{f}: {info}");
+    }
+
+    // In a non-anonymous room everyone sees real JIDs, and is told so (100).
+    b.send(&enter("Bob", "")).await;
+    let own = b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(own.contains("<status code='100'/>"), "{own}");
+    b.expect_stanza("<subject").await;
+    a.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+
+    // A nick change: unavailable with 303 and the new nick, then presence under it.
+    b.send(&format!("<presence to='{ROOM}/Robert'/>")).await;
+    let gone = a.expect_stanza("type='unavailable'").await;
+    assert!(
+        gone.contains("<status code='303'/>") && gone.contains("nick='Robert'"),
+        "{gone}"
+    );
+    a.expect_stanza(&format!("from='{ROOM}/Robert'")).await;
+    b.expect_stanza(&format!("from='{ROOM}/Robert'")).await;
+
+    // Destroying tells everyone where to go.
+    a.send(&format!(
+        "<iq type='set' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy jid='new@conference.localhost'><reason>moved</reason></destroy></query></iq>"
+    ))
+    .await;
+    let notice = b.expect_stanza("type='unavailable'").await;
+    assert!(
+        notice.contains("<destroy jid='new@conference.localhost'>")
+            && notice.contains("<reason>moved</reason>"),
+        "{notice}"
+    );
+    assert!(a.expect_stanza("id='d'").await.contains("type='result'"));
+    a.send("<iq type='get' id='r2' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    assert!(!a.expect_stanza("id='r2'").await.contains(ROOM));
+}
+
+#[tokio::test]
+async fn a_dropped_connection_leaves_the_room() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    create(&mut a).await;
+    b.send(&enter("Bob", "")).await;
+    b.expect_stanza("<subject").await;
+    a.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    drop(b);
+    let gone = a.expect_stanza("type='unavailable'").await;
+    assert!(
+        gone.contains(&format!("from='{ROOM}/Bob'")) && gone.contains("role='none'"),
+        "{gone}"
+    );
+}
