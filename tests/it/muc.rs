@@ -263,3 +263,54 @@ async fn a_dropped_connection_leaves_the_room() {
         "{gone}"
     );
 }
+
+#[tokio::test]
+async fn persistent_rooms_survive_a_restart() {
+    let mut server = TestServer::start();
+    let (mut a, b) = alice_and_bob(&server, true).await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>Kept</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
+    )
+    .await;
+    assert!(a.expect_stanza("id='cfg'").await.contains("type='result'"));
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='s'><subject>Still here</subject></message>"
+    ))
+    .await;
+    a.expect("<subject>Still here</subject>").await;
+    // Everyone leaves; a persistent room stays.
+    a.send(&format!("<presence to='{ROOM}/Alice' type='unavailable'/>"))
+        .await;
+    a.expect_stanza("type='unavailable'").await;
+    drop((a, b));
+
+    server.stop();
+    let server = TestServer::restart_from(&server);
+    let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
+    b.send("<iq type='get' id='r' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    let items = b.expect_stanza("id='r'").await;
+    assert!(items.contains("name='Kept'"), "{items}");
+    // Not locked, the subject kept, and alice still its owner.
+    b.send(&enter("Bob", "")).await;
+    b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    b.expect("<subject>Still here</subject>").await;
+    let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
+    a.send(&enter("Alice", "")).await;
+    let own = a.expect_stanza(&format!("from='{ROOM}/Alice'")).await;
+    assert!(
+        own.contains("affiliation='owner'") && !own.contains("code='201'"),
+        "{own}"
+    );
+    // Destroying removes it for good.
+    a.send(&format!(
+        "<iq type='set' id='d' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>"
+    ))
+    .await;
+    assert!(a.expect_stanza("id='d'").await.contains("type='result'"));
+    b.send("<iq type='get' id='r2' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        .await;
+    assert!(!b.expect_stanza("id='r2'").await.contains("Kept"));
+}

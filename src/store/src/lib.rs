@@ -21,6 +21,7 @@ mod accounts;
 mod archive;
 mod blocklist;
 mod fast;
+mod muc;
 mod offline;
 mod private;
 mod pubsub;
@@ -33,6 +34,7 @@ pub use archive::{
     ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived, NewArchived,
 };
 pub use fast::FastToken;
+pub use muc::{StoredAffiliation, StoredRoom};
 pub use offline::OfflineMessage;
 pub use pubsub::PubsubItem;
 pub use push::PushRegistration;

@@ -879,3 +879,71 @@ async fn fast_tokens_rotate_through_two_slots_and_end_with_the_password() {
     s.create_account("alice", &keys(1)).await.unwrap();
     assert!(s.fast_tokens("alice", "laptop").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn muc_rooms_and_affiliations() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let room = |public, subject: Option<(&str, &str)>| StoredRoom {
+        jid: "team@conference.localhost".into(),
+        public,
+        config: "name=Team".into(),
+        subject: subject.map(|(n, t)| (n.into(), t.into())),
+    };
+    assert!(
+        s.muc_room("team@conference.localhost")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.muc_put_room(room(true, None)).await.unwrap();
+    let aff = |jid: &str, a: &str, reason: Option<&str>| StoredAffiliation {
+        jid: jid.into(),
+        affiliation: a.into(),
+        reason: reason.map(Into::into),
+    };
+    s.muc_set_affiliation(
+        "team@conference.localhost",
+        "alice@localhost",
+        Some(aff("alice@localhost", "owner", None)),
+    )
+    .await
+    .unwrap();
+    s.muc_set_affiliation(
+        "team@conference.localhost",
+        "eve@evil.example",
+        Some(aff("eve@evil.example", "outcast", Some("spam"))),
+    )
+    .await
+    .unwrap();
+    s.muc_put_room(room(false, Some(("Alice", "Plans"))))
+        .await
+        .unwrap();
+    let (stored, mut affiliations) = s
+        .muc_room("team@conference.localhost")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, room(false, Some(("Alice", "Plans"))));
+    affiliations.sort_by(|a, b| a.jid.cmp(&b.jid));
+    assert_eq!(
+        affiliations,
+        [
+            aff("alice@localhost", "owner", None),
+            aff("eve@evil.example", "outcast", Some("spam"))
+        ]
+    );
+    assert!(s.muc_public_rooms().await.unwrap().is_empty());
+    s.muc_set_affiliation("team@conference.localhost", "eve@evil.example", None)
+        .await
+        .unwrap();
+    s.muc_delete_room("team@conference.localhost")
+        .await
+        .unwrap();
+    assert!(
+        s.muc_room("team@conference.localhost")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

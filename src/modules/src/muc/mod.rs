@@ -14,6 +14,7 @@ use hearth_core::jid::Jid;
 use hearth_core::module::{Module, Registrar, Spec, SupportStatus};
 use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError, ncname};
+use hearth_store::{StoredAffiliation, StoredRoom};
 use minidom::Element;
 use serde::Deserialize;
 
@@ -51,6 +52,7 @@ impl Default for Config {
 
 pub struct Muc {
     cfg: Config,
+    domain: String,
     /// Rooms by local part. Each room is locked on its own, so rooms do not wait for each other.
     rooms: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Room>>>>,
 }
@@ -85,6 +87,7 @@ impl Module for Muc {
         })?;
         let this = Arc::new(Muc {
             cfg,
+            domain: domain.clone(),
             rooms: Mutex::default(),
         });
         let muc = this.clone();
@@ -112,9 +115,100 @@ impl Muc {
         }
     }
 
-    /// The room at `node`, if it exists.
-    fn room(&self, node: &str) -> Option<Arc<tokio::sync::Mutex<Room>>> {
-        self.rooms.lock().expect("rooms lock").get(node).cloned()
+    /// The room at `node`: in memory, or loaded from the store if it is persistent.
+    async fn room(
+        &self,
+        cx: &Context,
+        node: &str,
+    ) -> Result<Option<Arc<tokio::sync::Mutex<Room>>>, StanzaError> {
+        if let Some(r) = self.rooms.lock().expect("rooms lock").get(node) {
+            return Ok(Some(r.clone()));
+        }
+        let jid = format!("{node}@{}", self.domain);
+        let Some((stored, affiliations)) = cx.store().muc_room(&jid).await.map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let Ok(room_jid) = Jid::parse(&jid) else {
+            return Ok(None);
+        };
+        let mut room = Room::new(
+            room_jid,
+            RoomConfig::from_lines(&stored.config, self.defaults()),
+        );
+        room.subject = stored.subject;
+        for a in affiliations {
+            if let (Ok(j), Some(affiliation)) =
+                (Jid::parse(&a.jid), Affiliation::parse(&a.affiliation))
+            {
+                room.affiliations.insert(j, affiliation);
+            }
+        }
+        let room = Arc::new(tokio::sync::Mutex::new(room));
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        Ok(Some(rooms.entry(node.to_string()).or_insert(room).clone()))
+    }
+
+    fn defaults(&self) -> RoomConfig {
+        RoomConfig::new(self.cfg.max_users, self.cfg.history_length)
+    }
+
+    /// Stores a persistent room's configuration and subject (and, when it just became
+    /// persistent, its affiliations); forgets a room that is no longer persistent. Callers
+    /// answer only after this, so what they confirm is on disk.
+    pub(super) async fn save(
+        &self,
+        cx: &Context,
+        room: &Room,
+        was_persistent: bool,
+    ) -> Result<(), StanzaError> {
+        let jid = room.jid.to_string();
+        if !room.config.persistent {
+            if was_persistent {
+                cx.store().muc_delete_room(&jid).await.map_err(internal)?;
+            }
+            return Ok(());
+        }
+        cx.store()
+            .muc_put_room(StoredRoom {
+                jid: jid.clone(),
+                public: room.config.public,
+                config: room.config.to_lines(),
+                subject: room.subject.clone(),
+            })
+            .await
+            .map_err(internal)?;
+        if !was_persistent {
+            for (member, affiliation) in &room.affiliations {
+                self.save_affiliation(cx, room, member, *affiliation, None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one affiliation of a persistent room (`None` affiliation removes it).
+    pub(super) async fn save_affiliation(
+        &self,
+        cx: &Context,
+        room: &Room,
+        jid: &Jid,
+        affiliation: Affiliation,
+        reason: Option<String>,
+    ) -> Result<(), StanzaError> {
+        if !room.config.persistent {
+            return Ok(());
+        }
+        let key = jid.to_string();
+        let stored = (affiliation != Affiliation::None).then(|| StoredAffiliation {
+            jid: key.clone(),
+            affiliation: affiliation.as_str().to_string(),
+            reason,
+        });
+        cx.store()
+            .muc_set_affiliation(&room.jid.to_string(), &key, stored)
+            .await
+            .map_err(internal)
     }
 
     /// The room at `room`, created (locked, with `owner` as owner) if it does not exist and
@@ -134,10 +228,7 @@ impl Muc {
             return Err(StanzaError::new(Condition::NotAllowed)
                 .with_text("rooms are created by the administrator on this service"));
         }
-        let mut new = Room::new(
-            room.to_bare(),
-            RoomConfig::new(self.cfg.max_users, self.cfg.history_length),
-        );
+        let mut new = Room::new(room.to_bare(), self.defaults());
         new.locked = true;
         new.affiliations.insert(owner.to_bare(), Affiliation::Owner);
         let new = Arc::new(tokio::sync::Mutex::new(new));
@@ -158,19 +249,19 @@ impl Muc {
         let get = st.type_attr() == Some("get");
         let answer = match (node, get, payload.ns().as_str(), payload.name()) {
             (None, true, NS_DISCO_INFO, "query") => Some(self.service_info()),
-            (None, true, NS_DISCO_ITEMS, "query") => Some(self.public_rooms().await),
+            (None, true, NS_DISCO_ITEMS, "query") => Some(self.public_rooms(cx).await?),
             (None, true, NS_PING, "ping") => None,
             (Some(node), true, NS_DISCO_INFO, "query") => {
-                let room = self.room(node).ok_or_else(not_found)?;
+                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
                 let room = room.lock().await;
                 Some(room_info(&room))
             }
             (Some(node), true, NS_DISCO_ITEMS, "query") => {
-                self.room(node).ok_or_else(not_found)?;
+                self.room(cx, node).await?.ok_or_else(not_found)?;
                 Some(Element::bare("query", NS_DISCO_ITEMS))
             }
             (Some(node), _, owner::NS_OWNER, "query") => {
-                let room = self.room(node).ok_or_else(not_found)?;
+                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
                 let from = st
                     .from()
                     .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
@@ -184,7 +275,7 @@ impl Muc {
                     st.to().and_then(Jid::resource),
                     payload.is("ping", NS_PING),
                 ) {
-                    let room = self.room(node).ok_or_else(not_joined)?;
+                    let room = self.room(cx, node).await?.ok_or_else(not_joined)?;
                     let room = room.lock().await;
                     let from = st.from().ok_or_else(not_joined)?;
                     if room.occupant_of(from).is_none_or(|o| o.nick != nick) {
@@ -216,33 +307,38 @@ impl Muc {
             .build()
     }
 
-    /// The room directory: public rooms only (XEP-0045 §6.3).
-    async fn public_rooms(&self) -> Element {
-        let rooms: Vec<_> = self
+    /// The room directory: public rooms only (XEP-0045 §6.3), active or stored.
+    async fn public_rooms(&self, cx: &Context) -> Result<Element, StanzaError> {
+        let active: Vec<_> = self
             .rooms
             .lock()
             .expect("rooms lock")
             .values()
             .cloned()
             .collect();
-        let mut items = Vec::new();
-        for room in rooms {
+        let mut items = std::collections::BTreeMap::new();
+        for stored in cx.store().muc_public_rooms().await.map_err(internal)? {
+            let config = RoomConfig::from_lines(&stored.config, self.defaults());
+            items.insert(stored.jid, config.name);
+        }
+        for room in active {
             let room = room.lock().await;
+            let jid = room.jid.to_string();
             if room.config.public && !room.locked {
-                let name = Some(room.config.name.clone()).filter(|n| !n.is_empty());
-                items.push((room.jid.to_string(), name));
+                items.insert(jid, room.config.name.clone());
+            } else {
+                items.remove(&jid);
             }
         }
-        items.sort();
         let mut query = Element::bare("query", NS_DISCO_ITEMS);
         for (jid, name) in items {
             let mut item = Element::builder("item", NS_DISCO_ITEMS)
                 .attr(ncname("jid"), jid)
                 .build();
-            hearth_core::stanza::set_attr(&mut item, "name", name);
+            hearth_core::stanza::set_attr(&mut item, "name", Some(name).filter(|n| !n.is_empty()));
             query.append_child(item);
         }
-        query
+        Ok(query)
     }
 }
 
@@ -300,6 +396,11 @@ fn feature(var: &str) -> Element {
     Element::builder("feature", NS_DISCO_INFO)
         .attr(ncname("var"), var)
         .build()
+}
+
+fn internal(e: hearth_store::StoreError) -> StanzaError {
+    tracing::error!(error = %e, "MUC storage failed");
+    StanzaError::new(Condition::InternalServerError)
 }
 
 fn not_found() -> StanzaError {

@@ -42,7 +42,7 @@ impl Muc {
             return Ok(());
         }
         if leaving {
-            if let Some(room) = self.room(node) {
+            if let Some(room) = self.room(cx, node).await? {
                 let mut room = room.lock().await;
                 leave(cx, &mut room, from, st).await;
                 if room.occupants.is_empty() && room.is_ephemeral() {
@@ -51,7 +51,7 @@ impl Muc {
             }
             return Ok(());
         }
-        let (room, created) = match self.room(node) {
+        let (room, created) = match self.room(cx, node).await? {
             Some(r) => (r, false),
             None if st.element().get_child("x", NS_MUC).is_some() => {
                 self.room_or_create(to, from, cx.server.domain())?
@@ -85,13 +85,20 @@ impl Muc {
         if st.type_attr() == Some("error") {
             return Ok(());
         }
-        let room = self.room(node).ok_or_else(super::not_found)?;
+        let room = self.room(cx, node).await?.ok_or_else(super::not_found)?;
         let mut room = room.lock().await;
         let sender = room.occupant_of(&from).cloned().ok_or_else(|| {
             StanzaError::new(Condition::NotAcceptable).with_text("enter the room first")
         })?;
         match (st.stanza_type(), to.resource()) {
-            ("groupchat", None) => groupchat(cx, &mut room, &sender, st).await,
+            ("groupchat", None) => {
+                let subject = room.subject.clone();
+                groupchat(cx, &mut room, &sender, st).await?;
+                if room.subject != subject {
+                    self.save(cx, &room, true).await?;
+                }
+                Ok(())
+            }
             ("groupchat", Some(_)) => Err(StanzaError::new(Condition::BadRequest)
                 .with_text("groupchat messages go to the room, not to an occupant")),
             (_, Some(nick)) => private(cx, &room, &sender, nick, st).await,

@@ -36,6 +36,12 @@ impl Muc {
             return Ok(reply);
         }
         if let Some(destroy) = query.get_child("destroy", NS_OWNER) {
+            if room.config.persistent {
+                cx.store()
+                    .muc_delete_room(&room.jid.to_string())
+                    .await
+                    .map_err(super::internal)?;
+            }
             self.destroy(cx, &mut room, destroy).await;
             return Ok(empty);
         }
@@ -44,7 +50,9 @@ impl Muc {
         })?;
         match form.attr("type") {
             Some("submit") => {
+                let was_persistent = room.config.persistent && !room.locked;
                 apply(&mut room, form)?;
+                self.save(cx, &room, was_persistent).await?;
                 room.locked = false;
                 tracing::debug!(room = %room.jid, "room configured");
             }

@@ -19,6 +19,18 @@ pub enum Affiliation {
 }
 
 impl Affiliation {
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Affiliation::Outcast,
+            Affiliation::None,
+            Affiliation::Member,
+            Affiliation::Admin,
+            Affiliation::Owner,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Affiliation::Outcast => "outcast",
@@ -72,6 +84,53 @@ pub struct RoomConfig {
 }
 
 impl RoomConfig {
+    /// The stored form: `key=value` lines (values have no line breaks).
+    pub fn to_lines(&self) -> String {
+        let one_line = |s: &str| s.replace(['\n', '\r'], " ");
+        format!(
+            "name={}\ndescription={}\npersistent={}\npublic={}\nmembers_only={}\nmoderated={}\npassword={}\nwhois={}\nmax_users={}\nhistory_length={}",
+            one_line(&self.name),
+            one_line(&self.description),
+            self.persistent,
+            self.public,
+            self.members_only,
+            self.moderated,
+            self.password.as_deref().map(one_line).unwrap_or_default(),
+            match self.whois {
+                Whois::Anyone => "anyone",
+                Whois::Moderators => "moderators",
+            },
+            self.max_users,
+            self.history_length,
+        )
+    }
+
+    /// Reads [`RoomConfig::to_lines`]; what is missing keeps `defaults`.
+    pub fn from_lines(lines: &str, defaults: RoomConfig) -> Self {
+        let mut c = defaults;
+        for line in lines.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let flag = v == "true";
+            match k {
+                "name" => c.name = v.to_string(),
+                "description" => c.description = v.to_string(),
+                "persistent" => c.persistent = flag,
+                "public" => c.public = flag,
+                "members_only" => c.members_only = flag,
+                "moderated" => c.moderated = flag,
+                "password" => c.password = Some(v.to_string()).filter(|p| !p.is_empty()),
+                "whois" if v == "anyone" => c.whois = Whois::Anyone,
+                "whois" => c.whois = Whois::Moderators,
+                "max_users" => c.max_users = v.parse().unwrap_or(c.max_users),
+                "history_length" => c.history_length = v.parse().unwrap_or(c.history_length),
+                _ => {}
+            }
+        }
+        c
+    }
+
     pub fn new(max_users: usize, history_length: usize) -> Self {
         RoomConfig {
             name: String::new(),
@@ -345,6 +404,23 @@ mod tests {
         assert!(r.shows_jids_to(Role::Moderator));
         r.config.whois = Whois::Anyone;
         assert!(r.shows_jids_to(Role::Visitor));
+    }
+
+    #[test]
+    fn configuration_survives_its_stored_form() {
+        let mut c = RoomConfig::new(50, 10);
+        c.name = "Team\nRoom".into();
+        c.persistent = true;
+        c.members_only = true;
+        c.password = Some("pw=1".into());
+        c.whois = Whois::Anyone;
+        let back = RoomConfig::from_lines(&c.to_lines(), RoomConfig::new(1, 1));
+        assert_eq!(back.name, "Team Room");
+        c.name = back.name.clone();
+        assert_eq!(back, c);
+        for a in ["outcast", "none", "member", "admin", "owner"] {
+            assert_eq!(Affiliation::parse(a).unwrap().as_str(), a);
+        }
     }
 
     #[test]

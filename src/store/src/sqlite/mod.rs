@@ -10,6 +10,7 @@ mod accounts;
 mod archive;
 mod blocklist;
 mod fast;
+mod muc;
 mod offline;
 mod private;
 mod pubsub;
@@ -46,6 +47,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/013_archive_fts_batched.sql"
         )),
+        M::up(include_str!("../../migrations/sqlite/014_muc.sql")),
     ])
 }
 
