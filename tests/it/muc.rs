@@ -314,3 +314,126 @@ async fn persistent_rooms_survive_a_restart() {
         .await;
     assert!(!b.expect_stanza("id='r2'").await.contains("Kept"));
 }
+
+fn admin(id: &str, item: &str) -> String {
+    format!(
+        "<iq type='set' id='{id}' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"
+    )
+}
+
+#[tokio::test]
+async fn kicks_voice_bans_membership_and_lists_survive_a_restart() {
+    let mut server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    server.add_user("carol", "carolpass1");
+    let (mut c, _) = login(&server, "carol", "carolpass1", "c").await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>",
+    )
+    .await;
+    assert!(a.expect_stanza("id='cfg'").await.contains("type='result'"));
+    for (x, nick) in [(&mut b, "Bob"), (&mut c, "Carol")] {
+        x.send(&enter(nick, "")).await;
+        x.expect_stanza("<subject").await;
+        a.expect_stanza(&format!("from='{ROOM}/{nick}'")).await;
+    }
+    // A moderated room: newcomers without affiliation are visitors and may not speak.
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='v1'><body>hi</body></message>"
+    ))
+    .await;
+    assert!(b.expect_stanza("id='v1'").await.contains("<forbidden"));
+    // Voice, by nick.
+    a.send(&admin("voice", "<item nick='Bob' role='participant'/>"))
+        .await;
+    assert!(
+        a.expect_stanza("id='voice'")
+            .await
+            .contains("type='result'")
+    );
+    let p = b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(p.contains("role='participant'"), "{p}");
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='v2'><body>now I may</body></message>"
+    ))
+    .await;
+    b.expect("<body>now I may</body>").await;
+    // Only moderators change roles; admins and owners cannot be kicked.
+    b.send(&admin("k1", "<item nick='Carol' role='none'/>"))
+        .await;
+    assert!(b.expect_stanza("id='k1'").await.contains("<forbidden"));
+    a.send(&admin("k2", "<item nick='Alice' role='none'/>"))
+        .await;
+    assert!(a.expect_stanza("id='k2'").await.contains("<not-allowed"));
+    // A kick, with the reason for everyone.
+    a.send(&admin(
+        "k3",
+        "<item nick='Carol' role='none'><reason>calm down</reason></item>",
+    ))
+    .await;
+    let kicked = c.expect_stanza("type='unavailable'").await;
+    for part in [
+        "<status code='307'/>",
+        "<status code='110'/>",
+        "<reason>calm down</reason>",
+    ] {
+        assert!(kicked.contains(part), "{part}: {kicked}");
+    }
+    let seen = b.expect_stanza("type='unavailable'").await;
+    assert!(seen.contains("<status code='307'/>"), "{seen}");
+    assert!(a.expect_stanza("id='k3'").await.contains("type='result'"));
+    // Membership and a ban, by JID; only admins and owners see the lists.
+    a.send(&admin(
+        "m",
+        "<item jid='bob@localhost' affiliation='member'/>",
+    ))
+    .await;
+    assert!(a.expect_stanza("id='m'").await.contains("type='result'"));
+    a.send(&admin(
+        "ban",
+        "<item jid='carol@localhost' affiliation='outcast'><reason>spam</reason></item>",
+    ))
+    .await;
+    assert!(a.expect_stanza("id='ban'").await.contains("type='result'"));
+    b.send(&format!("<iq type='get' id='l1' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query></iq>"))
+        .await;
+    assert!(b.expect_stanza("id='l1'").await.contains("<forbidden"));
+    // The last owner stays.
+    a.send(&admin(
+        "o",
+        "<item jid='alice@localhost' affiliation='none'/>",
+    ))
+    .await;
+    assert!(a.expect_stanza("id='o'").await.contains("<conflict"));
+    drop((a, b, c));
+
+    server.stop();
+    let server = TestServer::restart_from(&server);
+    let (mut c, _) = login(&server, "carol", "carolpass1", "c").await;
+    c.send(&enter("Carol", "")).await;
+    let refused = c.expect_stanza("type='error'").await;
+    assert!(refused.contains("<forbidden"), "{refused}");
+    let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
+    b.send(&enter("Bob", "")).await;
+    let own = b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(
+        own.contains("affiliation='member'") && own.contains("role='participant'"),
+        "{own}"
+    );
+    let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(&format!("<iq type='get' id='l2' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query></iq>"))
+        .await;
+    let list = a.expect_stanza("id='l2'").await;
+    assert!(list.contains("jid='carol@localhost'"), "{list}");
+    a.send(&format!("<iq type='get' id='l3' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>"))
+        .await;
+    assert!(
+        a.expect_stanza("id='l3'")
+            .await
+            .contains("jid='bob@localhost'")
+    );
+}

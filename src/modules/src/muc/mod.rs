@@ -3,6 +3,7 @@
 //! enters, changes and leaves rooms, messages go to all occupants or privately to one, IQs are
 //! disco, room configuration and self-ping.
 
+mod admin;
 mod occupancy;
 mod owner;
 mod room;
@@ -259,6 +260,13 @@ impl Muc {
             (Some(node), true, NS_DISCO_ITEMS, "query") => {
                 self.room(cx, node).await?.ok_or_else(not_found)?;
                 Some(Element::bare("query", NS_DISCO_ITEMS))
+            }
+            (Some(node), _, admin::NS_ADMIN, "query") => {
+                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
+                let from = st
+                    .from()
+                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+                Some(self.admin(cx, &room, from, get, payload).await?)
             }
             (Some(node), _, owner::NS_OWNER, "query") => {
                 let room = self.room(cx, node).await?.ok_or_else(not_found)?;

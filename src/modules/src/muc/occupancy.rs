@@ -274,6 +274,45 @@ async fn leave(cx: &Context, room: &mut Room, from: &Jid, st: &Stanza) {
     tracing::debug!(room = %room.jid, nick, "occupant left");
 }
 
+/// Removes an occupant the room sends away (kick 307, ban 301, membership lost 321): all its
+/// sessions and every other occupant are told, with the reason.
+pub(super) async fn remove_occupant(
+    cx: &Context,
+    room: &mut Room,
+    nick: &str,
+    codes: &[u16],
+    reason: Option<&str>,
+) {
+    let Some(mut occupant) = room.occupants.remove(nick) else {
+        return;
+    };
+    occupant.role = Role::None;
+    let from = occupant_jid(room, nick);
+    let real = occupant.sessions.first().map(|(j, _)| j.clone());
+    let presence = |jid: Option<&Jid>, codes: &[u16]| {
+        let mut x = room.user_x(&occupant, jid, codes);
+        if let (Some(reason), Some(item)) = (reason, x.get_child_mut("item", NS_USER)) {
+            item.append_child(Element::builder("reason", NS_USER).append(reason).build());
+        }
+        Element::builder("presence", hearth_core::ns::CLIENT)
+            .attr(ncname("type"), "unavailable")
+            .append(x)
+            .build()
+    };
+    let mut own_codes = codes.to_vec();
+    own_codes.push(SELF);
+    for (session, _) in &occupant.sessions {
+        send(cx, presence(Some(session), &own_codes), &from, session).await;
+    }
+    for recipient in room.occupants.values() {
+        let jid = real.as_ref().filter(|_| room.shows_jids_to(recipient.role));
+        for (to, _) in &recipient.sessions {
+            send(cx, presence(jid, codes), &from, to).await;
+        }
+    }
+    tracing::info!(room = %room.jid, nick, ?codes, "occupant removed");
+}
+
 async fn groupchat(
     cx: &Context,
     room: &mut Room,
@@ -342,7 +381,13 @@ async fn private(
 
 /// Sends `nick`'s presence from `session` to every occupant: with status 110 to the
 /// occupant's own sessions, and the real JID to those who may see it.
-async fn broadcast_presence(cx: &Context, room: &Room, nick: &str, session: &Jid, codes: &[u16]) {
+pub(super) async fn broadcast_presence(
+    cx: &Context,
+    room: &Room,
+    nick: &str,
+    session: &Jid,
+    codes: &[u16],
+) {
     let Some(occupant) = room.occupants.get(nick) else {
         return;
     };
