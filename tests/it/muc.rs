@@ -437,3 +437,37 @@ async fn kicks_voice_bans_membership_and_lists_survive_a_restart() {
             .contains("jid='bob@localhost'")
     );
 }
+
+#[tokio::test]
+async fn look_alike_nicknames_are_refused() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    create(&mut a).await;
+    // Case, surrounding spaces, an invisible space and a direction override cannot make a
+    // second "Alice".
+    for impostor in [
+        "ALICE",
+        "Alice%20",
+        "%20alice",
+        "Al&#x200B;ice",
+        "&#x202E;ecilA",
+    ] {
+        let nick = impostor.replace("%20", " ");
+        b.send(&format!(
+            "<presence to='{ROOM}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ))
+        .await;
+        let refused = b.expect_stanza("type='error'").await;
+        assert!(
+            refused.contains("<conflict") || refused.contains("<jid-malformed"),
+            "{impostor}: {refused}"
+        );
+    }
+    // A nick the room adjusts is confirmed with 210.
+    b.send(&format!(
+        "<presence to='{ROOM}/  Bob  '><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+    .await;
+    let own = b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(own.contains("<status code='210'/>"), "{own}");
+}

@@ -10,7 +10,7 @@ use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError, ncname};
 use minidom::Element;
 
-use super::room::{HistoryEntry, NS_USER, Occupant, Role, Room, Whois};
+use super::room::{self, HistoryEntry, NS_USER, Occupant, Role, Room, Whois};
 use super::{Muc, NS_MUC};
 
 const NS_DELAY: &str = "urn:xmpp:delay";
@@ -19,6 +19,7 @@ const NS_DELAY: &str = "urn:xmpp:delay";
 const SELF: u16 = 110;
 const NON_ANONYMOUS: u16 = 100;
 const CREATED: u16 = 201;
+const RENAMED: u16 = 210;
 const NEW_NICK: u16 = 303;
 
 impl Muc {
@@ -31,10 +32,17 @@ impl Muc {
         let from = st
             .from()
             .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-        let Some(nick) = to.resource().filter(|n| !n.trim().is_empty()) else {
+        let Some(raw) = to.resource() else {
             return Err(StanzaError::new(Condition::JidMalformed)
                 .with_text("enter a room as room@service/nickname"));
         };
+        let nick = room::enforce_nick(raw).ok_or_else(|| {
+            StanzaError::new(Condition::JidMalformed).with_text(
+                "that nickname has invisible, control or direction characters, or none at all",
+            )
+        })?;
+        let renamed = nick != raw;
+        let nick = nick.as_str();
         let node = to.node().unwrap_or_default();
         let leaving = matches!(st.type_attr(), Some("unavailable" | "error"));
         if st.type_attr().is_some() && !leaving {
@@ -67,7 +75,7 @@ impl Muc {
                 Ok(())
             }
             Some(old) => change_nick(cx, &mut room, from, &old, nick, st).await,
-            None => enter(cx, &mut room, from, nick, st, created).await,
+            None => enter(cx, &mut room, from, nick, st, created, renamed).await,
         }
     }
 
@@ -115,6 +123,7 @@ async fn enter(
     nick: &str,
     st: &Stanza,
     created: bool,
+    renamed: bool,
 ) -> Result<(), StanzaError> {
     let muc_x = st.element().get_child("x", NS_MUC);
     let password = muc_x
@@ -134,17 +143,19 @@ async fn enter(
             send(cx, p, &occupant_jid(room, &other.nick), from).await;
         }
     }
-    let occupant = room
-        .occupants
-        .entry(nick.to_string())
-        .or_insert_with(|| Occupant {
+    match room.occupants.get_mut(nick) {
+        Some(o) => o.sessions.push((from.clone(), presence)),
+        None => room.occupants.insert(Occupant {
             nick: nick.to_string(),
             bare,
-            sessions: Vec::new(),
+            sessions: vec![(from.clone(), presence)],
             role,
-        });
-    occupant.sessions.push((from.clone(), presence));
+        }),
+    }
     let mut codes = vec![];
+    if renamed {
+        codes.push(RENAMED);
+    }
     if room.config.whois == Whois::Anyone {
         codes.push(NON_ANONYMOUS);
     }
@@ -233,7 +244,7 @@ async fn change_nick(
     if let Some(slot) = occupant.sessions.iter_mut().find(|(j, _)| j == from) {
         slot.1 = presence;
     }
-    room.occupants.insert(new.to_string(), occupant);
+    room.occupants.insert(occupant);
     broadcast_presence(cx, room, new, from, &[]).await;
     Ok(())
 }

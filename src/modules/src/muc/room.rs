@@ -158,6 +158,63 @@ pub struct Occupant {
     pub role: Role,
 }
 
+/// A nickname as the room shows it: the PRECIS Nickname profile's enforcement (RFC 8266
+/// §2.3: spaces trimmed and collapsed, NFKC), which refuses control, invisible and bidi-control
+/// characters. `None` if it refuses the nick.
+pub fn enforce_nick(raw: &str) -> Option<String> {
+    use precis_profiles::precis_core::profile::Profile;
+    let nick = precis_profiles::Nickname::new().enforce(raw).ok()?;
+    (!nick.is_empty() && nick.len() <= 256).then(|| nick.into_owned())
+}
+
+/// What nicknames are compared by (RFC 8266 §2.4, case-mapped), so that `Alice`, `alice `
+/// and `ALICE` are one nick and none can pose as another.
+fn nick_key(nick: &str) -> String {
+    enforce_nick(nick).map_or_else(|| nick.to_string(), |n| n.to_lowercase())
+}
+
+/// The occupants by nickname, compared as [`nick_key`] says.
+#[derive(Debug, Default)]
+pub struct Occupants(BTreeMap<String, Occupant>);
+
+impl Occupants {
+    pub fn get(&self, nick: &str) -> Option<&Occupant> {
+        self.0.get(&nick_key(nick))
+    }
+
+    pub fn get_mut(&mut self, nick: &str) -> Option<&mut Occupant> {
+        self.0.get_mut(&nick_key(nick))
+    }
+
+    pub fn contains(&self, nick: &str) -> bool {
+        self.0.contains_key(&nick_key(nick))
+    }
+
+    pub fn insert(&mut self, occupant: Occupant) {
+        self.0.insert(nick_key(&occupant.nick), occupant);
+    }
+
+    pub fn remove(&mut self, nick: &str) -> Option<Occupant> {
+        self.0.remove(&nick_key(nick))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Occupant> {
+        self.0.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// A message kept for history on join.
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {
@@ -176,8 +233,7 @@ pub struct Room {
     /// A new room stays locked until its owner configures it (XEP-0045 §10.1.2).
     pub locked: bool,
     pub affiliations: HashMap<Jid, Affiliation>,
-    /// By nick.
-    pub occupants: BTreeMap<String, Occupant>,
+    pub occupants: Occupants,
     /// The nick (or room) that set it, and the text.
     pub subject: Option<(String, String)>,
     pub history: VecDeque<HistoryEntry>,
@@ -190,7 +246,7 @@ impl Room {
             config,
             locked: false,
             affiliations: HashMap::new(),
-            occupants: BTreeMap::new(),
+            occupants: Occupants::default(),
             subject: None,
             history: VecDeque::new(),
         }
@@ -258,7 +314,7 @@ impl Room {
             );
         }
         let full = self.occupants.len() >= self.config.max_users
-            && !self.occupants.contains_key(nick)
+            && !self.occupants.contains(nick)
             && affiliation < Affiliation::Admin;
         if full {
             return Err(
@@ -325,15 +381,12 @@ mod tests {
         let mut r = Room::new(jid("room@conference.localhost"), RoomConfig::new(2, 20));
         r.affiliations
             .insert(jid("owner@localhost"), Affiliation::Owner);
-        r.occupants.insert(
-            "alice".into(),
-            Occupant {
-                nick: "alice".into(),
-                bare: jid("alice@localhost"),
-                sessions: vec![],
-                role: Role::Participant,
-            },
-        );
+        r.occupants.insert(Occupant {
+            nick: "alice".into(),
+            bare: jid("alice@localhost"),
+            sessions: vec![],
+            role: Role::Participant,
+        });
         r
     }
 
@@ -390,6 +443,25 @@ mod tests {
         );
         // Admins and owners get in even when it is full.
         assert!(r.may_enter(&jid("owner@localhost"), "boss", None).is_ok());
+    }
+
+    #[test]
+    fn nicknames_cannot_pose_as_others() {
+        let r = room();
+        let bob = jid("bob@localhost");
+        for impostor in ["Alice", "ALICE", "alice ", " alice"] {
+            let nick = enforce_nick(impostor).unwrap();
+            assert_eq!(
+                r.may_enter(&bob, &nick, None).unwrap_err().condition,
+                Condition::Conflict,
+                "{impostor:?}"
+            );
+        }
+        for refused in ["al\u{200b}ice", "\u{202e}ecila", "a\u{7}b", "   "] {
+            assert_eq!(enforce_nick(refused), None, "{refused:?}");
+        }
+        assert_eq!(enforce_nick("  Mary   Ann ").as_deref(), Some("Mary Ann"));
+        assert_eq!(enforce_nick("😀 Alice").as_deref(), Some("😀 Alice"));
     }
 
     #[test]
