@@ -471,3 +471,45 @@ async fn look_alike_nicknames_are_refused() {
     let own = b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
     assert!(own.contains("<status code='210'/>"), "{own}");
 }
+
+#[tokio::test]
+async fn a_registered_nickname_is_reserved_across_a_restart() {
+    let mut server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
+    )
+    .await;
+    a.expect_stanza("id='cfg'").await;
+    b.send(&format!(
+        "<iq type='get' id='g' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
+    ))
+    .await;
+    let form = b.expect_stanza("id='g'").await;
+    assert!(form.contains("var='muc#register_roomnick'"), "{form}");
+    b.send(&format!(
+        "<iq type='set' id='reg' to='{ROOM}'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field><field var='muc#register_roomnick'><value>Bobby</value></field></x></query></iq>"
+    ))
+    .await;
+    assert!(b.expect_stanza("id='reg'").await.contains("type='result'"));
+    drop((a, b));
+    server.stop();
+    let server = TestServer::restart_from(&server);
+    server.add_user("mallory", "mallorypass");
+    let (mut m, _) = login(&server, "mallory", "mallorypass", "m").await;
+    for nick in ["Bobby", "bobby"] {
+        m.send(&enter(nick, "")).await;
+        let refused = m.expect_stanza("type='error'").await;
+        assert!(refused.contains("<conflict"), "{nick}: {refused}");
+    }
+    // Bob finds his nick (x-roomuser-item), is a member, and enters with it.
+    let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
+    b.send(&format!("<iq type='get' id='n' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"))
+        .await;
+    assert!(b.expect_stanza("id='n'").await.contains("name='Bobby'"));
+    b.send(&enter("Bobby", "")).await;
+    let own = b.expect_stanza(&format!("from='{ROOM}/Bobby'")).await;
+    assert!(own.contains("affiliation='member'"), "{own}");
+}

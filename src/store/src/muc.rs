@@ -20,6 +20,8 @@ pub struct StoredAffiliation {
     pub jid: String,
     pub affiliation: String,
     pub reason: Option<String>,
+    /// The nickname registered in the room, reserved for this JID.
+    pub nick: Option<String>,
 }
 
 impl Store {

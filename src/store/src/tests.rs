@@ -901,6 +901,7 @@ async fn muc_rooms_and_affiliations() {
         jid: jid.into(),
         affiliation: a.into(),
         reason: reason.map(Into::into),
+        nick: (a == "owner").then(|| "Alice".into()),
     };
     s.muc_set_affiliation(
         "team@conference.localhost",

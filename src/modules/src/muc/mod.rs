@@ -6,6 +6,7 @@
 mod admin;
 mod occupancy;
 mod owner;
+mod register;
 mod room;
 
 use std::collections::HashMap;
@@ -139,10 +140,15 @@ impl Muc {
         );
         room.subject = stored.subject;
         for a in affiliations {
-            if let (Ok(j), Some(affiliation)) =
-                (Jid::parse(&a.jid), Affiliation::parse(&a.affiliation))
-            {
-                room.affiliations.insert(j, affiliation);
+            let Ok(j) = Jid::parse(&a.jid) else { continue };
+            if let Some(nick) = a.nick {
+                room.nicks.insert(j.clone(), nick);
+            }
+            match Affiliation::parse(&a.affiliation) {
+                Some(Affiliation::None) | None => {}
+                Some(affiliation) => {
+                    room.affiliations.insert(j, affiliation);
+                }
             }
         }
         let room = Arc::new(tokio::sync::Mutex::new(room));
@@ -180,15 +186,18 @@ impl Muc {
             .await
             .map_err(internal)?;
         if !was_persistent {
-            for (member, affiliation) in &room.affiliations {
-                self.save_affiliation(cx, room, member, *affiliation, None)
+            let jids: std::collections::BTreeSet<&Jid> =
+                room.affiliations.keys().chain(room.nicks.keys()).collect();
+            for jid in jids {
+                self.save_affiliation(cx, room, jid, room.affiliation(jid), None)
                     .await?;
             }
         }
         Ok(())
     }
 
-    /// Stores one affiliation of a persistent room (`None` affiliation removes it).
+    /// Stores one affiliation of a persistent room, with the nick registered to the JID
+    /// (with neither, the JID is forgotten).
     pub(super) async fn save_affiliation(
         &self,
         cx: &Context,
@@ -201,11 +210,14 @@ impl Muc {
             return Ok(());
         }
         let key = jid.to_string();
-        let stored = (affiliation != Affiliation::None).then(|| StoredAffiliation {
-            jid: key.clone(),
-            affiliation: affiliation.as_str().to_string(),
-            reason,
-        });
+        let nick = room.nicks.get(jid).cloned();
+        let stored =
+            (affiliation != Affiliation::None || nick.is_some()).then(|| StoredAffiliation {
+                jid: key.clone(),
+                affiliation: affiliation.as_str().to_string(),
+                reason,
+                nick,
+            });
         cx.store()
             .muc_set_affiliation(&room.jid.to_string(), &key, stored)
             .await
@@ -255,11 +267,23 @@ impl Muc {
             (Some(node), true, NS_DISCO_INFO, "query") => {
                 let room = self.room(cx, node).await?.ok_or_else(not_found)?;
                 let room = room.lock().await;
-                Some(room_info(&room))
+                match (payload.attr("node"), st.from()) {
+                    (Some(register::ROOMUSER_NODE), Some(from)) => {
+                        Some(register::reserved_nick_info(&room, from))
+                    }
+                    _ => Some(room_info(&room)),
+                }
             }
             (Some(node), true, NS_DISCO_ITEMS, "query") => {
                 self.room(cx, node).await?.ok_or_else(not_found)?;
                 Some(Element::bare("query", NS_DISCO_ITEMS))
+            }
+            (Some(node), _, register::NS_REGISTER, "query") => {
+                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
+                let from = st
+                    .from()
+                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+                Some(self.register(cx, &room, from, get, payload).await?)
             }
             (Some(node), _, admin::NS_ADMIN, "query") => {
                 let room = self.room(cx, node).await?.ok_or_else(not_found)?;

@@ -233,6 +233,8 @@ pub struct Room {
     /// A new room stays locked until its owner configures it (XEP-0045 §10.1.2).
     pub locked: bool,
     pub affiliations: HashMap<Jid, Affiliation>,
+    /// Registered nicknames (§7.10), reserved for their owners, by bare JID.
+    pub nicks: HashMap<Jid, String>,
     pub occupants: Occupants,
     /// The nick (or room) that set it, and the text.
     pub subject: Option<(String, String)>,
@@ -246,6 +248,7 @@ impl Room {
             config,
             locked: false,
             affiliations: HashMap::new(),
+            nicks: HashMap::new(),
             occupants: Occupants::default(),
             subject: None,
             history: VecDeque::new(),
@@ -297,6 +300,10 @@ impl Room {
             return Err(StanzaError::new(Condition::Conflict)
                 .with_text("that nickname is in use in this room"));
         }
+        if self.reserved_for_other(bare, nick) {
+            return Err(StanzaError::new(Condition::Conflict)
+                .with_text("that nickname is registered to someone else in this room"));
+        }
         if self.locked && affiliation != Affiliation::Owner {
             return Err(StanzaError::new(Condition::ItemNotFound)
                 .with_text("the room is being set up by its owner; try again shortly"));
@@ -322,6 +329,14 @@ impl Room {
             );
         }
         Ok(())
+    }
+
+    /// Whether `nick` is registered in this room to someone other than `bare`.
+    pub fn reserved_for_other(&self, bare: &Jid, nick: &str) -> bool {
+        let key = nick_key(nick);
+        self.nicks
+            .iter()
+            .any(|(owner, n)| owner != bare && nick_key(n) == key)
     }
 
     /// Whether `viewer` sees occupants' real JIDs.
@@ -425,6 +440,14 @@ mod tests {
                 .condition,
             Condition::Forbidden
         );
+        r.nicks.insert(jid("dave@localhost"), "Dave".into());
+        assert_eq!(
+            r.may_enter(&jid("carol@localhost"), "dave", None)
+                .unwrap_err()
+                .condition,
+            Condition::Conflict
+        );
+        assert!(r.may_enter(&jid("dave@localhost"), "Dave", None).is_ok());
         r.locked = true;
         assert_eq!(
             r.may_enter(&jid("carol@localhost"), "carol", None)

@@ -18,5 +18,7 @@ CREATE TABLE muc_affiliations (
     jid TEXT NOT NULL,
     affiliation TEXT NOT NULL,
     reason TEXT,
+    -- The nickname registered in the room (XEP-0045 §7.10), reserved for this JID.
+    nick TEXT,
     PRIMARY KEY (room, jid)
 ) WITHOUT ROWID;

@@ -6,14 +6,14 @@ use crate::{Result, StoredAffiliation, StoredRoom};
 pub(super) const ROOM: &str =
     "SELECT jid, public, config, subject_nick, subject FROM muc_rooms WHERE jid = ?1";
 pub(super) const AFFILIATIONS: &str =
-    "SELECT jid, affiliation, reason FROM muc_affiliations WHERE room = ?1";
+    "SELECT jid, affiliation, reason, nick FROM muc_affiliations WHERE room = ?1";
 pub(super) const PUBLIC: &str =
     "SELECT jid, public, config, subject_nick, subject FROM muc_rooms WHERE public = 1";
 pub(super) const PUT_ROOM: &str = "INSERT INTO muc_rooms (jid, public, config, subject_nick, subject) \
     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (jid) DO UPDATE SET public = ?2, config = ?3, \
     subject_nick = ?4, subject = ?5";
 pub(super) const PUT_AFFILIATION: &str = "INSERT OR REPLACE INTO muc_affiliations \
-    (room, jid, affiliation, reason) VALUES (?1, ?2, ?3, ?4)";
+    (room, jid, affiliation, reason, nick) VALUES (?1, ?2, ?3, ?4, ?5)";
 pub(super) const DELETE_AFFILIATION: &str =
     "DELETE FROM muc_affiliations WHERE room = ?1 AND jid = ?2";
 pub(super) const DELETE_ROOM: &str = "DELETE FROM muc_rooms WHERE jid = ?1";
@@ -52,6 +52,7 @@ impl SqliteBackend {
                         jid: r.get(0)?,
                         affiliation: r.get(1)?,
                         reason: r.get(2)?,
+                        nick: r.get(3)?,
                     })
                 })
                 .map_err(db)?
@@ -98,10 +99,17 @@ impl SqliteBackend {
         let (room, jid) = (room.to_owned(), jid.to_owned());
         self.write(move |conn| {
             match affiliation {
-                Some(a) => conn
-                    .prepare_cached(PUT_AFFILIATION)
-                    .map_err(db)?
-                    .execute(rusqlite::params![room, jid, a.affiliation, a.reason]),
+                Some(a) => {
+                    conn.prepare_cached(PUT_AFFILIATION)
+                        .map_err(db)?
+                        .execute(rusqlite::params![
+                            room,
+                            jid,
+                            a.affiliation,
+                            a.reason,
+                            a.nick
+                        ])
+                }
                 None => conn
                     .prepare_cached(DELETE_AFFILIATION)
                     .map_err(db)?
