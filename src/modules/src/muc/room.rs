@@ -447,7 +447,12 @@ mod tests {
                 .condition,
             Condition::Conflict
         );
-        assert!(r.may_enter(&jid("dave@localhost"), "Dave", None).is_ok());
+        r.affiliations
+            .insert(jid("dave@localhost"), Affiliation::Member);
+        assert!(
+            r.may_enter(&jid("dave@localhost"), "Dave", Some("secret"))
+                .is_ok()
+        );
         r.locked = true;
         assert_eq!(
             r.may_enter(&jid("carol@localhost"), "carol", None)
