@@ -109,9 +109,10 @@ async fn create_enter_talk_and_leave() {
 
     // Carol enters later: she gets the history with delays, then the subject.
     carol.send(&enter("Carol", "")).await;
-    let history = carol.expect_stanza("<body>hello room</body>").await;
+    let history = carol.expect_stanza("id='m1'").await;
     assert!(
-        history.contains("<delay xmlns='urn:xmpp:delay'"),
+        history.contains("<body>hello room</body>")
+            && history.contains("<delay xmlns='urn:xmpp:delay'"),
         "{history}"
     );
     carol.expect("<subject>Plans</subject>").await;
@@ -512,4 +513,35 @@ async fn a_registered_nickname_is_reserved_across_a_restart() {
     b.send(&enter("Bobby", "")).await;
     let own = b.expect_stanza(&format!("from='{ROOM}/Bobby'")).await;
     assert!(own.contains("affiliation='member'"), "{own}");
+}
+
+#[tokio::test]
+async fn occupant_ids_are_stable_and_cannot_be_forged() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    create(&mut a).await;
+    b.send(&enter("Bob", "")).await;
+    b.expect_stanza("<subject").await;
+    let p = a.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    let id = attr(p.split("<occupant-id").nth(1).expect("occupant-id"), "id")
+        .unwrap()
+        .to_string();
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>x</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>"
+    ))
+    .await;
+    let m = a.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(
+        !m.contains("forged") && m.contains(&format!("id='{id}'")),
+        "{m}"
+    );
+    // Another nick, the same id.
+    b.send(&format!("<presence to='{ROOM}/Robert'/>")).await;
+    let p = a.expect_stanza(&format!("from='{ROOM}/Robert'")).await;
+    assert!(
+        p.contains(&format!(
+            "<occupant-id xmlns='urn:xmpp:occupant-id:0' id='{id}'/>"
+        )),
+        "{p}"
+    );
 }

@@ -66,7 +66,13 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans checked), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco; rooms are in memory only, and the admin use cases are not done yet (issue 4)",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration; persistent rooms kept across restarts. Not yet: invitations, voice requests, the room archive (issue 4)",
+        },
+        Spec {
+            id: "XEP-0421",
+            version: "1.0.1",
+            status: SupportStatus::Complete,
+            note: "a per-room salted hash of the real bare JID on every occupant presence and message; clients' own ids are replaced",
         },
         Spec {
             id: "XEP-0410",
@@ -388,6 +394,7 @@ fn room_info(room: &Room) -> Element {
         )
         .append(feature(NS_MUC))
         .append(feature(NS_PING))
+        .append(feature(room::NS_OCCUPANT_ID))
         .build();
     let flags = [
         (c.persistent, "muc_persistent", "muc_temporary"),

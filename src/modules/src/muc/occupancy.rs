@@ -10,7 +10,7 @@ use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError, ncname};
 use minidom::Element;
 
-use super::room::{self, HistoryEntry, NS_USER, Occupant, Role, Room, Whois};
+use super::room::{self, HistoryEntry, NS_OCCUPANT_ID, NS_USER, Occupant, Role, Room, Whois};
 use super::{Muc, NS_MUC};
 
 const NS_DELAY: &str = "urn:xmpp:delay";
@@ -132,7 +132,7 @@ async fn enter(
     let bare = from.to_bare();
     room.may_enter(&bare, nick, password.as_deref())?;
     let role = room.default_role(room.affiliation(&bare));
-    let presence = occupant_presence(st);
+    let presence = occupant_presence(room, &bare, st);
     // The occupants already there, to the newcomer (§7.2.3).
     let sees_jids = room.shows_jids_to(role);
     for other in room.occupants.values().filter(|o| o.nick != nick) {
@@ -186,7 +186,7 @@ async fn enter(
 
 /// A new presence (status, show) from a session already in the room.
 async fn update(cx: &Context, room: &mut Room, from: &Jid, st: &Stanza) {
-    let presence = occupant_presence(st);
+    let presence = occupant_presence(room, &from.to_bare(), st);
     let Some(nick) = room.occupant_of(from).map(|o| o.nick.clone()) else {
         return;
     };
@@ -220,6 +220,7 @@ async fn change_nick(
     for (session, _) in &occupant.sessions {
         let mut gone = Element::builder("presence", hearth_core::ns::CLIENT)
             .attr(ncname("type"), "unavailable")
+            .append(room.occupant_id(&occupant.bare))
             .build();
         let mut x = room.user_x(&occupant, None, &[NEW_NICK]);
         if let Some(item) = x.get_child_mut("item", NS_USER) {
@@ -240,7 +241,7 @@ async fn change_nick(
         }
     }
     occupant.nick = new.to_string();
-    let presence = occupant_presence(st);
+    let presence = occupant_presence(room, &bare, st);
     if let Some(slot) = occupant.sessions.iter_mut().find(|(j, _)| j == from) {
         slot.1 = presence;
     }
@@ -255,12 +256,12 @@ async fn leave(cx: &Context, room: &mut Room, from: &Jid, st: &Stanza) {
         return;
     };
     let occupant_jid = occupant_jid(room, &nick);
+    let mut gone = occupant_presence(room, &from.to_bare(), st);
+    hearth_core::stanza::set_attr(&mut gone, "type", Some("unavailable".into()));
     let Some(occupant) = room.occupants.get_mut(&nick) else {
         return;
     };
     occupant.sessions.retain(|(j, _)| j != from);
-    let mut gone = occupant_presence(st);
-    hearth_core::stanza::set_attr(&mut gone, "type", Some("unavailable".into()));
     let mut left = occupant.clone();
     left.role = Role::None;
     if !occupant.sessions.is_empty() {
@@ -307,6 +308,7 @@ pub(super) async fn remove_occupant(
         }
         Element::builder("presence", hearth_core::ns::CLIENT)
             .attr(ncname("type"), "unavailable")
+            .append(room.occupant_id(&occupant.bare))
             .append(x)
             .build()
     };
@@ -345,8 +347,7 @@ async fn groupchat(
         room.subject = Some((sender.nick.clone(), subject.text()));
     }
     let from = occupant_jid(room, &sender.nick);
-    let mut message = el.clone();
-    hearth_core::stanza::set_attr(&mut message, "to", None);
+    let mut message = stamped(room, sender, el.clone());
     hearth_core::stanza::set_attr(&mut message, "from", Some(from.to_string()));
     for occupant in room.occupants.values() {
         for (to, _) in &occupant.sessions {
@@ -378,8 +379,7 @@ async fn private(
     let target = room.occupants.get(nick).ok_or_else(|| {
         StanzaError::new(Condition::ItemNotFound).with_text("no one by that nickname is here")
     })?;
-    let mut message = st.into_element();
-    hearth_core::stanza::set_attr(&mut message, "to", None);
+    let mut message = stamped(room, sender, st.into_element());
     if message.get_child("x", NS_USER).is_none() {
         message.append_child(Element::bare("x", NS_USER));
     }
@@ -476,15 +476,37 @@ async fn send_history(cx: &Context, room: &Room, to: &Jid, muc_x: Option<&Elemen
     }
 }
 
-/// The presence an occupant broadcasts: the client's, without its `muc` join element.
-fn occupant_presence(st: &Stanza) -> Element {
+/// The presence an occupant broadcasts: the client's, without its `muc` join element and
+/// with the room's occupant id (a client's own is dropped: it could pose as another).
+fn occupant_presence(room: &Room, bare: &Jid, st: &Stanza) -> Element {
     let mut p = Element::builder("presence", hearth_core::ns::CLIENT).build();
     for child in st.element().children() {
-        if !child.is("x", NS_MUC) && !child.is("x", NS_USER) {
+        if !child.is("x", NS_MUC)
+            && !child.is("x", NS_USER)
+            && !child.is("occupant-id", NS_OCCUPANT_ID)
+        {
             p.append_child(child.clone());
         }
     }
+    p.append_child(room.occupant_id(bare));
     p
+}
+
+/// A message as the room relays it: without `to`, with the sender's occupant id in place of
+/// any the client put there.
+fn stamped(room: &Room, sender: &Occupant, mut message: Element) -> Element {
+    hearth_core::stanza::set_attr(&mut message, "to", None);
+    if message.get_child("occupant-id", NS_OCCUPANT_ID).is_some() {
+        let nodes = message.take_nodes();
+        for node in nodes {
+            match node {
+                minidom::Node::Element(c) if c.is("occupant-id", NS_OCCUPANT_ID) => {}
+                other => message.append_node(other),
+            }
+        }
+    }
+    message.append_child(room.occupant_id(&sender.bare));
+    message
 }
 
 fn occupant_jid(room: &Room, nick: &str) -> Jid {

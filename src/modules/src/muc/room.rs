@@ -8,6 +8,7 @@ use hearth_core::stanza::{Condition, StanzaError, ncname};
 use minidom::Element;
 
 pub const NS_USER: &str = "http://jabber.org/protocol/muc#user";
+pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Affiliation {
@@ -81,6 +82,8 @@ pub struct RoomConfig {
     pub whois: Whois,
     pub max_users: usize,
     pub history_length: usize,
+    /// Keys occupant ids (XEP-0421) to this room; random per room, not shown in the form.
+    pub occupant_id_salt: String,
 }
 
 impl RoomConfig {
@@ -88,7 +91,7 @@ impl RoomConfig {
     pub fn to_lines(&self) -> String {
         let one_line = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
-            "name={}\ndescription={}\npersistent={}\npublic={}\nmembers_only={}\nmoderated={}\npassword={}\nwhois={}\nmax_users={}\nhistory_length={}",
+            "name={}\ndescription={}\npersistent={}\npublic={}\nmembers_only={}\nmoderated={}\npassword={}\nwhois={}\nmax_users={}\nhistory_length={}\noccupant_id_salt={}",
             one_line(&self.name),
             one_line(&self.description),
             self.persistent,
@@ -102,6 +105,7 @@ impl RoomConfig {
             },
             self.max_users,
             self.history_length,
+            self.occupant_id_salt,
         )
     }
 
@@ -125,6 +129,7 @@ impl RoomConfig {
                 "whois" => c.whois = Whois::Moderators,
                 "max_users" => c.max_users = v.parse().unwrap_or(c.max_users),
                 "history_length" => c.history_length = v.parse().unwrap_or(c.history_length),
+                "occupant_id_salt" if !v.is_empty() => c.occupant_id_salt = v.to_string(),
                 _ => {}
             }
         }
@@ -143,6 +148,10 @@ impl RoomConfig {
             whois: Whois::Moderators,
             max_users,
             history_length,
+            occupant_id_salt: {
+                use rand::Rng;
+                format!("{:032x}", rand::rng().random::<u128>())
+            },
         }
     }
 }
@@ -365,6 +374,21 @@ impl Room {
             );
         }
         x
+    }
+
+    /// XEP-0421: an id for `bare` that is stable in this room and tells nothing about the
+    /// JID, so clients can tell occupants apart across nick changes without seeing JIDs.
+    pub fn occupant_id(&self, bare: &Jid) -> Element {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::new()
+            .chain_update(self.config.occupant_id_salt.as_bytes())
+            .chain_update(bare.to_string().as_bytes())
+            .finalize();
+        let id = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&digest[..18]);
+        Element::builder("occupant-id", NS_OCCUPANT_ID)
+            .attr(ncname("id"), id)
+            .build()
     }
 
     /// Whether the room should go when its last occupant leaves.
