@@ -545,3 +545,77 @@ async fn occupant_ids_are_stable_and_cannot_be_forged() {
         "{p}"
     );
 }
+
+#[tokio::test]
+async fn invitations_declines_voice_requests_and_private_message_rules() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field><field var='muc#roomconfig_moderatedroom'><value>1</value></field><field var='muc#roomconfig_allowpm'><value>moderators</value></field></x></query></iq>",
+    )
+    .await;
+    assert!(a.expect_stanza("id='cfg'").await.contains("type='result'"));
+    // Not a member yet: refused.
+    b.send(&enter("Bob", "")).await;
+    assert!(
+        b.expect_stanza("type='error'")
+            .await
+            .contains("<registration-required")
+    );
+    // The owner's invitation makes bob a member and reaches him from the room.
+    a.send(&format!(
+        "<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='bob@localhost'><reason>join us</reason></invite></x></message>"
+    ))
+    .await;
+    let invite = b.expect_stanza(&format!("from='{ROOM}'")).await;
+    assert!(
+        invite.contains("<invite from='alice@localhost'>")
+            && invite.contains("<reason>join us</reason>"),
+        "{invite}"
+    );
+    // A decline goes back to the inviter.
+    b.send(&format!(
+        "<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'><decline to='alice@localhost/a'><reason>busy</reason></decline></x></message>"
+    ))
+    .await;
+    let decline = a.expect_stanza(&format!("from='{ROOM}'")).await;
+    assert!(
+        decline.contains("<decline from='bob@localhost'>"),
+        "{decline}"
+    );
+    // Members enter as participants even in a moderated room; private messages are for
+    // moderators here.
+    b.send(&enter("Bob", "")).await;
+    let own = b.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    assert!(own.contains("affiliation='member'"), "{own}");
+    b.expect_stanza("<subject").await;
+    a.expect_stanza(&format!("from='{ROOM}/Bob'")).await;
+    b.send(&format!(
+        "<message to='{ROOM}/Alice' type='chat' id='pm'><body>hi</body></message>"
+    ))
+    .await;
+    assert!(b.expect_stanza("id='pm'").await.contains("<not-acceptable"));
+
+    // A visitor asks for voice; the moderator approves.
+    a.send(&admin("mute", "<item nick='Bob' role='visitor'/>"))
+        .await;
+    a.expect_stanza("id='mute'").await;
+    b.expect_stanza("role='visitor'").await;
+    b.send(&format!(
+        "<message to='{ROOM}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>"
+    ))
+    .await;
+    let request = a.expect_stanza("<message").await;
+    assert!(
+        request.contains("var='muc#request_allow'") && request.contains("<value>Bob</value>"),
+        "{request}"
+    );
+    a.send(&format!(
+        "<message to='{ROOM}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field><field var='muc#roomnick'><value>Bob</value></field><field var='muc#request_allow'><value>true</value></field></x></message>"
+    ))
+    .await;
+    let p = b.expect_stanza("role='participant'").await;
+    assert!(p.contains(&format!("from='{ROOM}/Bob'")), "{p}");
+}

@@ -95,6 +95,9 @@ impl Muc {
         }
         let room = self.room(cx, node).await?.ok_or_else(super::not_found)?;
         let mut room = room.lock().await;
+        if to.resource().is_none() && st.stanza_type() != "groupchat" {
+            return self.room_message(cx, &mut room, &from, &st).await;
+        }
         let sender = room.occupant_of(&from).cloned().ok_or_else(|| {
             StanzaError::new(Condition::NotAcceptable).with_text("enter the room first")
         })?;
@@ -109,9 +112,7 @@ impl Muc {
             }
             ("groupchat", Some(_)) => Err(StanzaError::new(Condition::BadRequest)
                 .with_text("groupchat messages go to the room, not to an occupant")),
-            (_, Some(nick)) => private(cx, &room, &sender, nick, st).await,
-            (_, None) => Err(StanzaError::new(Condition::FeatureNotImplemented)
-                .with_text("this kind of message to the room is not supported yet")),
+            (_, nick) => private(cx, &room, &sender, nick.unwrap_or_default(), st).await,
         }
     }
 }
@@ -340,7 +341,7 @@ async fn groupchat(
     let subject = el.get_child("subject", hearth_core::ns::CLIENT);
     let body = el.get_child("body", hearth_core::ns::CLIENT);
     if let (Some(subject), None) = (subject, body) {
-        if sender.role != Role::Moderator {
+        if sender.role != Role::Moderator && !room.config.change_subject {
             return Err(StanzaError::new(Condition::Forbidden)
                 .with_text("only moderators may change the subject"));
         }
@@ -376,6 +377,10 @@ async fn private(
     nick: &str,
     st: Stanza,
 ) -> Result<(), StanzaError> {
+    if !room.config.allow_pm.allows(sender.role) {
+        return Err(StanzaError::new(Condition::NotAcceptable)
+            .with_text("private messages are not allowed in this room"));
+    }
     let target = room.occupants.get(nick).ok_or_else(|| {
         StanzaError::new(Condition::ItemNotFound).with_text("no one by that nickname is here")
     })?;

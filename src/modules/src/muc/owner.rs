@@ -9,7 +9,7 @@ use hearth_core::stanza::{Condition, StanzaError, ncname};
 use minidom::Element;
 
 use super::Muc;
-use super::room::{Affiliation, NS_USER, Role, Room, Whois};
+use super::room::{Affiliation, AllowPm, NS_USER, Role, Room, Whois};
 
 pub const NS_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 const NS_DATA: &str = "jabber:x:data";
@@ -123,6 +123,13 @@ fn apply(room: &mut Room, form: &Element) -> Result<(), StanzaError> {
         match field.attr("var").unwrap_or_default() {
             "muc#roomconfig_roomname" => c.name = value,
             "muc#roomconfig_roomdesc" => c.description = value,
+            "muc#roomconfig_lang" => c.language = value,
+            "muc#roomconfig_changesubject" => c.change_subject = flag,
+            "muc#roomconfig_allowinvites" => c.allow_invites = flag,
+            "muc#roomconfig_allowpm" => {
+                c.allow_pm =
+                    AllowPm::parse(&value).ok_or_else(|| bad_value("muc#roomconfig_allowpm"))?;
+            }
             "muc#roomconfig_persistentroom" => c.persistent = flag,
             "muc#roomconfig_publicroom" => c.public = flag,
             "muc#roomconfig_membersonly" => c.members_only = flag,
@@ -172,13 +179,37 @@ fn config_form(room: &Room) -> Element {
     let max_users = c.max_users.to_string();
     let history = c.history_length.to_string();
     let mut x = form("form", FORM_CONFIG, &[]);
-    let fields: [(&str, &str, &str, &str); 11] = [
+    let fields: [(&str, &str, &str, &str); 15] = [
         ("muc#roomconfig_roomname", "text-single", "Name", &c.name),
         (
             "muc#roomconfig_roomdesc",
             "text-single",
             "Description",
             &c.description,
+        ),
+        (
+            "muc#roomconfig_lang",
+            "text-single",
+            "Language of the discussion",
+            &c.language,
+        ),
+        (
+            "muc#roomconfig_changesubject",
+            "boolean",
+            "Participants may change the subject",
+            flag(c.change_subject),
+        ),
+        (
+            "muc#roomconfig_allowinvites",
+            "boolean",
+            "Occupants may invite others",
+            flag(c.allow_invites),
+        ),
+        (
+            "muc#roomconfig_allowpm",
+            "list-single",
+            "Who may send private messages",
+            c.allow_pm.as_str(),
         ),
         (
             "muc#roomconfig_persistentroom",
@@ -242,15 +273,23 @@ fn config_form(room: &Room) -> Element {
             .attr(ncname("label"), label)
             .append(Element::builder("value", NS_DATA).append(value).build())
             .build();
-        if var == "muc#roomconfig_whois" {
-            for (option, label) in [("moderators", "Moderators only"), ("anyone", "Anyone")] {
-                field.append_child(
-                    Element::builder("option", NS_DATA)
-                        .attr(ncname("label"), label)
-                        .append(Element::builder("value", NS_DATA).append(option).build())
-                        .build(),
-                );
-            }
+        let options: &[(&str, &str)] = match var {
+            "muc#roomconfig_whois" => &[("moderators", "Moderators only"), ("anyone", "Anyone")],
+            "muc#roomconfig_allowpm" => &[
+                ("anyone", "Anyone"),
+                ("participants", "Participants"),
+                ("moderators", "Moderators"),
+                ("none", "No one"),
+            ],
+            _ => &[],
+        };
+        for &(option, label) in options {
+            field.append_child(
+                Element::builder("option", NS_DATA)
+                    .attr(ncname("label"), label)
+                    .append(Element::builder("value", NS_DATA).append(option).build())
+                    .build(),
+            );
         }
         x.append_child(field);
     }

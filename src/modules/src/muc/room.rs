@@ -69,11 +69,54 @@ pub enum Whois {
     Anyone,
 }
 
+/// Who may send private messages in the room (`muc#roomconfig_allowpm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowPm {
+    Anyone,
+    Participants,
+    Moderators,
+    None,
+}
+
+impl AllowPm {
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Anyone,
+            Self::Participants,
+            Self::Moderators,
+            Self::None,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllowPm::Anyone => "anyone",
+            AllowPm::Participants => "participants",
+            AllowPm::Moderators => "moderators",
+            AllowPm::None => "none",
+        }
+    }
+
+    /// Whether an occupant with `role` may send a private message.
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            AllowPm::Anyone => true,
+            AllowPm::Participants => role >= Role::Participant,
+            AllowPm::Moderators => role == Role::Moderator,
+            AllowPm::None => false,
+        }
+    }
+}
+
 /// The room configuration (XEP-0045 §10.2), with the defaults of a new room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomConfig {
     pub name: String,
     pub description: String,
+    /// The language of the discussion (`muc#roomconfig_lang`).
+    pub language: String,
     pub persistent: bool,
     pub public: bool,
     pub members_only: bool,
@@ -82,6 +125,11 @@ pub struct RoomConfig {
     pub whois: Whois,
     pub max_users: usize,
     pub history_length: usize,
+    /// Participants (not only moderators) may change the subject.
+    pub change_subject: bool,
+    /// Occupants may invite others.
+    pub allow_invites: bool,
+    pub allow_pm: AllowPm,
     /// Keys occupant ids (XEP-0421) to this room; random per room, not shown in the form.
     pub occupant_id_salt: String,
 }
@@ -91,7 +139,7 @@ impl RoomConfig {
     pub fn to_lines(&self) -> String {
         let one_line = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
-            "name={}\ndescription={}\npersistent={}\npublic={}\nmembers_only={}\nmoderated={}\npassword={}\nwhois={}\nmax_users={}\nhistory_length={}\noccupant_id_salt={}",
+            "name={}\ndescription={}\npersistent={}\npublic={}\nmembers_only={}\nmoderated={}\npassword={}\nwhois={}\nmax_users={}\nhistory_length={}\noccupant_id_salt={}\nlanguage={}\nchange_subject={}\nallow_invites={}\nallow_pm={}",
             one_line(&self.name),
             one_line(&self.description),
             self.persistent,
@@ -106,6 +154,10 @@ impl RoomConfig {
             self.max_users,
             self.history_length,
             self.occupant_id_salt,
+            one_line(&self.language),
+            self.change_subject,
+            self.allow_invites,
+            self.allow_pm.as_str(),
         )
     }
 
@@ -130,6 +182,10 @@ impl RoomConfig {
                 "max_users" => c.max_users = v.parse().unwrap_or(c.max_users),
                 "history_length" => c.history_length = v.parse().unwrap_or(c.history_length),
                 "occupant_id_salt" if !v.is_empty() => c.occupant_id_salt = v.to_string(),
+                "language" => c.language = v.to_string(),
+                "change_subject" => c.change_subject = flag,
+                "allow_invites" => c.allow_invites = flag,
+                "allow_pm" => c.allow_pm = AllowPm::parse(v).unwrap_or(c.allow_pm),
                 _ => {}
             }
         }
@@ -140,6 +196,7 @@ impl RoomConfig {
         RoomConfig {
             name: String::new(),
             description: String::new(),
+            language: String::new(),
             persistent: false,
             public: true,
             members_only: false,
@@ -148,6 +205,9 @@ impl RoomConfig {
             whois: Whois::Moderators,
             max_users,
             history_length,
+            change_subject: false,
+            allow_invites: true,
+            allow_pm: AllowPm::Anyone,
             occupant_id_salt: {
                 use rand::Rng;
                 format!("{:032x}", rand::rng().random::<u128>())
@@ -538,6 +598,10 @@ mod tests {
         c.members_only = true;
         c.password = Some("pw=1".into());
         c.whois = Whois::Anyone;
+        c.language = "de".into();
+        c.change_subject = true;
+        c.allow_invites = false;
+        c.allow_pm = AllowPm::Moderators;
         let back = RoomConfig::from_lines(&c.to_lines(), RoomConfig::new(1, 1));
         assert_eq!(back.name, "Team Room");
         c.name = back.name.clone();
