@@ -619,3 +619,76 @@ async fn invitations_declines_voice_requests_and_private_message_rules() {
     let p = b.expect_stanza("role='participant'").await;
     assert!(p.contains(&format!("from='{ROOM}/Bob'")), "{p}");
 }
+
+#[tokio::test]
+async fn persistent_rooms_are_archived_and_history_outlives_a_restart() {
+    let mut server = TestServer::start();
+    let (mut a, b) = alice_and_bob(&server, true).await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
+    )
+    .await;
+    a.expect_stanza("id='cfg'").await;
+    for i in 1..=3 {
+        a.send(&format!(
+            "<message to='{ROOM}' type='groupchat' id='g{i}'><body>note {i}</body><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='forged'/></message>"
+        ))
+        .await;
+        let echo = a.expect_stanza(&format!("id='g{i}'")).await;
+        assert!(
+            echo.contains(&format!(
+                "<stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='"
+            )) && !echo.contains("forged"),
+            "{echo}"
+        );
+    }
+    a.send(&format!("<iq type='get' id='di' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"))
+        .await;
+    assert!(
+        a.expect_stanza("id='di'")
+            .await
+            .contains("var='urn:xmpp:mam:2'")
+    );
+    drop((a, b));
+    server.stop();
+    let server = TestServer::restart_from(&server);
+    let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
+    b.send(&enter("Bob", "<history maxstanzas='2'/>")).await;
+    let entered = b.expect("<subject").await;
+    assert!(
+        !entered.contains("note 1") && entered.contains("note 2") && entered.contains("note 3"),
+        "{entered}"
+    );
+    // The room's archive pages like an account's.
+    b.send(&format!(
+        "<iq type='set' id='q' to='{ROOM}'><query xmlns='urn:xmpp:mam:2' queryid='x'><set xmlns='http://jabber.org/protocol/rsm'><max>2</max></set></query></iq>"
+    ))
+    .await;
+    let results = b.expect_stanza("id='q'").await;
+    assert!(
+        results.contains("<body>note 1</body>")
+            && results.contains("<body>note 2</body>")
+            && !results.contains("note 3")
+            && results.contains(&format!("from='{ROOM}'")),
+        "{results}"
+    );
+    // Someone banned may not read it.
+    server.add_user("eve", "evepass123");
+    let (mut e, _) = login(&server, "eve", "evepass123", "e").await;
+    let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(&admin(
+        "ban",
+        "<item jid='eve@localhost' affiliation='outcast'/>",
+    ))
+    .await;
+    a.expect_stanza("id='ban'").await;
+    e.send(&format!(
+        "<iq type='set' id='q2' to='{ROOM}'><query xmlns='urn:xmpp:mam:2'/></iq>"
+    ))
+    .await;
+    assert!(e.expect_stanza("id='q2'").await.contains("<forbidden"));
+}

@@ -69,7 +69,8 @@ pub enum ArchiveQueryError {
 }
 
 impl Store {
-    /// Archives a message unless the account does not exist; returns whether it did.
+    /// Archives a message for an account (by username) or a stored room (by bare room JID),
+    /// unless it does not exist; returns whether it did.
     pub async fn archive_append(&self, username: &str, message: NewArchived) -> Result<bool> {
         dispatch!(self.archive_append(username, message))
     }

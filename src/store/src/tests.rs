@@ -938,9 +938,36 @@ async fn muc_rooms_and_affiliations() {
     s.muc_set_affiliation("team@conference.localhost", "eve@evil.example", None)
         .await
         .unwrap();
+    // A stored room has an archive, keyed by its JID, which goes with it.
+    let room_jid = "team@conference.localhost";
+    assert!(
+        s.archive_append(room_jid, archived(1, room_jid, "hi"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.archive_append("gone@conference.localhost", archived(2, "x@y", "hi"))
+            .await
+            .unwrap()
+    );
+    let all = || ArchiveQuery {
+        max: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.archive_query(room_jid, all()).await.unwrap()),
+        ["id1"]
+    );
     s.muc_delete_room("team@conference.localhost")
         .await
         .unwrap();
+    assert!(
+        s.archive_query(room_jid, all())
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
     assert!(
         s.muc_room("team@conference.localhost")
             .await

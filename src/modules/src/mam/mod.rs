@@ -3,7 +3,7 @@
 //! missed and page back through history, filter it, and search it (XEP-0431).
 
 mod policy;
-mod query;
+pub mod query;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -151,7 +151,7 @@ fn now_millis() -> i64 {
 }
 
 /// A new archive id: random, so ids reveal nothing about how much others wrote.
-fn new_id() -> String {
+pub fn new_id() -> String {
     use rand::Rng;
     format!("{:016x}", rand::rng().random::<u64>())
 }

@@ -80,7 +80,8 @@ fn field(var: &str, type_: &str) -> Element {
 }
 
 /// The query form (XEP-0313 §4.1.1), with the #extended and full-text fields.
-fn form() -> Element {
+/// The query form (XEP-0313 §4.1.1).
+pub fn form() -> Element {
     let mut form_type = field("FORM_TYPE", "hidden");
     form_type.append_child(Element::builder("value", NS_DATA).append(NS_MAM).build());
     let x = Element::builder("x", NS_DATA)
@@ -227,46 +228,63 @@ fn text(name: &str, ns: &str, value: &str) -> Element {
     Element::builder(name, ns).append(value.to_string()).build()
 }
 
+/// Answers an archive query on the archive stored under `key` (an account's username, or a
+/// room's JID), whose JID is `archive`: the results go to the querying session, and the
+/// `<fin/>` is returned for the IQ result. Shared with the MUC archive.
+pub async fn answer(
+    cx: &Context,
+    key: &str,
+    archive: &str,
+    payload: &Element,
+    page_sizes: (usize, usize),
+) -> IqResult {
+    let Some(session) = cx.session() else {
+        return Err(bad("archive queries come from a client"));
+    };
+    let (q, flip) = parse_query(payload, page_sizes.0, page_sizes.1)?;
+    let page = cx
+        .store()
+        .archive_query(key, q)
+        .await
+        .map_err(|e| match e {
+            ArchiveQueryError::UnknownId(id) => StanzaError::new(Condition::ItemNotFound)
+                .with_text(format!("no archived message has the id {id}")),
+            ArchiveQueryError::BadFulltext => bad("the search cannot be understood"),
+            ArchiveQueryError::Store(e) => {
+                tracing::error!(error = %e, archive, "archive query failed");
+                StanzaError::new(Condition::InternalServerError)
+            }
+        })?;
+    let mut messages = page.messages;
+    if flip {
+        messages.reverse();
+    }
+    let to = session.jid.to_string();
+    let queryid = payload.attr("queryid");
+    for m in &messages {
+        session.send(result_bytes(&to, archive, queryid, m), Urgency::Urgent);
+    }
+    let mut set = Element::bare("set", NS_RSM);
+    if let (Some(first), Some(last)) = (messages.first(), messages.last()) {
+        set.append_child(text("first", NS_RSM, &first.stanza_id));
+        set.append_child(text("last", NS_RSM, &last.stanza_id));
+    }
+    let mut fin = Element::builder("fin", NS_MAM).append(set).build();
+    if page.complete {
+        hearth_core::stanza::set_attr(&mut fin, "complete", Some("true".into()));
+    }
+    Ok(Some(fin))
+}
+
 impl Mam {
     async fn query(&self, cx: Context, st: Stanza) -> IqResult {
         let user = own(&st)?.to_string();
         let (Some(session), Some(payload)) = (cx.session(), st.iq_payload()) else {
             return Err(bad("archive queries come from a client"));
         };
-        let (q, flip) = parse_query(payload, self.cfg.default_page_size, self.cfg.max_page_size)?;
-        let page = cx
-            .store()
-            .archive_query(&user, q)
-            .await
-            .map_err(|e| match e {
-                ArchiveQueryError::UnknownId(id) => StanzaError::new(Condition::ItemNotFound)
-                    .with_text(format!("no archived message has the id {id}")),
-                ArchiveQueryError::BadFulltext => bad("the search cannot be understood"),
-                ArchiveQueryError::Store(e) => {
-                    tracing::error!(error = %e, account = %user, "archive query failed");
-                    StanzaError::new(Condition::InternalServerError)
-                }
-            })?;
-        let mut messages = page.messages;
-        if flip {
-            messages.reverse();
-        }
-        let to = session.jid.to_string();
-        let from = session.jid.to_bare().to_string();
-        let queryid = payload.attr("queryid");
-        for m in &messages {
-            session.send(result_bytes(&to, &from, queryid, m), Urgency::Urgent);
-        }
-        let mut set = Element::bare("set", NS_RSM);
-        if let (Some(first), Some(last)) = (messages.first(), messages.last()) {
-            set.append_child(text("first", NS_RSM, &first.stanza_id));
-            set.append_child(text("last", NS_RSM, &last.stanza_id));
-        }
-        let mut fin = Element::builder("fin", NS_MAM).append(set).build();
-        if page.complete {
-            hearth_core::stanza::set_attr(&mut fin, "complete", Some("true".into()));
-        }
-        Ok(Some(fin))
+        let archive = session.jid.to_bare().to_string();
+        let sizes = (self.cfg.default_page_size, self.cfg.max_page_size);
+        answer(&cx, &user, &archive, payload, sizes).await
     }
 
     async fn prefs(&self, cx: Context, st: Stanza) -> IqResult {

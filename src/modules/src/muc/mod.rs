@@ -13,16 +13,17 @@ mod room;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::mam::NS_MAM;
 use hearth_core::jid::Jid;
 use hearth_core::module::{Module, Registrar, Spec, SupportStatus};
 use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError, ncname};
-use hearth_store::{StoredAffiliation, StoredRoom};
+use hearth_store::{ArchiveQuery, StoredAffiliation, StoredRoom};
 use minidom::Element;
 use serde::Deserialize;
 
 pub use room::{Affiliation, Role};
-use room::{Room, RoomConfig};
+use room::{HistoryEntry, Room, RoomConfig};
 
 pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -40,6 +41,10 @@ pub struct Config {
     pub max_users: usize,
     /// Messages a new room keeps for history on join.
     pub history_length: usize,
+    /// Results per page of a room archive query when the client does not say, and the most
+    /// it may ask for.
+    pub mam_page_size: usize,
+    pub mam_max_page_size: usize,
 }
 
 impl Default for Config {
@@ -49,6 +54,8 @@ impl Default for Config {
             allow_room_creation: true,
             max_users: 200,
             history_length: 20,
+            mam_page_size: 50,
+            mam_max_page_size: 250,
         }
     }
 }
@@ -67,7 +74,13 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Not yet: the room archive, moderation, room avatars, rate limits (issue 4)",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Not yet: moderation and retraction, room avatars, rate limits (issue 4)",
+        },
+        Spec {
+            id: "XEP-0313",
+            version: "1.1.3",
+            status: SupportStatus::Complete,
+            note: "on persistent rooms: every groupchat message with a body is archived before it is relayed, with a stanza-id by the room; history on entering is read back from it after a restart; readable by anyone allowed in (members in members-only rooms), never by outcasts",
         },
         Spec {
             id: "XEP-0421",
@@ -155,6 +168,25 @@ impl Muc {
                 Some(Affiliation::None) | None => {}
                 Some(affiliation) => {
                     room.affiliations.insert(j, affiliation);
+                }
+            }
+        }
+        // History on entering comes from the archive after a restart.
+        let recent = ArchiveQuery {
+            from_end: true,
+            max: room.config.history_length,
+            ..Default::default()
+        };
+        if room.config.history_length > 0
+            && let Ok(page) = cx.store().archive_query(&jid, recent).await
+        {
+            for m in page.messages {
+                if let Some(st) = Stanza::from_storage_xml(&m.stanza_xml) {
+                    room.remember(HistoryEntry {
+                        message: st.into_element(),
+                        stamp: m.stamp,
+                        sender: None,
+                    });
                 }
             }
         }
@@ -292,6 +324,19 @@ impl Muc {
                     .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
                 Some(self.register(cx, &room, from, get, payload).await?)
             }
+            (Some(node), _, NS_MAM, "query") => {
+                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
+                let from = st
+                    .from()
+                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+                let archive = room.lock().await.archive_reader(from)?;
+                if get {
+                    Some(crate::mam::query::form())
+                } else {
+                    let sizes = (self.cfg.mam_page_size, self.cfg.mam_max_page_size);
+                    crate::mam::query::answer(cx, &archive, &archive, payload, sizes).await?
+                }
+            }
             (Some(node), _, admin::NS_ADMIN, "query") => {
                 let room = self.room(cx, node).await?.ok_or_else(not_found)?;
                 let from = st
@@ -413,6 +458,11 @@ fn room_info(room: &Room) -> Element {
             "muc_semianonymous",
         ),
     ];
+    if c.persistent {
+        // Persistent rooms are archived (XEP-0313), with stanza ids (XEP-0359).
+        query.append_child(feature(NS_MAM));
+        query.append_child(feature("urn:xmpp:sid:0"));
+    }
     for (on, yes, no) in flags {
         query.append_child(feature(if on { yes } else { no }));
     }

@@ -14,6 +14,7 @@ use super::room::{self, HistoryEntry, NS_OCCUPANT_ID, NS_USER, Occupant, Role, R
 use super::{Muc, NS_MUC};
 
 const NS_DELAY: &str = "urn:xmpp:delay";
+const NS_SID: &str = "urn:xmpp:sid:0";
 
 /// Status codes (XEP-0045 §15.6).
 const SELF: u16 = 110;
@@ -350,23 +351,77 @@ async fn groupchat(
     let from = occupant_jid(room, &sender.nick);
     let mut message = stamped(room, sender, el.clone());
     hearth_core::stanza::set_attr(&mut message, "from", Some(from.to_string()));
+    let stamp = now_millis();
+    if body.is_some() && room.config.persistent {
+        // The room's archive (XEP-0313) has it before anyone sees it, with the id clients
+        // will page by (XEP-0359).
+        archive(
+            cx,
+            room,
+            &from,
+            &mut message,
+            body.map(Element::text),
+            stamp,
+        )
+        .await?;
+    }
     for occupant in room.occupants.values() {
         for (to, _) in &occupant.sessions {
             send(cx, message.clone(), &from, to).await;
         }
     }
     if body.is_some() {
-        let real = sender
-            .sessions
-            .first()
-            .map_or_else(|| sender.bare.clone(), |(j, _)| j.clone());
+        let real = sender.sessions.first().map(|(j, _)| j.clone());
         room.remember(HistoryEntry {
             message,
-            stamp: now_millis(),
+            stamp,
             sender: real,
         });
     }
     Ok(())
+}
+
+/// Archives `message` in the room's archive and stamps it with its archive id.
+async fn archive(
+    cx: &Context,
+    room: &Room,
+    from: &Jid,
+    message: &mut Element,
+    body: Option<String>,
+    stamp: i64,
+) -> Result<(), StanzaError> {
+    let id = crate::mam::new_id();
+    message.append_child(
+        Element::builder("stanza-id", NS_SID)
+            .attr(ncname("by"), room.jid.to_string())
+            .attr(ncname("id"), id.as_str())
+            .build(),
+    );
+    // Self-contained XML, as the archive keeps it (read back with `from_storage_xml`).
+    let mut stored = Vec::new();
+    hearth_xml::write_element(message, "", &mut stored);
+    let stored = String::from_utf8_lossy(&stored).into_owned();
+    let entry = hearth_store::NewArchived {
+        stanza_id: id,
+        stamp,
+        with_bare: room.jid.to_string(),
+        with_resource: from.resource().map(str::to_string),
+        outgoing: false,
+        body,
+        stanza_xml: stored,
+    };
+    match cx
+        .store()
+        .archive_append(&room.jid.to_string(), entry)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, room = %room.jid, "cannot archive a room message; it is not sent");
+            Err(StanzaError::new(Condition::InternalServerError)
+                .with_text("the room could not store the message; try again"))
+        }
+    }
 }
 
 /// §7.5: a private message to one occupant, from the sender's occupant JID.
@@ -460,8 +515,8 @@ async fn send_history(cx: &Context, room: &Room, to: &Jid, muc_x: Option<&Elemen
             .attr(ncname("from"), room.jid.to_string())
             .attr(ncname("stamp"), datetime::format_millis(entry.stamp))
             .build();
-        if room.config.whois == Whois::Anyone {
-            let real = entry.sender.to_string();
+        if let (Whois::Anyone, Some(real)) = (room.config.whois, &entry.sender) {
+            let real = real.to_string();
             let addresses = Element::builder("addresses", "http://jabber.org/protocol/address")
                 .append(
                     Element::builder("address", "http://jabber.org/protocol/address")
@@ -501,11 +556,17 @@ fn occupant_presence(room: &Room, bare: &Jid, st: &Stanza) -> Element {
 /// any the client put there.
 fn stamped(room: &Room, sender: &Occupant, mut message: Element) -> Element {
     hearth_core::stanza::set_attr(&mut message, "to", None);
-    if message.get_child("occupant-id", NS_OCCUPANT_ID).is_some() {
+    let by = room.jid.to_string();
+    // The room's own ids are the room's to give (XEP-0421, XEP-0359 §7).
+    let forged = |c: &Element| {
+        c.is("occupant-id", NS_OCCUPANT_ID)
+            || (c.is("stanza-id", NS_SID) && c.attr("by") == Some(by.as_str()))
+    };
+    if message.children().any(forged) {
         let nodes = message.take_nodes();
         for node in nodes {
             match node {
-                minidom::Node::Element(c) if c.is("occupant-id", NS_OCCUPANT_ID) => {}
+                minidom::Node::Element(c) if forged(&c) => {}
                 other => message.append_node(other),
             }
         }

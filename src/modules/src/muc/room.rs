@@ -291,8 +291,9 @@ pub struct HistoryEntry {
     pub message: Element,
     /// Milliseconds since the epoch.
     pub stamp: i64,
-    /// The sender's real JID, for the delay element in non-anonymous rooms.
-    pub sender: Jid,
+    /// The sender's real JID, for the address element in non-anonymous rooms (unknown for
+    /// history read back from the archive).
+    pub sender: Option<Jid>,
 }
 
 #[derive(Debug)]
@@ -406,6 +407,25 @@ impl Room {
         self.nicks
             .iter()
             .any(|(owner, n)| owner != bare && nick_key(n) == key)
+    }
+
+    /// The key of the room's archive if `requester` may read it (XEP-0313 §6 for MUC): the
+    /// room must be persistent (only those are archived), and the requester allowed in.
+    pub fn archive_reader(&self, requester: &Jid) -> Result<String, StanzaError> {
+        if !self.config.persistent {
+            return Err(StanzaError::new(Condition::ServiceUnavailable)
+                .with_text("only persistent rooms keep an archive"));
+        }
+        let bare = requester.to_bare();
+        let affiliation = self.affiliation(&bare);
+        let present = self.occupant_of(requester).is_some();
+        if affiliation == Affiliation::Outcast
+            || (self.config.members_only && affiliation < Affiliation::Member && !present)
+        {
+            return Err(StanzaError::new(Condition::Forbidden)
+                .with_text("you may not read this room's archive"));
+        }
+        Ok(self.jid.to_string())
     }
 
     /// Whether `viewer` sees occupants' real JIDs.
@@ -619,7 +639,7 @@ mod tests {
             r.remember(HistoryEntry {
                 message: Element::bare("message", "jabber:client"),
                 stamp: i,
-                sender: jid("alice@localhost"),
+                sender: Some(jid("alice@localhost")),
             });
         }
         let stamps: Vec<i64> = r.history.iter().map(|h| h.stamp).collect();

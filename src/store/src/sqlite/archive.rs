@@ -11,7 +11,8 @@ pub(super) const APPEND: &str = "INSERT INTO archive \
     (id, username, stanza_id, stamp, with_bare, with_resource, outgoing, body, stanza) \
     SELECT max((SELECT coalesce(max(id), 0) FROM archive), \
         (SELECT indexed_up_to FROM archive_fts_progress)) + 1, \
-    ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = ?1)";
+    ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = ?1) \
+    OR EXISTS (SELECT 1 FROM muc_rooms WHERE jid = ?1)";
 pub(super) const FTS_CATCH_UP: &str = "INSERT INTO archive_fts (rowid, body) \
     SELECT id, body FROM archive \
     WHERE id > (SELECT indexed_up_to FROM archive_fts_progress) AND body IS NOT NULL";

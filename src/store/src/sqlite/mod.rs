@@ -48,6 +48,9 @@ fn migrations() -> Migrations<'static> {
             "../../migrations/sqlite/013_archive_fts_batched.sql"
         )),
         M::up(include_str!("../../migrations/sqlite/014_muc.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/015_archive_owners.sql"
+        )),
     ])
 }
 
