@@ -692,3 +692,25 @@ async fn persistent_rooms_are_archived_and_history_outlives_a_restart() {
     .await;
     assert!(e.expect_stanza("id='q2'").await.contains("<forbidden"));
 }
+
+#[tokio::test]
+async fn a_flooding_occupant_is_slowed_down() {
+    let server = TestServer::start_with("[modules.muc]\noccupant_messages_per_second = 1.0\n");
+    let (mut a, _b) = alice_and_bob(&server, true).await;
+    create(&mut a).await;
+    for i in 0..4 {
+        a.send(&format!(
+            "<message to='{ROOM}' type='groupchat' id='f{i}'><body>flood {i}</body></message>"
+        ))
+        .await;
+    }
+    // A burst of two passes; the rest is refused, saying why.
+    let got = a.expect_stanza("id='f3'").await;
+    assert!(got.contains("<body>flood 1</body>"), "{got}");
+    assert!(
+        got.contains("<resource-constraint")
+            && got.contains("type='wait'")
+            && got.contains("slow down"),
+        "{got}"
+    );
+}

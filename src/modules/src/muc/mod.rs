@@ -7,6 +7,7 @@ mod admin;
 mod invite;
 mod occupancy;
 mod owner;
+mod rate;
 mod register;
 mod room;
 
@@ -45,6 +46,11 @@ pub struct Config {
     /// it may ask for.
     pub mam_page_size: usize,
     pub mam_max_page_size: usize,
+    /// Messages one occupant may send per second on average (bursts of twice that); more
+    /// are refused with `resource-constraint`.
+    pub occupant_messages_per_second: f64,
+    /// Messages a whole room relays per second on average (bursts of twice that).
+    pub room_messages_per_second: f64,
 }
 
 impl Default for Config {
@@ -56,6 +62,8 @@ impl Default for Config {
             history_length: 20,
             mam_page_size: 50,
             mam_max_page_size: 250,
+            occupant_messages_per_second: 5.0,
+            room_messages_per_second: 100.0,
         }
     }
 }
@@ -74,7 +82,7 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Not yet: moderation and retraction, room avatars, rate limits (issue 4)",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room. Not yet: moderation and retraction, room avatars (issue 4)",
         },
         Spec {
             id: "XEP-0313",
@@ -99,6 +107,10 @@ impl Module for Muc {
 
     fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
         anyhow::ensure!(cfg.max_users >= 1, "max_users must be at least 1");
+        anyhow::ensure!(
+            cfg.occupant_messages_per_second > 0.0 && cfg.room_messages_per_second > 0.0,
+            "the message rates must be above 0"
+        );
         let domain = if cfg.domain.is_empty() {
             format!("conference.{}", reg.config().domain)
         } else {
@@ -193,6 +205,31 @@ impl Muc {
         let room = Arc::new(tokio::sync::Mutex::new(room));
         let mut rooms = self.rooms.lock().expect("rooms lock");
         Ok(Some(rooms.entry(node.to_string()).or_insert(room).clone()))
+    }
+
+    /// Whether `sender` may send one more message to `room` now (groupchat and private).
+    pub(super) fn within_limits(&self, room: &mut Room, sender: &Jid) -> Result<(), StanzaError> {
+        let now = std::time::Instant::now();
+        let (occupant, whole) = (
+            self.cfg.occupant_messages_per_second,
+            self.cfg.room_messages_per_second,
+        );
+        let refused = |what: &str, rate: f64| {
+            StanzaError::new(Condition::ResourceConstraint).with_text(format!(
+                "slow down: {what} at most {rate} messages a second"
+            ))
+        };
+        if !room.room_bucket.take(whole, whole * 2.0, now) {
+            return Err(refused("this room relays", whole));
+        }
+        let bucket = room
+            .buckets
+            .entry(sender.to_bare())
+            .or_insert_with(|| rate::Bucket::full(occupant * 2.0, now));
+        if !bucket.take(occupant, occupant * 2.0, now) {
+            return Err(refused("each occupant may send", occupant));
+        }
+        Ok(())
     }
 
     fn defaults(&self) -> RoomConfig {

@@ -102,6 +102,7 @@ impl Muc {
         let sender = room.occupant_of(&from).cloned().ok_or_else(|| {
             StanzaError::new(Condition::NotAcceptable).with_text("enter the room first")
         })?;
+        self.within_limits(&mut room, &from)?;
         match (st.stanza_type(), to.resource()) {
             ("groupchat", None) => {
                 let subject = room.subject.clone();

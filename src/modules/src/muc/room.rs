@@ -309,6 +309,9 @@ pub struct Room {
     /// The nick (or room) that set it, and the text.
     pub subject: Option<(String, String)>,
     pub history: VecDeque<HistoryEntry>,
+    /// Flood limits (see `rate.rs`): the room's, and each sender's by bare JID.
+    pub room_bucket: super::rate::Bucket,
+    pub buckets: HashMap<Jid, super::rate::Bucket>,
 }
 
 impl Room {
@@ -322,6 +325,9 @@ impl Room {
             occupants: Occupants::default(),
             subject: None,
             history: VecDeque::new(),
+            // Full: the limits are on rates, not on a room's first messages.
+            room_bucket: super::rate::Bucket::full(f64::MAX, std::time::Instant::now()),
+            buckets: HashMap::new(),
         }
     }
 

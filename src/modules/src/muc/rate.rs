@@ -1,0 +1,54 @@
+//! Flood limits: a token bucket per occupant and one per room, so one noisy client cannot
+//! drown a room and a room cannot take the server's whole attention.
+
+use std::time::Instant;
+
+/// Allows `rate` events per second on average, and bursts of up to `burst`.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn full(burst: f64, now: Instant) -> Self {
+        Bucket {
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn bursts_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::full(3.0, t0);
+        assert_eq!((0..5).filter(|_| b.take(2.0, 3.0, t0)).count(), 3);
+        // Half a second at 2/s gives one more.
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(b.take(2.0, 3.0, t1));
+        assert!(!b.take(2.0, 3.0, t1));
+        // A long pause refills only up to the burst.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..5).filter(|_| b.take(2.0, 3.0, t2)).count(), 3);
+    }
+}
