@@ -714,3 +714,77 @@ async fn a_flooding_occupant_is_slowed_down() {
         "{got}"
     );
 }
+
+#[tokio::test]
+async fn moderators_and_authors_take_messages_back() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
+    )
+    .await;
+    a.expect_stanza("id='cfg'").await;
+    b.send(&enter("Bob", "")).await;
+    b.expect_stanza("<subject").await;
+    let sid = |m: &str| {
+        attr(m.split("<stanza-id").nth(1).expect("stanza-id"), "id")
+            .unwrap()
+            .to_string()
+    };
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='spam'><body>buy potions</body></message>"
+    ))
+    .await;
+    let spam = sid(&b.expect_stanza("id='spam'").await);
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='oops'><body>typo</body></message>"
+    ))
+    .await;
+    let oops = sid(&b.expect_stanza("id='oops'").await);
+    // Only moderators moderate.
+    let moderate = |id: &str, iq: &str| {
+        format!(
+            "<iq type='set' id='{iq}' to='{ROOM}'><moderate xmlns='urn:xmpp:message-moderate:1' id='{id}'><retract xmlns='urn:xmpp:message-retract:1'/><reason>no ads</reason></moderate></iq>"
+        )
+    };
+    b.send(&moderate(&oops, "m1")).await;
+    assert!(b.expect_stanza("id='m1'").await.contains("<forbidden"));
+    a.send(&moderate(&spam, "m2")).await;
+    let notice = b.expect("</message>").await;
+    assert!(
+        notice.contains(&format!("from='{ROOM}'"))
+            && notice.contains(&format!(
+                "<retract xmlns='urn:xmpp:message-retract:1' id='{spam}'>"
+            ))
+            && notice.contains("by='room@conference.localhost/Alice'")
+            && notice.contains("no ads"),
+        "{notice}"
+    );
+    assert!(a.expect_stanza("id='m2'").await.contains("type='result'"));
+    // The author retracts their own; someone else may not.
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='r1'><retract xmlns='urn:xmpp:message-retract:1' id='{oops}'/></message>"
+    ))
+    .await;
+    assert!(a.expect_stanza("id='r1'").await.contains("<forbidden"));
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='r2'><retract xmlns='urn:xmpp:message-retract:1' id='{oops}'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/><body>retracted</body></message>"
+    ))
+    .await;
+    a.expect_stanza("id='r2'").await;
+    // The archive keeps tombstones in their places.
+    a.send(&format!(
+        "<iq type='set' id='q' to='{ROOM}'><query xmlns='urn:xmpp:mam:2'/></iq>"
+    ))
+    .await;
+    let results = a.expect_stanza("id='q'").await;
+    assert!(
+        !results.contains("buy potions")
+            && !results.contains("<body>typo</body>")
+            && results.matches("<retracted").count() == 2
+            && results.contains("by='room@conference.localhost/Alice'"),
+        "{results}"
+    );
+}

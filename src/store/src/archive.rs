@@ -90,6 +90,18 @@ impl Store {
         dispatch!(self.archive_index_pending())
     }
 
+    /// Replaces an archived message with a tombstone (a retraction or moderation, XEP-0424,
+    /// XEP-0425): the stored stanza becomes `stanza_xml` and the body, also for search, goes.
+    /// Returns whether the message was there.
+    pub async fn archive_tombstone(
+        &self,
+        username: &str,
+        stanza_id: &str,
+        stanza_xml: String,
+    ) -> Result<bool> {
+        dispatch!(self.archive_tombstone(username, stanza_id, stanza_xml))
+    }
+
     /// The oldest and newest archived messages.
     pub async fn archive_bounds(&self, username: &str) -> Result<Option<(Archived, Archived)>> {
         dispatch!(self.archive_bounds(username))

@@ -5,6 +5,7 @@
 
 mod admin;
 mod invite;
+mod moderate;
 mod occupancy;
 mod owner;
 mod rate;
@@ -82,7 +83,7 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room. Not yet: moderation and retraction, room avatars (issue 4)",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Not yet: room avatars (issue 4)",
         },
         Spec {
             id: "XEP-0313",
@@ -95,6 +96,18 @@ impl Module for Muc {
             version: "1.0.1",
             status: SupportStatus::Complete,
             note: "a per-room salted hash of the real bare JID on every occupant presence and message; clients' own ids are replaced",
+        },
+        Spec {
+            id: "XEP-0425",
+            version: "0.3.0",
+            status: SupportStatus::Complete,
+            note: "moderators retract occupants' messages; everyone is told, and the room archive keeps a tombstone",
+        },
+        Spec {
+            id: "XEP-0424",
+            version: "0.4.2",
+            status: SupportStatus::Partial,
+            note: "in rooms: a sender's retraction is relayed and its archived message becomes a tombstone, checked by occupant id; 1:1 retractions are relayed as any message, the account archive keeps the original",
         },
         Spec {
             id: "XEP-0410",
@@ -361,6 +374,14 @@ impl Muc {
                     .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
                 Some(self.register(cx, &room, from, get, payload).await?)
             }
+            (Some(node), false, moderate::NS_MODERATE, "moderate") => {
+                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
+                let from = st
+                    .from()
+                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+                self.moderate(cx, &room, from, payload).await?;
+                None
+            }
             (Some(node), _, NS_MAM, "query") => {
                 let room = self.room(cx, node).await?.ok_or_else(not_found)?;
                 let from = st
@@ -478,6 +499,8 @@ fn room_info(room: &Room) -> Element {
         .append(feature(NS_MUC))
         .append(feature(NS_PING))
         .append(feature(room::NS_OCCUPANT_ID))
+        .append(feature(moderate::NS_MODERATE))
+        .append(feature(moderate::NS_RETRACT))
         .build();
     let flags = [
         (c.persistent, "muc_persistent", "muc_temporary"),

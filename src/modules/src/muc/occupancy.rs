@@ -349,6 +349,9 @@ async fn groupchat(
         }
         room.subject = Some((sender.nick.clone(), subject.text()));
     }
+    if let Some(retract) = el.get_child("retract", super::moderate::NS_RETRACT) {
+        super::moderate::retract_own(cx, room, sender, retract).await?;
+    }
     let from = occupant_jid(room, &sender.nick);
     let mut message = stamped(room, sender, el.clone());
     hearth_core::stanza::set_attr(&mut message, "from", Some(from.to_string()));

@@ -18,6 +18,8 @@ pub(super) const FTS_CATCH_UP: &str = "INSERT INTO archive_fts (rowid, body) \
     WHERE id > (SELECT indexed_up_to FROM archive_fts_progress) AND body IS NOT NULL";
 pub(super) const FTS_PROGRESS: &str = "UPDATE archive_fts_progress \
     SET indexed_up_to = max(indexed_up_to, (SELECT coalesce(max(id), 0) FROM archive))";
+pub(super) const REPLACE: &str =
+    "UPDATE archive SET stanza = ?3, body = NULL WHERE username = ?1 AND stanza_id = ?2";
 pub(super) const ID_OF: &str = "SELECT id FROM archive WHERE username = ?1 AND stanza_id = ?2";
 pub(super) const FIRST_SINCE: &str =
     "SELECT id FROM archive WHERE username = ?1 AND stamp >= ?2 ORDER BY stamp, id LIMIT 1";
@@ -112,6 +114,24 @@ impl SqliteBackend {
                     m.body,
                     m.stanza_xml
                 ])
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn archive_tombstone(
+        &self,
+        username: &str,
+        stanza_id: &str,
+        stanza_xml: String,
+    ) -> Result<bool> {
+        let (username, stanza_id) = (username.to_owned(), stanza_id.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(REPLACE)
+                .map_err(db)?
+                .execute(rusqlite::params![username, stanza_id, stanza_xml])
                 .map_err(db)?;
             Ok(n == 1)
         })

@@ -51,6 +51,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/015_archive_owners.sql"
         )),
+        M::up(include_str!(
+            "../../migrations/sqlite/016_archive_tombstones.sql"
+        )),
     ])
 }
 

@@ -165,6 +165,7 @@ fn queries_use_indexes() {
         muc::DELETE_AFFILIATION,
         muc::DELETE_ROOM,
         archive::APPEND,
+        archive::REPLACE,
         archive::FTS_CATCH_UP,
         archive::FTS_PROGRESS,
         archive::ID_OF,
@@ -500,6 +501,25 @@ async fn full_text_indexing_in_batches_stays_exact() {
     assert_eq!(store.archive_index_pending().await.unwrap(), 1);
     store.delete_account("bob").await.unwrap();
     sound().await.unwrap();
+    // A tombstone takes the body out of the index too.
+    store.archive_index_pending().await.unwrap();
+    let apple = ArchiveQuery {
+        fulltext: Some("\"apple\"".into()),
+        max: 10,
+        ..Default::default()
+    };
+    let first = store.archive_query("alice", apple).await.unwrap().messages[0]
+        .stanza_id
+        .clone();
+    assert!(
+        store
+            .archive_tombstone("alice", &first, "<message/>".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(search("alice", "apple").await, 2);
+    sound().await.unwrap();
+    append("alice", "apple").await;
     // The newest rows are gone; the next id still lies above the indexed mark.
     append("alice", "date").await;
     assert_eq!(search("alice", "date").await, 1);
