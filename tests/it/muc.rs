@@ -788,3 +788,50 @@ async fn moderators_and_authors_take_messages_back() {
         "{results}"
     );
 }
+
+#[tokio::test]
+async fn room_avatars_are_the_room_vcard_and_survive_a_restart() {
+    let mut server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    a.send(
+        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
+    )
+    .await;
+    a.expect_stanza("id='cfg'").await;
+    b.send(&enter("Bob", "")).await;
+    b.expect_stanza("<subject").await;
+    let card = "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>aGVsbG8=</BINVAL></PHOTO></vCard>";
+    // Only owners set it.
+    b.send(&format!("<iq type='set' id='v1' to='{ROOM}'>{card}</iq>"))
+        .await;
+    assert!(b.expect_stanza("id='v1'").await.contains("<forbidden"));
+    a.send(&format!("<iq type='set' id='v2' to='{ROOM}'>{card}</iq>"))
+        .await;
+    assert!(a.expect_stanza("id='v2'").await.contains("type='result'"));
+    // Occupants are told, with the photo's hash (sha1 of "hello").
+    let hash = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
+    b.expect("<status code='104'/>").await;
+    b.expect(&format!("<photo>{hash}</photo>")).await;
+    drop((a, b));
+    server.stop();
+    let server = TestServer::restart_from(&server);
+    let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
+    b.send(&format!("<iq type='get' id='i' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"))
+        .await;
+    let info = b.expect_stanza("id='i'").await;
+    assert!(
+        info.contains("var='muc#roominfo_avatarhash'") && info.contains(hash),
+        "{info}"
+    );
+    b.send(&format!(
+        "<iq type='get' id='g' to='{ROOM}'><vCard xmlns='vcard-temp'/></iq>"
+    ))
+    .await;
+    assert!(
+        b.expect_stanza("id='g'")
+            .await
+            .contains("<BINVAL>aGVsbG8=</BINVAL>")
+    );
+}

@@ -12,6 +12,8 @@ pub struct StoredRoom {
     pub config: String,
     /// Who set the subject (a nick, or empty for the room), and the subject.
     pub subject: Option<(String, String)>,
+    /// The room's vCard-temp as XML (its avatar); not read for the directory.
+    pub vcard: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

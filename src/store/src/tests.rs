@@ -889,6 +889,7 @@ async fn muc_rooms_and_affiliations() {
         public,
         config: "name=Team".into(),
         subject: subject.map(|(n, t)| (n.into(), t.into())),
+        vcard: None,
     };
     assert!(
         s.muc_room("team@conference.localhost")

@@ -4,6 +4,7 @@
 //! disco, room configuration and self-ping.
 
 mod admin;
+mod avatar;
 mod invite;
 mod moderate;
 mod occupancy;
@@ -83,7 +84,7 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Not yet: room avatars (issue 4)",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below).",
         },
         Spec {
             id: "XEP-0313",
@@ -108,6 +109,12 @@ impl Module for Muc {
             version: "0.4.2",
             status: SupportStatus::Partial,
             note: "in rooms: a sender's retraction is relayed and its archived message becomes a tombstone, checked by occupant id; 1:1 retractions are relayed as any message, the account archive keeps the original",
+        },
+        Spec {
+            id: "XEP-0486",
+            version: "0.1.0",
+            status: SupportStatus::Complete,
+            note: "owners set the room's vCard-temp, anyone reads it; the photo hash is in muc#roominfo_avatarhash, and occupants are told (104 and a vcard-temp:x:update presence from the room)",
         },
         Spec {
             id: "XEP-0410",
@@ -184,6 +191,13 @@ impl Muc {
             RoomConfig::from_lines(&stored.config, self.defaults()),
         );
         room.subject = stored.subject;
+        room.avatar_hash = stored
+            .vcard
+            .as_deref()
+            .and_then(|xml| xml.parse::<Element>().ok())
+            .and_then(|card| crate::conversion::avatar::Avatar::from_vcard(&card))
+            .map(|a| a.sha1);
+        room.vcard = stored.vcard;
         for a in affiliations {
             let Ok(j) = Jid::parse(&a.jid) else { continue };
             if let Some(nick) = a.nick {
@@ -271,6 +285,7 @@ impl Muc {
                 public: room.config.public,
                 config: room.config.to_lines(),
                 subject: room.subject.clone(),
+                vcard: room.vcard.clone(),
             })
             .await
             .map_err(internal)?;
@@ -373,6 +388,13 @@ impl Muc {
                     .from()
                     .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
                 Some(self.register(cx, &room, from, get, payload).await?)
+            }
+            (Some(node), _, crate::vcard::NS_VCARD, "vCard") => {
+                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
+                let from = st
+                    .from()
+                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+                self.room_vcard(cx, &room, from, get, payload).await?
             }
             (Some(node), false, moderate::NS_MODERATE, "moderate") => {
                 let room = self.room(cx, node).await?.ok_or_else(not_found)?;
@@ -501,6 +523,7 @@ fn room_info(room: &Room) -> Element {
         .append(feature(room::NS_OCCUPANT_ID))
         .append(feature(moderate::NS_MODERATE))
         .append(feature(moderate::NS_RETRACT))
+        .append(feature(crate::vcard::NS_VCARD))
         .build();
     let flags = [
         (c.persistent, "muc_persistent", "muc_temporary"),
@@ -527,17 +550,20 @@ fn room_info(room: &Room) -> Element {
         query.append_child(feature(if on { yes } else { no }));
     }
     let occupants = room.occupants.len().to_string();
+    let subject = room.subject.as_ref().map_or("", |(_, s)| s.as_str());
+    let mut fields = vec![
+        ("muc#roominfo_description", c.description.as_str()),
+        ("muc#roominfo_occupants", occupants.as_str()),
+        ("muc#roominfo_subject", subject),
+        ("muc#roominfo_lang", c.language.as_str()),
+    ];
+    if let Some(hash) = &room.avatar_hash {
+        fields.push(("muc#roominfo_avatarhash", hash.as_str()));
+    }
     query.append_child(owner::form(
         "result",
         "http://jabber.org/protocol/muc#roominfo",
-        &[
-            ("muc#roominfo_description", c.description.as_str()),
-            ("muc#roominfo_occupants", occupants.as_str()),
-            (
-                "muc#roominfo_subject",
-                room.subject.as_ref().map_or("", |(_, s)| s.as_str()),
-            ),
-        ],
+        &fields,
     ));
     query
 }

@@ -51,8 +51,12 @@ impl Muc {
         match form.attr("type") {
             Some("submit") => {
                 let was_persistent = room.config.persistent && !room.locked;
+                let before = room.config.clone();
                 apply(&mut room, form)?;
-                self.save(cx, &room, was_persistent).await?;
+                if let Err(e) = self.save(cx, &room, was_persistent).await {
+                    room.config = before;
+                    return Err(e);
+                }
                 room.locked = false;
                 tracing::debug!(room = %room.jid, "room configured");
             }

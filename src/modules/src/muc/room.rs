@@ -309,6 +309,9 @@ pub struct Room {
     /// The nick (or room) that set it, and the text.
     pub subject: Option<(String, String)>,
     pub history: VecDeque<HistoryEntry>,
+    /// The room's vCard-temp (XML) and the SHA-1 of its photo (XEP-0486).
+    pub vcard: Option<String>,
+    pub avatar_hash: Option<String>,
     /// Flood limits (see `rate.rs`): the room's, and each sender's by bare JID.
     pub room_bucket: super::rate::Bucket,
     pub buckets: HashMap<Jid, super::rate::Bucket>,
@@ -325,6 +328,8 @@ impl Room {
             occupants: Occupants::default(),
             subject: None,
             history: VecDeque::new(),
+            vcard: None,
+            avatar_hash: None,
             // Full: the limits are on rates, not on a room's first messages.
             room_bucket: super::rate::Bucket::full(f64::MAX, std::time::Instant::now()),
             buckets: HashMap::new(),

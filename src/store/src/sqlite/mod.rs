@@ -54,6 +54,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/016_archive_tombstones.sql"
         )),
+        M::up(include_str!("../../migrations/sqlite/017_muc_vcard.sql")),
     ])
 }
 

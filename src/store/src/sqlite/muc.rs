@@ -4,14 +4,15 @@ use super::{SqliteBackend, db};
 use crate::{Result, StoredAffiliation, StoredRoom};
 
 pub(super) const ROOM: &str =
-    "SELECT jid, public, config, subject_nick, subject FROM muc_rooms WHERE jid = ?1";
+    "SELECT jid, public, config, subject_nick, subject, vcard FROM muc_rooms WHERE jid = ?1";
 pub(super) const AFFILIATIONS: &str =
     "SELECT jid, affiliation, reason, nick FROM muc_affiliations WHERE room = ?1";
 pub(super) const PUBLIC: &str =
-    "SELECT jid, public, config, subject_nick, subject FROM muc_rooms WHERE public = 1";
-pub(super) const PUT_ROOM: &str = "INSERT INTO muc_rooms (jid, public, config, subject_nick, subject) \
-    VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (jid) DO UPDATE SET public = ?2, config = ?3, \
-    subject_nick = ?4, subject = ?5";
+    "SELECT jid, public, config, subject_nick, subject, NULL FROM muc_rooms WHERE public = 1";
+pub(super) const PUT_ROOM: &str = "INSERT INTO muc_rooms \
+    (jid, public, config, subject_nick, subject, vcard) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+    ON CONFLICT (jid) DO UPDATE SET public = ?2, config = ?3, subject_nick = ?4, subject = ?5, \
+    vcard = ?6";
 pub(super) const PUT_AFFILIATION: &str = "INSERT OR REPLACE INTO muc_affiliations \
     (room, jid, affiliation, reason, nick) VALUES (?1, ?2, ?3, ?4, ?5)";
 pub(super) const DELETE_AFFILIATION: &str =
@@ -26,6 +27,7 @@ fn room_row(r: &rusqlite::Row) -> rusqlite::Result<StoredRoom> {
         public: r.get(1)?,
         config: r.get(2)?,
         subject: subject.map(|s| (nick.unwrap_or_default(), s)),
+        vcard: r.get(5)?,
     })
 }
 
@@ -82,7 +84,8 @@ impl SqliteBackend {
                     room.public,
                     room.config,
                     nick,
-                    subject
+                    subject,
+                    room.vcard
                 ])
                 .map_err(db)?;
             Ok(())
