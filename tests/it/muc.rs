@@ -835,3 +835,24 @@ async fn room_avatars_are_the_room_vcard_and_survive_a_restart() {
             .contains("<BINVAL>aGVsbG8=</BINVAL>")
     );
 }
+
+#[tokio::test]
+async fn occupants_are_told_when_the_service_shuts_down() {
+    let mut server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    create(&mut a).await;
+    b.send(&enter("Bob", "")).await;
+    b.expect_stanza("<subject").await;
+    server.signal("TERM");
+    let gone = b
+        .expect_stanza(&format!(
+            "from='{ROOM}/Bob' to='bob@localhost/b' type='unavailable'"
+        ))
+        .await;
+    assert!(
+        gone.contains("<status code='332'/>") && gone.contains("<status code='110'/>"),
+        "{gone}"
+    );
+    b.expect_stream_error("system-shutdown").await;
+    server.stop();
+}

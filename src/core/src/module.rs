@@ -110,6 +110,7 @@ pub(crate) type InlineFn =
 pub(crate) type StateExportFn =
     Arc<dyn Fn(&crate::session::Session) -> Option<String> + Send + Sync>;
 pub(crate) type StateImportFn = Arc<dyn Fn(&crate::session::Session, &str) + Send + Sync>;
+pub(crate) type ShutdownFn = Arc<dyn Fn(Arc<Server>) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type ServiceFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type WorkerFn = Box<dyn FnOnce(Arc<Server>) -> BoxFuture<anyhow::Result<()>> + Send>;
 
@@ -138,6 +139,7 @@ pub struct Registrations {
     /// Service domains (such as a MUC service) and who takes every stanza addressed to them.
     pub(crate) services: std::collections::HashMap<String, ServiceFn>,
     pub(crate) workers: std::sync::Mutex<Vec<(&'static str, WorkerFn)>>,
+    pub(crate) on_shutdown: Vec<ShutdownFn>,
     pub features: Vec<(DiscoScope, String)>,
     pub identities: Vec<(DiscoScope, Identity)>,
     pub disco_items: Vec<DiscoItem>,
@@ -269,6 +271,19 @@ impl<'a> Registrar<'a> {
             .lock()
             .expect("workers lock")
             .push((name, Box::new(move |s| Box::pin(f(s)))));
+    }
+
+    /// Runs when the server is asked to stop, before client streams close, so a module can
+    /// still tell clients something (rooms tell occupants they are shutting down). It gets a
+    /// couple of seconds.
+    pub fn on_shutdown<F, Fut>(&mut self, f: F)
+    where
+        F: Fn(Arc<Server>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.regs
+            .on_shutdown
+            .push(Arc::new(move |s| Box::pin(f(s))));
     }
 
     pub fn feature(&mut self, scope: DiscoScope, var: &str) {

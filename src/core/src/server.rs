@@ -177,6 +177,16 @@ impl Server {
         }
         notify_ready();
         self.wait_for_signals().await;
+        let goodbyes = self.regs.on_shutdown.iter().map(|f| f(self.clone()));
+        if tokio::time::timeout(
+            Duration::from_secs(2),
+            futures_util::future::join_all(goodbyes),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("modules took over 2 s to say goodbye at shutdown; stopping anyway");
+        }
         let _ = self.shutdown.send(true);
         // Give connection tasks a moment to send their closing stream errors (resumable
         // sessions park themselves instead of ending).

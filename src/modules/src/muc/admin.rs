@@ -204,6 +204,7 @@ async fn set_role(
             .with_text("you may not change this occupant's role"));
     }
     if role == Role::None {
+        tracing::info!(room = %room.jid, nick, "occupant kicked");
         remove_occupant(cx, room, nick, &[KICKED], reason).await;
         return Ok(());
     }

@@ -150,6 +150,11 @@ impl Module for Muc {
             async move { muc.handle(cx, st).await }
         })?;
         reg.disco_item(&domain, Some("Chatrooms"));
+        let muc = this.clone();
+        reg.on_shutdown(move |server| {
+            let muc = muc.clone();
+            async move { muc.shutting_down(server).await }
+        });
         Ok(this)
     }
 }
@@ -166,6 +171,33 @@ impl Muc {
         };
         if let Err(e) = result {
             cx.server.bounce(&st, e).await;
+        }
+    }
+
+    /// Tells every occupant the service is shutting down (status 332), so clients know to
+    /// enter again once it is back rather than wonder why the room went quiet.
+    async fn shutting_down(&self, server: Arc<hearth_core::server::Server>) {
+        let cx = Context {
+            server,
+            origin: hearth_core::router::Origin::Server,
+        };
+        let rooms: Vec<_> = self
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .values()
+            .cloned()
+            .collect();
+        tracing::info!(
+            rooms = rooms.len(),
+            "telling room occupants the service is shutting down"
+        );
+        for room in rooms {
+            let mut room = room.lock().await;
+            let nicks: Vec<String> = room.occupants.values().map(|o| o.nick.clone()).collect();
+            for nick in nicks {
+                occupancy::remove_occupant(&cx, &mut room, &nick, &[332], None).await;
+            }
         }
     }
 

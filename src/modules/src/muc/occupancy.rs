@@ -326,7 +326,7 @@ pub(super) async fn remove_occupant(
             send(cx, presence(jid, codes), &from, to).await;
         }
     }
-    tracing::info!(room = %room.jid, nick, ?codes, "occupant removed");
+    tracing::debug!(room = %room.jid, nick, ?codes, "occupant removed");
 }
 
 async fn groupchat(
