@@ -84,7 +84,7 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below).",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below); occupants are told at shutdown (332).",
         },
         Spec {
             id: "XEP-0313",
