@@ -171,13 +171,13 @@ async fn end_point_and_unbound_tokens_and_requests_without_a_client_id() {
 
 #[tokio::test]
 async fn tokens_rotate_expire_log_out_and_end_with_a_new_password() {
-    let server = TestServer::start_with("[auth.fast]\ntoken_lifetime_secs = 4\n");
+    let server = TestServer::start_with("[auth.fast]\ntoken_lifetime_secs = 6\n");
     server.add_user("alice", "alicepass1");
     let mech = "HT-SHA-256-NONE";
     let first = token_from_password(&server, mech).await;
     let first = attr(&first, "token").unwrap().to_string();
     // Past half its lifetime, a login with it brings the next token.
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let (_, r) = fast_login(&server, mech, &first, AGENT, FAST, None).await;
     let second = attr(r.split("<token").nth(1).expect("rotated"), "token")
         .unwrap()
@@ -197,7 +197,7 @@ async fn tokens_rotate_expire_log_out_and_end_with_a_new_password() {
         assert!(r.contains("<not-authorized"), "{r}");
     }
     // An expired token says so, and the client falls back to its password.
-    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(6200)).await;
     let (_, r) = fast_login(&server, mech, &third, AGENT, FAST, None).await;
     assert!(r.contains("<credentials-expired"), "{r}");
 
