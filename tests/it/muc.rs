@@ -25,6 +25,22 @@ async fn create(a: &mut Raw) -> String {
     own
 }
 
+/// alice enters as "Alice", creating the room, and submits its configuration with `fields`.
+async fn configure(a: &mut Raw, fields: &[(&str, &str)]) {
+    a.send(&enter("Alice", "")).await;
+    a.expect_stanza("<subject").await;
+    let fields: String = fields
+        .iter()
+        .map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>"))
+        .collect();
+    a.send(&format!(
+        "<iq type='set' id='cfg' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    ))
+    .await;
+    let r = a.expect_stanza("id='cfg'").await;
+    assert!(r.contains("type='result'"), "{r}");
+}
+
 #[tokio::test]
 async fn create_enter_talk_and_leave() {
     let server = TestServer::start();
@@ -269,13 +285,14 @@ async fn a_dropped_connection_leaves_the_room() {
 async fn persistent_rooms_survive_a_restart() {
     let mut server = TestServer::start();
     let (mut a, b) = alice_and_bob(&server, true).await;
-    a.send(&enter("Alice", "")).await;
-    a.expect_stanza("<subject").await;
-    a.send(
-        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>Kept</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
+    configure(
+        &mut a,
+        &[
+            ("muc#roomconfig_roomname", "Kept"),
+            ("muc#roomconfig_persistentroom", "1"),
+        ],
     )
     .await;
-    assert!(a.expect_stanza("id='cfg'").await.contains("type='result'"));
     a.send(&format!(
         "<message to='{ROOM}' type='groupchat' id='s'><subject>Still here</subject></message>"
     ))
@@ -328,13 +345,14 @@ async fn kicks_voice_bans_membership_and_lists_survive_a_restart() {
     let (mut a, mut b) = alice_and_bob(&server, true).await;
     server.add_user("carol", "carolpass1");
     let (mut c, _) = login(&server, "carol", "carolpass1", "c").await;
-    a.send(&enter("Alice", "")).await;
-    a.expect_stanza("<subject").await;
-    a.send(
-        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>",
+    configure(
+        &mut a,
+        &[
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_moderatedroom", "1"),
+        ],
     )
     .await;
-    assert!(a.expect_stanza("id='cfg'").await.contains("type='result'"));
     for (x, nick) in [(&mut b, "Bob"), (&mut c, "Carol")] {
         x.send(&enter(nick, "")).await;
         x.expect_stanza("<subject").await;
@@ -477,13 +495,7 @@ async fn look_alike_nicknames_are_refused() {
 async fn a_registered_nickname_is_reserved_across_a_restart() {
     let mut server = TestServer::start();
     let (mut a, mut b) = alice_and_bob(&server, true).await;
-    a.send(&enter("Alice", "")).await;
-    a.expect_stanza("<subject").await;
-    a.send(
-        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
-    )
-    .await;
-    a.expect_stanza("id='cfg'").await;
+    configure(&mut a, &[("muc#roomconfig_persistentroom", "1")]).await;
     b.send(&format!(
         "<iq type='get' id='g' to='{ROOM}'><query xmlns='jabber:iq:register'/></iq>"
     ))
@@ -550,13 +562,15 @@ async fn occupant_ids_are_stable_and_cannot_be_forged() {
 async fn invitations_declines_voice_requests_and_private_message_rules() {
     let server = TestServer::start();
     let (mut a, mut b) = alice_and_bob(&server, true).await;
-    a.send(&enter("Alice", "")).await;
-    a.expect_stanza("<subject").await;
-    a.send(
-        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field><field var='muc#roomconfig_moderatedroom'><value>1</value></field><field var='muc#roomconfig_allowpm'><value>moderators</value></field></x></query></iq>",
+    configure(
+        &mut a,
+        &[
+            ("muc#roomconfig_membersonly", "1"),
+            ("muc#roomconfig_moderatedroom", "1"),
+            ("muc#roomconfig_allowpm", "moderators"),
+        ],
     )
     .await;
-    assert!(a.expect_stanza("id='cfg'").await.contains("type='result'"));
     // Not a member yet: refused.
     b.send(&enter("Bob", "")).await;
     assert!(
@@ -624,13 +638,7 @@ async fn invitations_declines_voice_requests_and_private_message_rules() {
 async fn persistent_rooms_are_archived_and_history_outlives_a_restart() {
     let mut server = TestServer::start();
     let (mut a, b) = alice_and_bob(&server, true).await;
-    a.send(&enter("Alice", "")).await;
-    a.expect_stanza("<subject").await;
-    a.send(
-        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
-    )
-    .await;
-    a.expect_stanza("id='cfg'").await;
+    configure(&mut a, &[("muc#roomconfig_persistentroom", "1")]).await;
     for i in 1..=3 {
         a.send(&format!(
             "<message to='{ROOM}' type='groupchat' id='g{i}'><body>note {i}</body><stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='forged'/></message>"
@@ -719,13 +727,7 @@ async fn a_flooding_occupant_is_slowed_down() {
 async fn moderators_and_authors_take_messages_back() {
     let server = TestServer::start();
     let (mut a, mut b) = alice_and_bob(&server, true).await;
-    a.send(&enter("Alice", "")).await;
-    a.expect_stanza("<subject").await;
-    a.send(
-        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
-    )
-    .await;
-    a.expect_stanza("id='cfg'").await;
+    configure(&mut a, &[("muc#roomconfig_persistentroom", "1")]).await;
     b.send(&enter("Bob", "")).await;
     b.expect_stanza("<subject").await;
     let sid = |m: &str| {
@@ -793,13 +795,7 @@ async fn moderators_and_authors_take_messages_back() {
 async fn room_avatars_are_the_room_vcard_and_survive_a_restart() {
     let mut server = TestServer::start();
     let (mut a, mut b) = alice_and_bob(&server, true).await;
-    a.send(&enter("Alice", "")).await;
-    a.expect_stanza("<subject").await;
-    a.send(
-        "<iq type='set' id='cfg' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>",
-    )
-    .await;
-    a.expect_stanza("id='cfg'").await;
+    configure(&mut a, &[("muc#roomconfig_persistentroom", "1")]).await;
     b.send(&enter("Bob", "")).await;
     b.expect_stanza("<subject").await;
     let card = "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>aGVsbG8=</BINVAL></PHOTO></vCard>";

@@ -245,7 +245,16 @@ impl Conn {
                         self.send_ping();
                     }
                 },
-                _ = shutdown.changed() => break stream_error("system-shutdown", "the server is shutting down"),
+                _ = shutdown.changed() => {
+                    // What modules said as the server stops (rooms telling occupants) goes
+                    // out before the stream ends.
+                    while let Some(Outgoing::Stanza(bytes, urgency)) =
+                        queue.as_mut().and_then(SessionQueue::try_recv)
+                    {
+                        self.emit(bytes, urgency);
+                    }
+                    break stream_error("system-shutdown", "the server is shutting down");
+                }
             }
         };
         Box::pin(self.close(&mut io, end, queue)).await;

@@ -181,13 +181,7 @@ impl Muc {
             server,
             origin: hearth_core::router::Origin::Server,
         };
-        let rooms: Vec<_> = self
-            .rooms
-            .lock()
-            .expect("rooms lock")
-            .values()
-            .cloned()
-            .collect();
+        let rooms: Vec<_> = self.active_rooms();
         tracing::info!(
             rooms = rooms.len(),
             "telling room occupants the service is shutting down"
@@ -199,6 +193,16 @@ impl Muc {
                 occupancy::remove_occupant(&cx, &mut room, &nick, &[332], None).await;
             }
         }
+    }
+
+    /// The rooms in memory (in use, or persistent and used since the start).
+    fn active_rooms(&self) -> Vec<Arc<tokio::sync::Mutex<Room>>> {
+        self.rooms
+            .lock()
+            .expect("rooms lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The room at `node`: in memory, or loaded from the store if it is persistent.
@@ -505,13 +509,7 @@ impl Muc {
 
     /// The room directory: public rooms only (XEP-0045 §6.3), active or stored.
     async fn public_rooms(&self, cx: &Context) -> Result<Element, StanzaError> {
-        let active: Vec<_> = self
-            .rooms
-            .lock()
-            .expect("rooms lock")
-            .values()
-            .cloned()
-            .collect();
+        let active: Vec<_> = self.active_rooms();
         let mut items = std::collections::BTreeMap::new();
         for stored in cx.store().muc_public_rooms().await.map_err(internal)? {
             let config = RoomConfig::from_lines(&stored.config, self.defaults());
