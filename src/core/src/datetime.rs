@@ -19,6 +19,13 @@ pub fn format(t: SystemTime) -> String {
     )
 }
 
+/// Now, in milliseconds since the epoch (the archive's and the rooms' stamps).
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Milliseconds since the epoch, formatted.
 pub fn format_millis(ms: i64) -> String {
     format(SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))

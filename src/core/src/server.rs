@@ -60,11 +60,6 @@ impl Server {
         domain == self.config.domain
     }
 
-    /// Whether `domain` is one of the service domains modules host (MUC …).
-    pub fn is_service_domain(&self, domain: &str) -> bool {
-        self.regs.services.contains_key(domain)
-    }
-
     pub fn features(&self, scope: DiscoScope) -> impl Iterator<Item = &str> {
         self.regs
             .features

@@ -3,8 +3,6 @@
 //! switch in a single round trip. Tokens belong to one account and one client (the SASL2
 //! user-agent id) and rotate through two slots (see `hearth_store::FastToken`).
 
-use std::time::{Duration, SystemTime};
-
 use hearth_auth::{Condition, HtMechanism, SaslFailure};
 use hearth_store::FastToken;
 use minidom::Element;
@@ -83,7 +81,7 @@ impl Conn {
                     .await;
             }
         };
-        let now = unix_now();
+        let now = datetime::now_millis() / 1000;
         let matched = tokens
             .into_iter()
             .find(|t| t.mechanism == mech.name() && mech.verify(&t.token, &self.cb, proof));
@@ -153,16 +151,15 @@ impl Conn {
             return String::new();
         };
         let lifetime = self.server.config.auth.fast.token_lifetime_secs;
-        let expiry = SystemTime::now() + Duration::from_secs(lifetime);
         let token = FastToken {
             mechanism: mech.name().to_string(),
             token: hearth_auth::generate_token(),
-            expiry: unix_now() + lifetime as i64,
+            expiry: datetime::now_millis() / 1000 + lifetime as i64,
             fresh: true,
         };
         let element = format!(
             "<token xmlns='{NS}' expiry='{}' token='{}'/>",
-            datetime::format(expiry),
+            datetime::format_millis(token.expiry * 1000),
             token.token
         );
         match self.server.store.fast_issue(node, client, token).await {
@@ -187,10 +184,4 @@ fn client_id(authenticate: &Element) -> Option<&str> {
         .get_child("user-agent", sasl2::NS)
         .and_then(|u| u.attr("id"))
         .filter(|id| !id.is_empty() && id.len() <= 256)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

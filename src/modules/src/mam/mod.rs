@@ -7,8 +7,9 @@ pub mod query;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use hearth_core::datetime::now_millis;
 use hearth_core::jid::Jid;
 use hearth_core::module::{DiscoScope, Module, Registrar, Spec, SupportStatus};
 use hearth_core::router::{Context, Flow};
@@ -142,12 +143,6 @@ impl Module for Mam {
         reg.worker("mam-fulltext-index", index_bodies);
         Ok(this)
     }
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A new archive id: random, so ids reveal nothing about how much others wrote.

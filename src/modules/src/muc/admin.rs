@@ -2,8 +2,6 @@
 //! membership, bans, admin and owner lists, and reading those lists. An affiliation change is
 //! stored before it is confirmed.
 
-use std::sync::Arc;
-
 use hearth_core::jid::Jid;
 use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, StanzaError, ncname};
@@ -24,12 +22,11 @@ impl Muc {
     pub(super) async fn admin(
         &self,
         cx: &Context,
-        room: &Arc<tokio::sync::Mutex<Room>>,
+        room: &mut Room,
         from: &Jid,
         get: bool,
         query: &Element,
     ) -> Result<Element, StanzaError> {
-        let mut room = room.lock().await;
         let actor_affiliation = room.affiliation(&from.to_bare());
         let actor_role = room.occupant_of(from).map_or(Role::None, |o| o.role);
         let items: Vec<&Element> = query
@@ -40,7 +37,7 @@ impl Muc {
             return Err(StanzaError::new(Condition::BadRequest).with_text("an item is expected"));
         }
         if get {
-            return list(&room, items[0], actor_affiliation, actor_role);
+            return list(room, items[0], actor_affiliation, actor_role);
         }
         for item in items {
             let reason = item.get_child("reason", NS_ADMIN).map(Element::text);
@@ -52,7 +49,7 @@ impl Muc {
                     })?;
                     set_role(
                         cx,
-                        &mut room,
+                        room,
                         actor_affiliation,
                         actor_role,
                         nick,
@@ -79,15 +76,8 @@ impl Muc {
                                 .with_text("an affiliation change names a jid"));
                         }
                     };
-                    self.set_affiliation(
-                        cx,
-                        &mut room,
-                        actor_affiliation,
-                        &target,
-                        affiliation,
-                        reason,
-                    )
-                    .await?;
+                    self.set_affiliation(cx, room, actor_affiliation, &target, affiliation, reason)
+                        .await?;
                 }
                 _ => {
                     return Err(StanzaError::new(Condition::BadRequest)

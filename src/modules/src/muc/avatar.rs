@@ -1,8 +1,6 @@
 //! Room avatars (XEP-0486): owners set a vCard-temp on the room, anyone reads it, and the
 //! photo's hash is in the room's disco#info so clients know when to fetch it again.
 
-use std::sync::Arc;
-
 use hearth_core::jid::Jid;
 use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, Stanza, StanzaError, ncname};
@@ -20,12 +18,11 @@ impl Muc {
     pub(super) async fn room_vcard(
         &self,
         cx: &Context,
-        room: &Arc<tokio::sync::Mutex<Room>>,
+        room: &mut Room,
         from: &Jid,
         get: bool,
         card: &Element,
     ) -> Result<Option<Element>, StanzaError> {
-        let mut room = room.lock().await;
         if get {
             let stored = room
                 .vcard
@@ -51,11 +48,11 @@ impl Muc {
         let previous = (room.vcard.take(), room.avatar_hash.take());
         room.vcard = Some(String::from_utf8_lossy(&xml).into_owned());
         room.avatar_hash = Avatar::from_vcard(card).map(|a| a.sha1);
-        if let Err(e) = self.save(cx, &room, true).await {
+        if let Err(e) = self.save(cx, room, true).await {
             (room.vcard, room.avatar_hash) = previous;
             return Err(e);
         }
-        announce(cx, &room).await;
+        announce(cx, room).await;
         Ok(None)
     }
 }

@@ -404,91 +404,73 @@ impl Muc {
             (None, true, NS_DISCO_INFO, "query") => Some(self.service_info()),
             (None, true, NS_DISCO_ITEMS, "query") => Some(self.public_rooms(cx).await?),
             (None, true, NS_PING, "ping") => None,
-            (Some(node), true, NS_DISCO_INFO, "query") => {
-                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
-                let room = room.lock().await;
-                match (payload.attr("node"), st.from()) {
-                    (Some(register::ROOMUSER_NODE), Some(from)) => {
-                        Some(register::reserved_nick_info(&room, from))
-                    }
-                    _ => Some(room_info(&room)),
-                }
-            }
-            (Some(node), true, NS_DISCO_ITEMS, "query") => {
-                self.room(cx, node).await?.ok_or_else(not_found)?;
-                Some(Element::bare("query", NS_DISCO_ITEMS))
-            }
-            (Some(node), _, register::NS_REGISTER, "query") => {
-                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
-                let from = st
-                    .from()
-                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-                Some(self.register(cx, &room, from, get, payload).await?)
-            }
-            (Some(node), _, crate::vcard::NS_VCARD, "vCard") => {
-                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
-                let from = st
-                    .from()
-                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-                self.room_vcard(cx, &room, from, get, payload).await?
-            }
-            (Some(node), false, moderate::NS_MODERATE, "moderate") => {
-                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
-                let from = st
-                    .from()
-                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-                self.moderate(cx, &room, from, payload).await?;
-                None
-            }
-            (Some(node), _, NS_MAM, "query") => {
-                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
-                let from = st
-                    .from()
-                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-                let archive = room.lock().await.archive_reader(from)?;
-                if get {
-                    Some(crate::mam::query::form())
-                } else {
-                    let sizes = (self.cfg.mam_page_size, self.cfg.mam_max_page_size);
-                    crate::mam::query::answer(cx, &archive, &archive, payload, sizes).await?
-                }
-            }
-            (Some(node), _, admin::NS_ADMIN, "query") => {
-                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
-                let from = st
-                    .from()
-                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-                Some(self.admin(cx, &room, from, get, payload).await?)
-            }
-            (Some(node), _, owner::NS_OWNER, "query") => {
-                let room = self.room(cx, node).await?.ok_or_else(not_found)?;
-                let from = st
-                    .from()
-                    .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-                let reply = self.owner(cx, &room, from, get, payload).await?;
-                Some(reply)
-            }
-            _ => {
-                // XEP-0410 self-ping: an occupant JID answers for its occupant.
-                if let (Some(node), Some(nick), true) = (
-                    node,
-                    st.to().and_then(Jid::resource),
-                    payload.is("ping", NS_PING),
-                ) {
-                    let room = self.room(cx, node).await?.ok_or_else(not_joined)?;
-                    let room = room.lock().await;
-                    let from = st.from().ok_or_else(not_joined)?;
-                    if room.occupant_of(from).is_none_or(|o| o.nick != nick) {
-                        return Err(not_joined());
-                    }
-                    None
-                } else {
-                    return Err(StanzaError::new(Condition::ServiceUnavailable));
-                }
-            }
+            (None, ..) => return Err(StanzaError::new(Condition::ServiceUnavailable)),
+            (Some(node), ..) => self.room_iq(cx, node, st, payload, get).await?,
         };
         cx.send(st.iq_result(answer)).await;
         Ok(())
+    }
+
+    /// An IQ to a room or an occupant: the room and the sender are resolved once here, and the
+    /// room stays locked while the handler runs (archive queries excepted).
+    async fn room_iq(
+        &self,
+        cx: &Context,
+        node: &str,
+        st: &Stanza,
+        payload: &Element,
+        get: bool,
+    ) -> Result<Option<Element>, StanzaError> {
+        let is_ping = payload.is("ping", NS_PING);
+        let from = st
+            .from()
+            .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+        let Some(room) = self.room(cx, node).await? else {
+            return Err(if is_ping { not_joined() } else { not_found() });
+        };
+        if payload.is("query", NS_MAM) {
+            // Read without holding the room: a page of results takes a while to send.
+            let archive = room.lock().await.archive_reader(from)?;
+            if get {
+                return Ok(Some(crate::mam::query::form()));
+            }
+            let sizes = (self.cfg.mam_page_size, self.cfg.mam_max_page_size);
+            return crate::mam::query::answer(cx, &archive, &archive, payload, sizes).await;
+        }
+        let mut guard = room.lock().await;
+        let room = &mut *guard;
+        Ok(match (get, payload.ns().as_str(), payload.name()) {
+            (true, NS_DISCO_INFO, "query") => match payload.attr("node") {
+                Some(register::ROOMUSER_NODE) => Some(register::reserved_nick_info(room, from)),
+                _ => Some(room_info(room)),
+            },
+            (true, NS_DISCO_ITEMS, "query") => Some(Element::bare("query", NS_DISCO_ITEMS)),
+            (_, register::NS_REGISTER, "query") => {
+                Some(self.register(cx, room, from, get, payload).await?)
+            }
+            (_, crate::vcard::NS_VCARD, "vCard") => {
+                self.room_vcard(cx, room, from, get, payload).await?
+            }
+            (false, moderate::NS_MODERATE, "moderate") => {
+                self.moderate(cx, room, from, payload).await?;
+                None
+            }
+            (_, admin::NS_ADMIN, "query") => Some(self.admin(cx, room, from, get, payload).await?),
+            (_, owner::NS_OWNER, "query") => Some(self.owner(cx, room, from, get, payload).await?),
+            // XEP-0410 self-ping: an occupant JID answers for its occupant.
+            (true, NS_PING, "ping") => {
+                let nick = st.to().and_then(Jid::resource);
+                if nick.is_some()
+                    && room
+                        .occupant_of(from)
+                        .is_none_or(|o| Some(o.nick.as_str()) != nick)
+                {
+                    return Err(not_joined());
+                }
+                None
+            }
+            _ => return Err(StanzaError::new(Condition::ServiceUnavailable)),
+        })
     }
 
     fn service_info(&self) -> Element {

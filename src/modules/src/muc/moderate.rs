@@ -2,8 +2,6 @@
 //! retracts their own (XEP-0424). The room's archive keeps a tombstone in its place, and
 //! history on entering no longer shows it.
 
-use std::sync::Arc;
-
 use hearth_core::datetime;
 use hearth_core::jid::Jid;
 use hearth_core::router::Context;
@@ -23,11 +21,10 @@ impl Muc {
     pub(super) async fn moderate(
         &self,
         cx: &Context,
-        room: &Arc<tokio::sync::Mutex<Room>>,
+        room: &mut Room,
         from: &Jid,
         request: &Element,
     ) -> Result<(), StanzaError> {
-        let mut room = room.lock().await;
         let moderator = room
             .occupant_of(from)
             .filter(|o| o.role == Role::Moderator)
@@ -56,14 +53,7 @@ impl Muc {
             )
             .append(room.occupant_id(&moderator.bare))
             .build();
-        tombstone(
-            cx,
-            &mut room,
-            &id,
-            Some(moderated.clone()),
-            reason.as_deref(),
-        )
-        .await?;
+        tombstone(cx, room, &id, Some(moderated.clone()), reason.as_deref()).await?;
         // Everyone is told, from the room.
         let mut retract = Element::builder("retract", NS_RETRACT)
             .attr(ncname("id"), id.as_str())

@@ -2,8 +2,6 @@
 //! (XEP-0045 §7.1–7.6, §7.14), groupchat and private messages and the subject (§7.4, §7.5,
 //! §8.1), and history on entering (§7.2.13–15).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use hearth_core::datetime;
 use hearth_core::jid::Jid;
 use hearth_core::router::Context;
@@ -355,7 +353,7 @@ async fn groupchat(
     let from = occupant_jid(room, &sender.nick);
     let mut message = stamped(room, sender, el.clone());
     hearth_core::stanza::set_attr(&mut message, "from", Some(from.to_string()));
-    let stamp = now_millis();
+    let stamp = datetime::now_millis();
     if body.is_some() && room.config.persistent {
         // The room's archive (XEP-0313) has it before anyone sees it, with the id clients
         // will page by (XEP-0359).
@@ -497,7 +495,7 @@ async fn send_history(cx: &Context, room: &Room, to: &Jid, muc_x: Option<&Elemen
     let since = attr("since").and_then(datetime::parse_millis);
     let seconds = attr("seconds")
         .and_then(|v| v.parse::<i64>().ok())
-        .map(|s| now_millis() - s * 1000);
+        .map(|s| datetime::now_millis() - s * 1000);
     let oldest = since.max(seconds).unwrap_or(i64::MIN);
     let mut picked: Vec<&HistoryEntry> = room
         .history
@@ -613,10 +611,4 @@ async fn send(cx: &Context, mut el: Element, from: &Jid, to: &Jid) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "MUC built an invalid stanza"),
     }
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -1,8 +1,6 @@
 //! The owner's use cases (XEP-0045 §10): the room configuration form, instant rooms, and
 //! destroying a room.
 
-use std::sync::Arc;
-
 use hearth_core::jid::Jid;
 use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, StanzaError, ncname};
@@ -19,12 +17,11 @@ impl Muc {
     pub(super) async fn owner(
         &self,
         cx: &Context,
-        room: &Arc<tokio::sync::Mutex<Room>>,
+        room: &mut Room,
         from: &Jid,
         get: bool,
         query: &Element,
     ) -> Result<Element, StanzaError> {
-        let mut room = room.lock().await;
         if room.affiliation(&from.to_bare()) != Affiliation::Owner {
             return Err(StanzaError::new(Condition::Forbidden)
                 .with_text("only owners may configure the room"));
@@ -32,7 +29,7 @@ impl Muc {
         let empty = Element::bare("query", NS_OWNER);
         if get {
             let mut reply = empty;
-            reply.append_child(config_form(&room));
+            reply.append_child(config_form(room));
             return Ok(reply);
         }
         if let Some(destroy) = query.get_child("destroy", NS_OWNER) {
@@ -42,7 +39,7 @@ impl Muc {
                     .await
                     .map_err(super::internal)?;
             }
-            self.destroy(cx, &mut room, destroy).await;
+            self.destroy(cx, room, destroy).await;
             return Ok(empty);
         }
         let form = query.get_child("x", NS_DATA).ok_or_else(|| {
@@ -52,8 +49,8 @@ impl Muc {
             Some("submit") => {
                 let was_persistent = room.config.persistent && !room.locked;
                 let before = room.config.clone();
-                apply(&mut room, form)?;
-                if let Err(e) = self.save(cx, &room, was_persistent).await {
+                apply(room, form)?;
+                if let Err(e) = self.save(cx, room, was_persistent).await {
                     room.config = before;
                     return Err(e);
                 }

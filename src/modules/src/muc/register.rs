@@ -2,8 +2,6 @@
 //! user (no one else may enter with it, or a look-alike), the user becomes a member, and a
 //! client can ask which nick it registered (§7.12, the `x-roomuser-item` node).
 
-use std::sync::Arc;
-
 use hearth_core::jid::Jid;
 use hearth_core::router::Context;
 use hearth_core::stanza::{Condition, StanzaError, ncname};
@@ -24,12 +22,11 @@ impl Muc {
     pub(super) async fn register(
         &self,
         cx: &Context,
-        room: &Arc<tokio::sync::Mutex<Room>>,
+        room: &mut Room,
         from: &Jid,
         get: bool,
         query: &Element,
     ) -> Result<Element, StanzaError> {
-        let mut room = room.lock().await;
         let bare = from.to_bare();
         let affiliation = room.affiliation(&bare);
         if affiliation == Affiliation::Outcast {
@@ -66,7 +63,7 @@ impl Muc {
         if query.get_child("remove", NS_REGISTER).is_some() {
             if let Some(nick) = room.nicks.remove(&bare)
                 && let Err(e) = self
-                    .save_affiliation(cx, &room, &bare, affiliation, None)
+                    .save_affiliation(cx, room, &bare, affiliation, None)
                     .await
             {
                 room.nicks.insert(bare, nick);
@@ -100,7 +97,7 @@ impl Muc {
         let previous = room.nicks.insert(bare.clone(), nick);
         let affiliation = affiliation.max(Affiliation::Member);
         if let Err(e) = self
-            .save_affiliation(cx, &room, &bare, affiliation, None)
+            .save_affiliation(cx, room, &bare, affiliation, None)
             .await
         {
             match previous {
