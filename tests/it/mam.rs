@@ -13,7 +13,7 @@ async fn query(c: &mut Raw, id: &str, inner: &str) -> (String, String) {
         "<iq type='set' id='{id}'><query xmlns='urn:xmpp:mam:2' queryid='{id}'>{inner}</query></iq>"
     ))
     .await;
-    let results = c.expect(&format!("<iq id='{id}'")).await;
+    let results = c.expect(&format!(" id='{id}' type='")).await;
     let rest = c.expect("</iq>").await;
     let split = results.rfind("<iq").unwrap();
     (

@@ -824,7 +824,7 @@ impl Conn {
 
     /// Writes a stanza the connection itself generates (counted for Stream Management).
     fn write_stanza(&mut self, stanza: &Stanza) {
-        self.write_counted(hearth_xml::element_to_bytes(stanza.element(), ns::CLIENT));
+        self.write_counted(stanza.to_client_bytes());
     }
 
     fn write_counted(&mut self, bytes: Bytes) {

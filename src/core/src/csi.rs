@@ -31,7 +31,7 @@ pub fn urgency(stanza: &Stanza) -> Urgency {
         Kind::Presence => match stanza.type_attr() {
             None | Some("unavailable") => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                stanza.element().attr("from").hash(&mut h);
+                stanza.from().hash(&mut h);
                 Urgency::Presence(h.finish())
             }
             _ => Urgency::Lazy,

@@ -321,7 +321,7 @@ impl Server {
         }
     }
 
-    /// Writes a stanza to one session (serialised once here). An inactive client (XEP-0352)
+    /// Writes a stanza to one session (its payload serialised once for all copies). An inactive client (XEP-0352)
     /// gets it when it matters.
     pub fn deliver(&self, session: &Session, stanza: &Stanza) -> bool {
         let urgency = if session.is_inactive() {
@@ -329,10 +329,7 @@ impl Server {
         } else {
             crate::session::Urgency::Urgent
         };
-        session.send(
-            hearth_xml::element_to_bytes(stanza.element(), crate::ns::CLIENT),
-            urgency,
-        )
+        session.send(stanza.to_client_bytes(), urgency)
     }
 }
 

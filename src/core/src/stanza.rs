@@ -1,6 +1,9 @@
 //! The stanza envelope: kind, type, id, from and to parsed once at ingress; the payload stays a
 //! `minidom::Element` that only the module owning a namespace decodes.
 
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use minidom::Element;
 
 use crate::jid::Jid;
@@ -28,7 +31,35 @@ pub struct Stanza {
     kind: Kind,
     from: Option<Jid>,
     to: Option<Jid>,
+    payload: Arc<Payload>,
+}
+
+/// The element without its `from` and `to` (the envelope owns those), shared by the copies of
+/// a stanza fanned out to many recipients, with its serialisation made once for all of them:
+/// a copy differs only in its addresses, which are spliced in when it is written.
+#[derive(Debug)]
+struct Payload {
     el: Element,
+    /// The element serialised for a `jabber:client` stream, made on first use.
+    wire: OnceLock<Bytes>,
+}
+
+impl Payload {
+    fn new(el: Element) -> Arc<Self> {
+        Arc::new(Payload {
+            el,
+            wire: OnceLock::new(),
+        })
+    }
+}
+
+impl Clone for Payload {
+    fn clone(&self) -> Self {
+        Payload {
+            el: self.el.clone(),
+            wire: OnceLock::new(),
+        }
+    }
 }
 
 /// Why an element could not be taken as a stanza; the stream layer answers with a stanza error
@@ -48,35 +79,51 @@ impl Stanza {
     /// Takes a top-level element of a `jabber:client` stream. A malformed `to`/`from` yields
     /// `BadAddress` carrying the stanza without that address, so the caller can bounce
     /// `jid-malformed` to the sender.
-    pub fn from_element(el: Element) -> Result<Self, EnvelopeError> {
-        let kind = match (el.name(), el.ns().as_str()) {
-            ("message", ns::CLIENT) => Kind::Message,
-            ("presence", ns::CLIENT) => Kind::Presence,
-            ("iq", ns::CLIENT) => Kind::Iq,
-            (name, _) => return Err(EnvelopeError::NotAStanza(name.to_string())),
-        };
-        let mut st = Stanza {
-            kind,
-            from: None,
-            to: None,
-            el,
-        };
-        for attr in ["to", "from"] {
-            if let Some(v) = st.el.attr(attr) {
-                match Jid::parse(v) {
-                    Ok(j) if attr == "to" => st.to = Some(j),
-                    Ok(j) => st.from = Some(j),
-                    Err(_) => {
-                        remove_attr(&mut st.el, attr);
-                        return Err(EnvelopeError::BadAddress {
-                            attr,
-                            stanza: Box::new(st),
-                        });
-                    }
-                }
+    pub fn from_element(mut el: Element) -> Result<Self, EnvelopeError> {
+        let kind = kind_of(&el)?;
+        let mut bad = None;
+        let mut parse = |el: &mut Element, attr: &'static str| {
+            let value = el.attr(attr)?;
+            let jid = Jid::parse(value).ok();
+            if jid.is_none() && bad.is_none() {
+                bad = Some(attr);
             }
+            remove_attr(el, attr);
+            jid
+        };
+        let to = parse(&mut el, "to");
+        let from = parse(&mut el, "from");
+        let st = Stanza {
+            kind,
+            from,
+            to,
+            payload: Payload::new(el),
+        };
+        match bad {
+            None => Ok(st),
+            Some(attr) => Err(EnvelopeError::BadAddress {
+                attr,
+                stanza: Box::new(st),
+            }),
         }
-        Ok(st)
+    }
+
+    /// A stanza from an element and addresses already parsed (the element's own `from` and
+    /// `to`, if any, are replaced).
+    pub fn from_parts(
+        mut el: Element,
+        from: Option<Jid>,
+        to: Option<Jid>,
+    ) -> Result<Self, EnvelopeError> {
+        let kind = kind_of(&el)?;
+        remove_attr(&mut el, "to");
+        remove_attr(&mut el, "from");
+        Ok(Stanza {
+            kind,
+            from,
+            to,
+            payload: Payload::new(el),
+        })
     }
 
     /// A new stanza with the given kind; set addresses with the setters.
@@ -85,7 +132,7 @@ impl Stanza {
             kind,
             from: None,
             to: None,
-            el: Element::bare(kind.name(), ns::CLIENT),
+            payload: Payload::new(Element::bare(kind.name(), ns::CLIENT)),
         }
     }
 
@@ -95,12 +142,12 @@ impl Stanza {
 
     /// The `type` attribute as sent (absent is `None`; callers apply the per-kind default).
     pub fn type_attr(&self) -> Option<&str> {
-        self.el.attr("type")
+        self.payload.el.attr("type")
     }
 
     /// The effective type: `normal` for messages and `available` for presence when absent.
     pub fn stanza_type(&self) -> &str {
-        match (self.kind, self.el.attr("type")) {
+        match (self.kind, self.type_attr()) {
             (_, Some(t)) => t,
             (Kind::Message, None) => "normal",
             (Kind::Presence, None) => "available",
@@ -109,7 +156,7 @@ impl Stanza {
     }
 
     pub fn id(&self) -> Option<&str> {
-        self.el.attr("id")
+        self.payload.el.attr("id")
     }
 
     pub fn from(&self) -> Option<&Jid> {
@@ -121,41 +168,91 @@ impl Stanza {
     }
 
     pub fn set_from(&mut self, from: Option<Jid>) {
-        set_attr(&mut self.el, "from", from.as_ref().map(|j| j.to_string()));
         self.from = from;
     }
 
     pub fn set_to(&mut self, to: Option<Jid>) {
-        set_attr(&mut self.el, "to", to.as_ref().map(|j| j.to_string()));
         self.to = to;
     }
 
     pub fn set_type(&mut self, t: Option<&str>) {
-        set_attr(&mut self.el, "type", t.map(str::to_string));
+        set_attr(self.element_mut(), "type", t.map(str::to_string));
     }
 
     pub fn set_id(&mut self, id: Option<&str>) {
-        set_attr(&mut self.el, "id", id.map(str::to_string));
+        set_attr(self.element_mut(), "id", id.map(str::to_string));
     }
 
+    /// The element without `from` and `to`: read those with [`Stanza::from`] and
+    /// [`Stanza::to`], and use [`Stanza::to_element`] for the whole stanza.
     pub fn element(&self) -> &Element {
-        &self.el
+        &self.payload.el
     }
 
-    /// Payload access. Addresses must be changed with `set_from`/`set_to`, not through here.
+    /// Payload access (copied first if other copies share it). Addresses are set with
+    /// `set_from`/`set_to`.
     pub fn element_mut(&mut self) -> &mut Element {
-        &mut self.el
+        let payload = Arc::make_mut(&mut self.payload);
+        payload.wire.take();
+        &mut payload.el
     }
 
+    /// The whole stanza as an element, addresses included.
     pub fn into_element(self) -> Element {
-        self.el
+        let (from, to) = (self.from, self.to);
+        let mut el = Arc::try_unwrap(self.payload)
+            .map(|p| p.el)
+            .unwrap_or_else(|shared| shared.el.clone());
+        set_attr(&mut el, "from", from.map(|j| j.to_string()));
+        set_attr(&mut el, "to", to.map(|j| j.to_string()));
+        el
+    }
+
+    /// [`Stanza::into_element`] for a stanza that stays.
+    pub fn to_element(&self) -> Element {
+        self.clone().into_element()
+    }
+
+    /// The stanza as written on a client stream. The payload is serialised once for every
+    /// copy of this stanza; only the addresses are written per copy.
+    pub fn to_client_bytes(&self) -> Bytes {
+        let wire = self
+            .payload
+            .wire
+            .get_or_init(|| hearth_xml::element_to_bytes(&self.payload.el, ns::CLIENT));
+        let mut out = Vec::with_capacity(wire.len() + 96);
+        self.splice_addresses(wire, &mut out);
+        Bytes::from(out)
     }
 
     /// Self-contained XML (namespace declared) for storage.
     pub fn to_storage_xml(&self) -> String {
-        let mut out = Vec::new();
-        hearth_xml::write_element(&self.el, "", &mut out);
+        let mut payload = Vec::new();
+        hearth_xml::write_element(&self.payload.el, "", &mut payload);
+        let mut out = Vec::with_capacity(payload.len() + 96);
+        self.splice_addresses(&payload, &mut out);
         String::from_utf8(out).expect("serialised from strings")
+    }
+
+    /// Appends `serialised` (this stanza's element) with `from` and `to` written into its start
+    /// tag, right after the element name.
+    fn splice_addresses(&self, serialised: &[u8], out: &mut Vec<u8>) {
+        let name_end = 1 + self.payload.el.name().len();
+        out.extend_from_slice(&serialised[..name_end]);
+        for (name, jid) in [(&b"from"[..], &self.from), (b"to", &self.to)] {
+            if let Some(jid) = jid {
+                out.push(b' ');
+                out.extend_from_slice(name);
+                out.extend_from_slice(b"='");
+                hearth_xml::escape_attr(jid.bare().as_str(), out);
+                if let Some(resource) = jid.resource() {
+                    out.push(b'/');
+                    hearth_xml::escape_attr(resource, out);
+                }
+                out.push(b'\'');
+            }
+        }
+        out.extend_from_slice(&serialised[name_end..]);
     }
 
     /// A stanza stored with `to_storage_xml`; `None` if it cannot be read back.
@@ -165,7 +262,7 @@ impl Stanza {
 
     /// The single child of an IQ get/set (RFC 6120 §8.2.3), if there is exactly one.
     pub fn iq_payload(&self) -> Option<&Element> {
-        let mut children = self.el.children();
+        let mut children = self.payload.el.children();
         match (children.next(), children.next()) {
             (Some(c), None) => Some(c),
             _ => None,
@@ -173,7 +270,10 @@ impl Stanza {
     }
 
     pub fn body(&self) -> Option<String> {
-        self.el.get_child("body", ns::CLIENT).map(Element::text)
+        self.payload
+            .el
+            .get_child("body", ns::CLIENT)
+            .map(Element::text)
     }
 
     /// An error reply to this stanza (addresses swapped, original payload kept, RFC 6120 §8.3.1),
@@ -189,7 +289,7 @@ impl Stanza {
         reply.set_from(from);
         reply.set_to(to);
         reply.set_type(Some("error"));
-        reply.el.append_child(error.to_element());
+        reply.element_mut().append_child(error.to_element());
         Some(reply)
     }
 
@@ -201,9 +301,18 @@ impl Stanza {
         reply.set_from(self.to.clone());
         reply.set_to(self.from.clone());
         if let Some(p) = payload {
-            reply.el.append_child(p);
+            reply.element_mut().append_child(p);
         }
         reply
+    }
+}
+
+fn kind_of(el: &Element) -> Result<Kind, EnvelopeError> {
+    match (el.name(), el.ns().as_str()) {
+        ("message", ns::CLIENT) => Ok(Kind::Message),
+        ("presence", ns::CLIENT) => Ok(Kind::Presence),
+        ("iq", ns::CLIENT) => Ok(Kind::Iq),
+        (name, _) => Err(EnvelopeError::NotAStanza(name.to_string())),
     }
 }
 
@@ -380,7 +489,7 @@ mod tests {
         match err {
             EnvelopeError::BadAddress { attr, stanza } => {
                 assert_eq!(attr, "to");
-                assert!(stanza.element().attr("to").is_none());
+                assert!(stanza.to().is_none());
             }
             other => panic!("{other:?}"),
         }
@@ -404,5 +513,42 @@ mod tests {
                 .error_reply(Condition::ServiceUnavailable.into())
                 .is_none()
         );
+    }
+
+    #[test]
+    fn copies_share_one_serialisation_and_differ_in_addresses() {
+        let el = parse(
+            "<message xmlns='jabber:client' type='groupchat' id='m'><body>a&lt;b</body></message>",
+        );
+        let from = Jid::parse("room@muc.example/it's me").unwrap();
+        let shared = Stanza::from_parts(el, Some(from), None).unwrap();
+        let mut a = shared.clone();
+        a.set_to(Some(Jid::parse("a@example/x").unwrap()));
+        let mut b = shared.clone();
+        b.set_to(Some(Jid::parse("b@example").unwrap()));
+        assert_eq!(
+            std::str::from_utf8(&a.to_client_bytes()).unwrap(),
+            "<message from='room@muc.example/it&apos;s me' to='a@example/x' id='m' \
+             type='groupchat'><body>a&lt;b</body></message>"
+        );
+        assert!(
+            std::str::from_utf8(&b.to_client_bytes())
+                .unwrap()
+                .contains(" to='b@example' ")
+        );
+        // Both copies were written from the one serialisation their payload holds.
+        assert!(Arc::ptr_eq(&a.payload, &b.payload));
+        assert!(a.payload.wire.get().is_some());
+        // A changed copy gets its own payload; the others keep theirs.
+        b.set_id(Some("n"));
+        assert!(!Arc::ptr_eq(&a.payload, &b.payload));
+        assert!(b.payload.wire.get().is_none());
+        assert_eq!(a.id(), Some("m"));
+        let whole = a.to_element();
+        assert_eq!(whole.attr("to"), Some("a@example/x"));
+        let back = Stanza::from_storage_xml(&a.to_storage_xml()).unwrap();
+        assert_eq!(back.from(), a.from());
+        assert_eq!(back.to(), a.to());
+        assert!(back.element().attr("from").is_none());
     }
 }

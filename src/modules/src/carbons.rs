@@ -151,7 +151,7 @@ fn wrap(st: &Stanza, direction: Direction, owner: &Jid, to: &Jid) -> Stanza {
     copy.set_from(Some(owner.to_bare()));
     copy.set_to(Some(to.clone()));
     let forwarded = Element::builder("forwarded", NS_FORWARD)
-        .append(st.element().clone())
+        .append(st.to_element())
         .build();
     copy.element_mut().append_child(
         Element::builder(direction.element(), NS_CARBONS)

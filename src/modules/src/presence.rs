@@ -567,7 +567,7 @@ async fn broadcast(cx: &Context, session: &Arc<Session>, mut st: Stanza) {
         let initial = !p.available;
         p.available = true;
         p.priority = priority_of(st.element());
-        p.last = Some(st.element().clone());
+        p.last = Some(st.to_element());
         initial
     };
     let account = session.jid.to_bare();

@@ -180,7 +180,7 @@ impl Mam {
         };
         let by = to.to_bare().to_string();
         // XEP-0359 §7: an id claiming to be from this archive was not made here.
-        remove_stanza_ids_by(st.element_mut(), &by);
+        remove_stanza_ids_by(&mut st, &by);
         let (Some(user), Some(from)) = (to.node(), st.from().cloned()) else {
             return Flow::Continue(st);
         };
@@ -265,13 +265,16 @@ impl Mam {
 }
 
 /// Removes `<stanza-id by=by/>` elements, keeping others' ids in their order.
-fn remove_stanza_ids_by(el: &mut Element, by: &str) {
-    if !el
+/// Leaves the stanza's payload untouched (and shared with other copies) when it has none.
+fn remove_stanza_ids_by(st: &mut Stanza, by: &str) {
+    if !st
+        .element()
         .children()
         .any(|c| c.is("stanza-id", NS_SID) && c.attr("by") == Some(by))
     {
         return;
     }
+    let el = st.element_mut();
     let nodes = el.take_nodes();
     for node in nodes {
         match node {

@@ -367,11 +367,8 @@ async fn groupchat(
         )
         .await?;
     }
-    for occupant in room.occupants.values() {
-        for (to, _) in &occupant.sessions {
-            send(cx, message.clone(), &from, to).await;
-        }
-    }
+    let sessions = room.occupants.values().flat_map(|o| &o.sessions);
+    send_each(cx, message.clone(), &from, sessions.map(|(to, _)| to)).await;
     if body.is_some() {
         let real = sender.sessions.first().map(|(j, _)| j.clone());
         room.remember(HistoryEntry {
@@ -446,9 +443,7 @@ async fn private(
         message.append_child(Element::bare("x", NS_USER));
     }
     let from = occupant_jid(room, &sender.nick);
-    for (to, _) in &target.sessions {
-        send(cx, message.clone(), &from, to).await;
-    }
+    send_each(cx, message, &from, target.sessions.iter().map(|(to, _)| to)).await;
     Ok(())
 }
 
@@ -603,12 +598,29 @@ fn set_item_jid(p: &mut Element, jid: &Jid) {
 }
 
 /// Routes `el` from `from` to `to`.
-async fn send(cx: &Context, mut el: Element, from: &Jid, to: &Jid) {
-    hearth_core::stanza::set_attr(&mut el, "from", Some(from.to_string()));
-    hearth_core::stanza::set_attr(&mut el, "to", Some(to.to_string()));
-    match Stanza::from_element(el) {
-        Ok(st) if st.kind() != Kind::Iq => cx.send(st).await,
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "MUC built an invalid stanza"),
+async fn send(cx: &Context, el: Element, from: &Jid, to: &Jid) {
+    send_each(cx, el, from, std::iter::once(to)).await
+}
+
+/// Routes `el` from `from` to each of `recipients`. The copies share one payload, serialised
+/// once for all of them (the fan-out hot path): only their `to` differs.
+async fn send_each<'a>(
+    cx: &Context,
+    el: Element,
+    from: &Jid,
+    recipients: impl Iterator<Item = &'a Jid>,
+) {
+    let shared = match Stanza::from_parts(el, Some(from.clone()), None) {
+        Ok(st) if st.kind() != Kind::Iq => st,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "MUC built an invalid stanza");
+            return;
+        }
+    };
+    for to in recipients {
+        let mut copy = shared.clone();
+        copy.set_to(Some(to.clone()));
+        cx.send(copy).await;
     }
 }
