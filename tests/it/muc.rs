@@ -517,6 +517,12 @@ async fn a_registered_nickname_is_reserved_across_a_restart() {
         let refused = m.expect_stanza("type='error'").await;
         assert!(refused.contains("<conflict"), "{nick}: {refused}");
     }
+    // Nor may an occupant change to it.
+    m.send(&enter("Mal", "")).await;
+    m.expect_stanza(&format!("from='{ROOM}/Mal'")).await;
+    m.send(&format!("<presence to='{ROOM}/Bobby'/>")).await;
+    let refused = m.expect_stanza("type='error'").await;
+    assert!(refused.contains("<conflict"), "a nick change: {refused}");
     // Bob finds his nick (x-roomuser-item), is a member, and enters with it.
     let (mut b, _) = login(&server, "bob", "bobpass12", "b").await;
     b.send(&format!("<iq type='get' id='n' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"))

@@ -52,9 +52,12 @@ class Server:
         self.log_path = self.dir / "hearth.log"
         self.cert = str(self.dir / "data" / "tls" / "selfsigned.crt")
         self._names = itertools.count(1)
-        self._log_file = open(self.log_path, "w")
+        self._start()
+
+    def _start(self):
+        self._log_file = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [binary, "serve", "--config", str(self.config)],
+            [self.binary, "serve", "--config", str(self.config)],
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -74,6 +77,11 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"hearth did not accept connections within 30 s:\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def restart(self):
+        """Stops the server (SIGTERM) and starts it again on the same data and ports."""
+        self.stop()
+        self._start()
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

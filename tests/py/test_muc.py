@@ -11,8 +11,8 @@ from test_slixmpp import TIMEOUT, Client, next_item, run
 SERVICE = "conference.localhost"
 
 
-def muc_client(server, jid, pw):
-    c = Client(server, jid, pw)
+def muc_client(server, jid, pw, resource="py"):
+    c = Client(server, jid, pw, resource=resource)
     for plugin in ("xep_0045", "xep_0004"):
         c.register_plugin(plugin)
     return c
@@ -56,8 +56,7 @@ def test_slixmpp_room_lifecycle(server):
         assert str(got["from"].bare) == room
 
         # Nobody else may take Bob's nick.
-        c = muc_client(server, a_jid, a_pw)
-        c.boundjid.resource = "other"
+        c = muc_client(server, a_jid, a_pw, resource="other")
         assert await c.login()
         with pytest.raises(PresenceError) as refused:
             await c.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=TIMEOUT)
@@ -160,8 +159,7 @@ def test_slixmpp_admin_cases_and_the_room_archive(server):
         reg.append(query)
         await reg.send(timeout=TIMEOUT)
         with pytest.raises(PresenceError) as refused:
-            c = muc_client(server, a_jid, a_pw)
-            c.boundjid.resource = "second"
+            c = muc_client(server, a_jid, a_pw, resource="second")
             assert await c.login()
             await c.plugin["xep_0045"].join_muc_wait(room, "bob", timeout=TIMEOUT)
         assert refused.value.condition == "conflict"
@@ -176,3 +174,220 @@ def test_slixmpp_admin_cases_and_the_room_archive(server):
             await c.close()
 
     run(scenario())
+
+
+def gajim_join(c, room, nick, password=None):
+    """Enters a room as Gajim does: presence with the MUC element (and a password if any)."""
+    from nbxmpp.namespaces import Namespace
+    from nbxmpp.protocol import JID, Presence
+
+    join = Presence(to=JID.from_string(f"{room}/{nick}"))
+    x = join.setTag("x", namespace=Namespace.MUC)
+    x.setTag("history", attrs={"maxstanzas": "0"})
+    if password is not None:
+        x.setTagData("password", password)
+    c.send(join)
+
+
+def self_presence(c, room, nick):
+    """The properties of `nick`'s own presence (status 110) from `room`."""
+    from nbxmpp.const import StatusCode
+
+    return c.wait_presence_props(
+        lambda p: p.muc_jid is not None and str(p.muc_jid) == room and p.muc_nickname == nick
+        and StatusCode.SELF in (p.muc_status_codes or ()),
+        f"{nick}'s own presence from {room}",
+    )
+
+
+def test_nbxmpp_gajim_muc_module_admin_flows(server):
+    """Gajim's MUC module end to end: the configuration form, room info, a password room,
+    affiliation lists edited by the owner, mediated and direct invitations and a decline, a
+    voice request approved, a kick, and destruction with an alternate venue."""
+    from nbxmpp.const import InviteType, StatusCode
+    from nbxmpp.errors import StanzaError
+    from nbxmpp.namespaces import Namespace
+    from nbxmpp.protocol import JID, Message, Presence
+
+    from test_nbxmpp import finish
+
+    a_jid, a_pw = server.new_account("gadmalice")
+    b_jid, b_pw = server.new_account("gadmbob")
+    c_jid, c_pw = server.new_account("gadmcarol")
+    room = f"council@{SERVICE}"
+    room_jid = JID.from_string(room)
+    a, b, c = (Gajim(server, j, p).login() for j, p in ((a_jid, a_pw), (b_jid, b_pw), (c_jid, c_pw)))
+    muc_a, muc_b, muc_c = (x.client.get_module("MUC") for x in (a, b, c))
+    for x in (a, b, c):
+        x.send(Presence())  # available, as Gajim is after login
+
+    gajim_join(a, room, "Alice")
+    assert StatusCode.CREATED in self_presence(a, room, "Alice").muc_status_codes
+    config = finish(muc_a.request_config(room_jid), "the configuration form")
+    form = config.form
+    form["muc#roomconfig_roomname"].value = "Council"
+    form["muc#roomconfig_passwordprotectedroom"].value = True
+    form["muc#roomconfig_roomsecret"].value = "s3cret"
+    form["muc#roomconfig_moderatedroom"].value = True
+    form["muc#roomconfig_allowinvites"].value = True
+    finish(muc_a.set_config(room_jid, form), "the configuration saved")
+    info = finish(muc_a.request_info(room_jid), "room info").info
+    assert info.muc_name == "Council"
+    assert "muc_passwordprotected" in info.features and "muc_moderated" in info.features
+
+    # The password room: refused without it, entered with it.
+    gajim_join(b, room, "Bob")
+    refused = b.wait_presence(lambda p: p.getType() == "error", "the refusal without the password")
+    assert refused.getError() == "not-authorized"
+    gajim_join(b, room, "Bob", password="s3cret")
+    self_presence(b, room, "Bob")
+
+    # The owner edits the admin and owner lists, then makes bob a member.
+    finish(muc_a.set_affiliation(room_jid, {JID.from_string(b_jid): {"affiliation": "admin"}}), "bob made admin")
+    admins = finish(muc_a.get_affiliation(room_jid, "admin"), "the admin list")
+    assert [str(j) for j in admins.users] == [b_jid]
+    owners = finish(muc_a.get_affiliation(room_jid, "owner"), "the owner list")
+    assert [str(j) for j in owners.users] == [a_jid]
+    finish(muc_a.set_affiliation(room_jid, {JID.from_string(b_jid): {"affiliation": "member"}}), "bob made member")
+    members = finish(muc_a.get_affiliation(room_jid, "member"), "the member list")
+    assert [str(j) for j in members.users] == [b_jid]
+    # A member may not edit the lists.
+    with pytest.raises(StanzaError) as denied:
+        finish(muc_b.set_affiliation(room_jid, {JID.from_string(c_jid): {"affiliation": "member"}}), "refused")
+    assert denied.value.condition == "forbidden"
+
+    # Invitations: mediated (carol declines) and direct.
+    muc_a.invite(room_jid, JID.from_string(c_jid), "s3cret", reason="join us")
+    invite = c.wait_message_props(lambda p: p.muc_invite is not None, "the mediated invitation").muc_invite
+    assert invite.type == InviteType.MEDIATED and str(invite.muc) == room
+    assert str(invite.from_.bare) == a_jid and invite.password == "s3cret"
+    muc_c.decline(room_jid, JID.from_string(a_jid), reason="busy")
+    decline = a.wait_message_props(lambda p: p.muc_decline is not None, "the decline").muc_decline
+    assert str(decline.from_.bare) == c_jid and decline.reason == "busy"
+    muc_a.invite(room_jid, JID.from_string(c_jid), None, reason="really", type_=InviteType.DIRECT)
+    direct = c.wait_message_props(
+        lambda p: p.muc_invite is not None and p.muc_invite.type == InviteType.DIRECT, "the direct invitation"
+    ).muc_invite
+    assert str(direct.muc) == room and direct.reason == "really"
+
+    # Moderated: bob, made a visitor, asks for voice; alice approves; bob speaks.
+    def bobs_role(role):
+        return lambda p: p.muc_user is not None and p.muc_nickname == "Bob" and p.muc_user.role.value == role
+
+    seen = len(b.presence_props)
+    finish(muc_a.set_role(room_jid, "Bob", "visitor"), "bob made visitor")
+    b.wait_presence_props(bobs_role("visitor"), "bob's visitor presence", since=seen)
+    seen = len(b.presence_props)
+    muc_b.request_voice(room_jid)
+    request = a.wait_message_props(lambda p: p.voice_request is not None, "the voice request").voice_request
+    assert request.nick == "Bob"
+    muc_a.approve_voice_request(room_jid, request)
+    b.wait_presence_props(bobs_role("participant"), "bob's voice", since=seen)
+    b.send(Message(to=room_jid, typ="groupchat", body="thanks"))
+    a.wait_message(lambda m: m.getBody() == "thanks", "bob's message")
+
+    # A kick, with its reason and status 307.
+    finish(muc_a.set_role(room_jid, "Bob", "none", reason="enough"), "bob kicked")
+    kicked = b.wait_presence_props(
+        lambda p: StatusCode.REMOVED_KICKED in (p.muc_status_codes or ()), "bob's kick notice")
+    assert kicked.type.is_unavailable
+
+    # Destruction with an alternate venue.
+    finish(muc_a.destroy(room_jid, "moving", f"annex@{SERVICE}"), "the room destroyed")
+    gone = a.wait_presence_props(lambda p: p.muc_destroyed is not None, "the destruction notice").muc_destroyed
+    assert str(gone.alternate) == f"annex@{SERVICE}"
+    # nbxmpp looks for the reason next to <destroy/>; XEP-0045 (example 204) puts it inside.
+    notice = next(p for p in a.presences if p.getTag("x", namespace=Namespace.MUC_USER) is not None
+                  and p.getTag("x", namespace=Namespace.MUC_USER).getTag("destroy") is not None)
+    assert notice.getTag("x", namespace=Namespace.MUC_USER).getTag("destroy").getTagData("reason") == "moving"
+    with pytest.raises(StanzaError) as missing:
+        finish(muc_a.request_config(room_jid), "the config of a destroyed room")
+    assert missing.value.condition == "item-not-found"
+    for x in (a, b, c):
+        x.close()
+
+
+def test_slixmpp_rooms_survive_a_restart(server):
+    """A persistent, password-protected, members-only room with a member, a ban, a registered
+    nick, a subject and archived messages; the server restarts; everything is still there and
+    still enforced, and bob catches up from history and from the room's archive."""
+    a_jid, a_pw = server.new_account("rstalice")
+    b_jid, b_pw = server.new_account("rstbob")
+    e_jid, e_pw = server.new_account("rsteve")
+    c_jid, c_pw = server.new_account("rstcarol")
+    room = f"vault@{SERVICE}"
+    accounts = {"a": (a_jid, a_pw), "b": (b_jid, b_pw), "e": (e_jid, e_pw), "c": (c_jid, c_pw)}
+
+    async def connect(*who):
+        clients = [muc_client(server, *accounts[w]) for w in who]
+        for c in clients:
+            c.register_plugin("xep_0313")
+            assert await c.login()
+        return clients
+
+    async def before():
+        a, b = await connect("a", "b")
+        muc_a, muc_b = a.plugin["xep_0045"], b.plugin["xep_0045"]
+        await muc_a.join_muc_wait(room, "Alice", maxstanzas=0, timeout=TIMEOUT)
+        form = await muc_a.get_room_config(room, timeout=TIMEOUT)
+        fields = form.get_fields()
+        fields["muc#roomconfig_persistentroom"]["value"] = True
+        fields["muc#roomconfig_membersonly"]["value"] = True
+        fields["muc#roomconfig_passwordprotectedroom"]["value"] = True
+        fields["muc#roomconfig_roomsecret"]["value"] = "open sesame"
+        await muc_a.set_room_config(room, form, timeout=TIMEOUT)
+        await muc_a.set_affiliation(room, "member", jid=b_jid, timeout=TIMEOUT)
+        await muc_a.set_affiliation(room, "outcast", jid=e_jid, reason="spam", timeout=TIMEOUT)
+        with pytest.raises(PresenceError) as refused:
+            await muc_b.join_muc_wait(room, "Bob", timeout=TIMEOUT)
+        assert refused.value.condition == "not-authorized"
+        await muc_b.join_muc_wait(room, "Bob", password="open sesame", maxstanzas=0, timeout=TIMEOUT)
+        reg = b.Iq(stype="set", sto=room)
+        reg.append(ET.fromstring(
+            "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>"
+            "<field var='muc#register_roomnick'><value>Bob</value></field></x></query>"
+        ))
+        await reg.send(timeout=TIMEOUT)
+        muc_a.set_subject(room, "Vault rules")
+        for sender, body in ((a, "one"), (b, "two"), (a, "three")):
+            sender.send_message(mto=room, mbody=body, mtype="groupchat")
+            await next_item(a.messages, lambda m, body=body: m["body"] == body, f"'{body}' echoed")
+        for c in (a, b):
+            await c.close()
+
+    async def after():
+        a, b, e, c = await connect("a", "b", "e", "c")
+        muc_a, muc_b = a.plugin["xep_0045"], b.plugin["xep_0045"]
+        # Bob is still a member: in with the password, with the subject and the history.
+        _, subject, _, history = await muc_b.join_muc_wait(
+            room, "Bob", password="open sesame", timeout=TIMEOUT)
+        assert subject["subject"] == "Vault rules"
+        assert [m["body"] for m in history] == ["one", "two", "three"]
+        # The ban and members-only still hold; the registered nick is still bob's.
+        with pytest.raises(PresenceError) as refused:
+            await e.plugin["xep_0045"].join_muc_wait(room, "Eve", password="open sesame", timeout=TIMEOUT)
+        assert refused.value.condition == "forbidden"
+        with pytest.raises(PresenceError) as refused:
+            await c.plugin["xep_0045"].join_muc_wait(room, "Carol", password="open sesame", timeout=TIMEOUT)
+        assert refused.value.condition == "registration-required"
+        await muc_a.join_muc_wait(room, "Alice", password="open sesame", maxstanzas=0, timeout=TIMEOUT)
+        assert [str(j) for j in await muc_a.get_affiliation_list(room, "member", timeout=TIMEOUT)] == [b_jid]
+        assert [str(j) for j in await muc_a.get_affiliation_list(room, "outcast", timeout=TIMEOUT)] == [e_jid]
+        assert [str(j) for j in await muc_a.get_affiliation_list(room, "owner", timeout=TIMEOUT)] == [a_jid]
+        muc_b.leave_muc(room, "Bob")
+        impostor = muc_client(server, a_jid, a_pw, resource="impostor")
+        assert await impostor.login()
+        with pytest.raises(PresenceError) as refused:
+            await impostor.plugin["xep_0045"].join_muc_wait(room, "Bob", password="open sesame", timeout=TIMEOUT)
+        assert refused.value.condition == "conflict"
+        # The room's archive outlived the restart too.
+        bodies = [m["mam_result"]["forwarded"]["stanza"]["body"]
+                  async for m in b.plugin["xep_0313"].iterate(jid=room)]
+        assert bodies == ["one", "two", "three"]
+        for x in (a, b, e, c, impostor):
+            await x.close()
+
+    run(before())
+    server.restart()
+    run(after())

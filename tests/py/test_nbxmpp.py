@@ -72,6 +72,9 @@ class Gajim:
         self.state = None
         self.messages = []
         self.presences = []
+        # What nbxmpp's modules (MUC, …) parsed out of each stanza, in the same order.
+        self.message_props = []
+        self.presence_props = []
         c = Client()
         c.set_domain(self.jid.domain)
         c.set_username(self.jid.localpart)
@@ -87,8 +90,14 @@ class Gajim:
         c.subscribe("connected", lambda *_: setattr(self, "state", "connected"))
         c.subscribe("connection-failed", lambda *_: setattr(self, "state", "failed"))
         c.subscribe("disconnected", lambda *_: setattr(self, "state", "disconnected"))
-        c.register_handler(StanzaHandler(name="message", callback=lambda _c, s, _p: self.messages.append(s)))
-        c.register_handler(StanzaHandler(name="presence", callback=lambda _c, s, _p: self.presences.append(s)))
+        for kind, stanzas, props in (
+            ("message", self.messages, self.message_props),
+            ("presence", self.presences, self.presence_props),
+        ):
+            c.register_handler(StanzaHandler(
+                name=kind,
+                callback=lambda _c, s, p, stanzas=stanzas, props=props: (stanzas.append(s), props.append(p)),
+            ))
         self.client = c
 
     def login(self):
@@ -119,6 +128,16 @@ class Gajim:
     def wait_presence(self, pred, what="a presence"):
         pump(lambda: any(pred(p) for p in self.presences), what=what)
         return next(p for p in self.presences if pred(p))
+
+    def wait_message_props(self, pred, what="a message", since=0):
+        """The properties nbxmpp parsed from the first message that satisfies `pred`, among
+        those received after the first `since`."""
+        pump(lambda: any(pred(p) for p in self.message_props[since:]), what=what)
+        return next(p for p in self.message_props[since:] if pred(p))
+
+    def wait_presence_props(self, pred, what="a presence", since=0):
+        pump(lambda: any(pred(p) for p in self.presence_props[since:]), what=what)
+        return next(p for p in self.presence_props[since:] if pred(p))
 
     def close(self):
         if self.state == "connected":

@@ -100,15 +100,20 @@ impl Muc {
         reason: Option<String>,
     ) -> Result<(), StanzaError> {
         let current = room.affiliation(target);
-        let allowed = match actor {
-            Affiliation::Owner => true,
-            // Admins manage members and bans of those below them.
-            Affiliation::Admin => current < Affiliation::Admin && new < Affiliation::Admin,
-            _ => false,
-        };
-        if !allowed {
+        // §9 and §10: who is not an admin, or edits the admin or owner list without being an
+        // owner, is refused with `forbidden`; an admin acting on a higher-or-equal
+        // affiliation with `not-allowed` (§9.1).
+        if actor < Affiliation::Admin {
+            return Err(StanzaError::new(Condition::Forbidden)
+                .with_text("only admins and owners change affiliations"));
+        }
+        if actor == Affiliation::Admin && new >= Affiliation::Admin {
+            return Err(StanzaError::new(Condition::Forbidden)
+                .with_text("only owners edit the admin and owner lists"));
+        }
+        if actor == Affiliation::Admin && current >= Affiliation::Admin {
             return Err(StanzaError::new(Condition::NotAllowed)
-                .with_text("you may not change that affiliation"));
+                .with_text("an admin may not change the affiliation of an admin or owner"));
         }
         let owners = room
             .affiliations

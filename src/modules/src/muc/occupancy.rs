@@ -210,11 +210,7 @@ async fn change_nick(
     st: &Stanza,
 ) -> Result<(), StanzaError> {
     let bare = from.to_bare();
-    if room.occupants.get(new).is_some_and(|o| o.bare != bare) {
-        return Err(
-            StanzaError::new(Condition::Conflict).with_text("that nickname is in use in this room")
-        );
-    }
+    room.may_take_nick(&bare, new)?;
     let Some(mut occupant) = room.occupants.remove(old) else {
         return Ok(());
     };

@@ -375,16 +375,7 @@ impl Room {
                 StanzaError::new(Condition::Forbidden).with_text("you are banned from this room")
             );
         }
-        if let Some(o) = self.occupants.get(nick)
-            && o.bare != *bare
-        {
-            return Err(StanzaError::new(Condition::Conflict)
-                .with_text("that nickname is in use in this room"));
-        }
-        if self.reserved_for_other(bare, nick) {
-            return Err(StanzaError::new(Condition::Conflict)
-                .with_text("that nickname is registered to someone else in this room"));
-        }
+        self.may_take_nick(bare, nick)?;
         if self.locked && affiliation != Affiliation::Owner {
             return Err(StanzaError::new(Condition::ItemNotFound)
                 .with_text("the room is being set up by its owner; try again shortly"));
@@ -408,6 +399,22 @@ impl Room {
             return Err(
                 StanzaError::new(Condition::ServiceUnavailable).with_text("the room is full")
             );
+        }
+        Ok(())
+    }
+
+    /// Whether `bare` may use `nick` here (to enter or as a new nickname): not while someone
+    /// else sits under it or a look-alike, nor when someone else registered it.
+    pub fn may_take_nick(&self, bare: &Jid, nick: &str) -> Result<(), StanzaError> {
+        if let Some(o) = self.occupants.get(nick)
+            && o.bare != *bare
+        {
+            return Err(StanzaError::new(Condition::Conflict)
+                .with_text("that nickname is in use in this room"));
+        }
+        if self.reserved_for_other(bare, nick) {
+            return Err(StanzaError::new(Condition::Conflict)
+                .with_text("that nickname is registered to someone else in this room"));
         }
         Ok(())
     }
