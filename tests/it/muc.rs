@@ -333,6 +333,47 @@ async fn persistent_rooms_survive_a_restart() {
     assert!(!b.expect_stanza("id='r2'").await.contains("Kept"));
 }
 
+#[tokio::test]
+async fn an_idle_persistent_room_leaves_memory_and_comes_back_whole() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    configure(&mut a, &[("muc#roomconfig_persistentroom", "1")]).await;
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><subject>Idle</subject></message>"
+    ))
+    .await;
+    a.expect("<subject>Idle</subject>").await;
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>before the nap</body></message>"
+    ))
+    .await;
+    a.expect("before the nap").await;
+    a.send(&format!("<presence to='{ROOM}/Alice' type='unavailable'/>"))
+        .await;
+    a.expect_stanza("type='unavailable'").await;
+    a.sync().await;
+    let unloaded = |log: &str| log.matches("idle persistent room unloaded").count();
+    assert_eq!(unloaded(&server.log()), 1);
+    // A request from outside loads it and lets it go again.
+    b.send(&format!(
+        "<iq type='get' id='i' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ))
+    .await;
+    assert!(b.expect_stanza("id='i'").await.contains("muc_persistent"));
+    b.sync().await;
+    assert_eq!(unloaded(&server.log()), 2);
+    // Reloaded on entry: subject, history (from the archive) and ownership intact.
+    b.send(&enter("Bob", "")).await;
+    b.expect("before the nap").await;
+    b.expect("<subject>Idle</subject>").await;
+    a.send(&enter("Alice", "")).await;
+    let own = a.expect_stanza(&format!("from='{ROOM}/Alice'")).await;
+    assert!(
+        own.contains("affiliation='owner'") && !own.contains("code='201'"),
+        "{own}"
+    );
+}
+
 fn admin(id: &str, item: &str) -> String {
     format!(
         "<iq type='set' id='{id}' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"

@@ -84,7 +84,7 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below); occupants are told at shutdown (332).",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts and, while nobody is in them, out of memory. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below); occupants are told at shutdown (332).",
         },
         Spec {
             id: "XEP-0313",
@@ -389,9 +389,44 @@ impl Muc {
         Ok((new, true))
     }
 
-    /// Forgets a room that is gone (temporary and empty, or destroyed).
-    fn remove_room(&self, node: &str) {
+    /// The room, locked; `None` if it does not exist. A room taken out of the service while
+    /// this waited for it is looked up again (a persistent one is then reloaded).
+    async fn locked_room(
+        &self,
+        cx: &Context,
+        node: &str,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<Room>>, StanzaError> {
+        loop {
+            let Some(room) = self.room(cx, node).await? else {
+                return Ok(None);
+            };
+            let room = room.lock_owned().await;
+            if !room.gone {
+                return Ok(Some(room));
+            }
+        }
+    }
+
+    /// Takes a room out of the service (destroyed, or unloaded by `release`); the caller
+    /// holds its lock.
+    fn remove_room(&self, room: &mut Room) {
+        room.gone = true;
+        let node = room.jid.node().unwrap_or_default();
         self.rooms.lock().expect("rooms lock").remove(node);
+    }
+
+    /// Called when done with a room: one nobody is in leaves memory. A temporary room ends
+    /// there (§10.1.3); a persistent one is all in storage and is loaded again when used, so
+    /// memory holds only the rooms in use however many exist.
+    fn release(&self, room: &mut Room) {
+        if room.occupants.is_empty() && !room.gone {
+            self.remove_room(room);
+            if room.config.persistent {
+                tracing::debug!(room = %room.jid, "idle persistent room unloaded from memory");
+            } else {
+                tracing::debug!(room = %room.jid, "temporary room ended: its last occupant left");
+            }
+        }
     }
 
     async fn iq(&self, cx: &Context, node: Option<&str>, st: &Stanza) -> Result<(), StanzaError> {
@@ -425,20 +460,38 @@ impl Muc {
         let from = st
             .from()
             .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
-        let Some(room) = self.room(cx, node).await? else {
+        let Some(mut guard) = self.locked_room(cx, node).await? else {
             return Err(if is_ping { not_joined() } else { not_found() });
         };
         if payload.is("query", NS_MAM) {
             // Read without holding the room: a page of results takes a while to send.
-            let archive = room.lock().await.archive_reader(from)?;
+            let archive = guard.archive_reader(from);
+            self.release(&mut guard);
+            drop(guard);
+            let archive = archive?;
             if get {
                 return Ok(Some(crate::mam::query::form()));
             }
             let sizes = (self.cfg.mam_page_size, self.cfg.mam_max_page_size);
             return crate::mam::query::answer(cx, &archive, &archive, payload, sizes).await;
         }
-        let mut guard = room.lock().await;
-        let room = &mut *guard;
+        let answer = self
+            .room_request(cx, &mut guard, from, st, payload, get)
+            .await;
+        self.release(&mut guard);
+        answer
+    }
+
+    /// What a room answers to an IQ (other than archive queries).
+    async fn room_request(
+        &self,
+        cx: &Context,
+        room: &mut Room,
+        from: &Jid,
+        st: &Stanza,
+        payload: &Element,
+        get: bool,
+    ) -> Result<Option<Element>, StanzaError> {
         Ok(match (get, payload.ns().as_str(), payload.name()) {
             (true, NS_DISCO_INFO, "query") => match payload.attr("node") {
                 Some(register::ROOMUSER_NODE) => Some(register::reserved_nick_info(room, from)),

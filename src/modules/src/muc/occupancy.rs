@@ -49,33 +49,37 @@ impl Muc {
             return Ok(());
         }
         if leaving {
-            if let Some(room) = self.room(cx, node).await? {
-                let mut room = room.lock().await;
+            if let Some(mut room) = self.locked_room(cx, node).await? {
                 leave(cx, &mut room, from, st).await;
-                if room.occupants.is_empty() && room.is_ephemeral() {
-                    self.remove_room(node);
-                }
+                self.release(&mut room);
             }
             return Ok(());
         }
-        let (room, created) = match self.room(cx, node).await? {
-            Some(r) => (r, false),
-            None if st.element().get_child("x", NS_MUC).is_some() => {
-                self.room_or_create(to, from, cx.server.domain())?
+        let (mut room, created) = loop {
+            let (room, created) = match self.room(cx, node).await? {
+                Some(r) => (r, false),
+                None if st.element().get_child("x", NS_MUC).is_some() => {
+                    self.room_or_create(to, from, cx.server.domain())?
+                }
+                // A presence update to a room the sender is not in (it may have gone away).
+                None => return Err(super::not_found()),
+            };
+            let room = room.lock_owned().await;
+            if !room.gone {
+                break (room, created);
             }
-            // A presence update to a room the sender is not in (it may have gone away).
-            None => return Err(super::not_found()),
         };
-        let mut room = room.lock().await;
         let current = room.occupant_of(from).map(|o| o.nick.clone());
-        match current {
+        let done = match current {
             Some(old) if old == nick => {
                 update(cx, &mut room, from, st).await;
                 Ok(())
             }
             Some(old) => change_nick(cx, &mut room, from, &old, nick, st).await,
             None => enter(cx, &mut room, from, nick, st, created, renamed).await,
-        }
+        };
+        self.release(&mut room);
+        done
     }
 
     pub(super) async fn message(
@@ -92,27 +96,42 @@ impl Muc {
         if st.type_attr() == Some("error") {
             return Ok(());
         }
-        let room = self.room(cx, node).await?.ok_or_else(super::not_found)?;
-        let mut room = room.lock().await;
+        let mut room = self
+            .locked_room(cx, node)
+            .await?
+            .ok_or_else(super::not_found)?;
+        let done = self.message_in(cx, &mut room, to, &from, st).await;
+        self.release(&mut room);
+        done
+    }
+
+    async fn message_in(
+        &self,
+        cx: &Context,
+        room: &mut Room,
+        to: &Jid,
+        from: &Jid,
+        st: Stanza,
+    ) -> Result<(), StanzaError> {
         if to.resource().is_none() && st.stanza_type() != "groupchat" {
-            return self.room_message(cx, &mut room, &from, &st).await;
+            return self.room_message(cx, room, from, &st).await;
         }
-        let sender = room.occupant_of(&from).cloned().ok_or_else(|| {
+        let sender = room.occupant_of(from).cloned().ok_or_else(|| {
             StanzaError::new(Condition::NotAcceptable).with_text("enter the room first")
         })?;
-        self.within_limits(&mut room, &from)?;
+        self.within_limits(room, from)?;
         match (st.stanza_type(), to.resource()) {
             ("groupchat", None) => {
                 let subject = room.subject.clone();
-                groupchat(cx, &mut room, &sender, st).await?;
+                groupchat(cx, room, &sender, st).await?;
                 if room.subject != subject {
-                    self.save(cx, &room, true).await?;
+                    self.save(cx, room, true).await?;
                 }
                 Ok(())
             }
             ("groupchat", Some(_)) => Err(StanzaError::new(Condition::BadRequest)
                 .with_text("groupchat messages go to the room, not to an occupant")),
-            (_, nick) => private(cx, &room, &sender, nick.unwrap_or_default(), st).await,
+            (_, nick) => private(cx, room, &sender, nick.unwrap_or_default(), st).await,
         }
     }
 }

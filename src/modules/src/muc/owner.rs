@@ -59,8 +59,7 @@ impl Muc {
             }
             Some("cancel") if room.locked => {
                 // §10.1.3: cancelling the initial configuration destroys the new room.
-                let node = room.jid.node().unwrap_or_default().to_string();
-                self.remove_room(&node);
+                self.remove_room(room);
             }
             Some("cancel") => {}
             _ => {
@@ -106,8 +105,7 @@ impl Muc {
             }
         }
         room.occupants.clear();
-        let node = room.jid.node().unwrap_or_default().to_string();
-        self.remove_room(&node);
+        self.remove_room(room);
         tracing::info!(room = %room.jid, "room destroyed by its owner");
     }
 }

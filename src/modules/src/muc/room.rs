@@ -315,6 +315,9 @@ pub struct Room {
     /// Flood limits (see `rate.rs`): the room's, and each sender's by bare JID.
     pub room_bucket: super::rate::Bucket,
     pub buckets: HashMap<Jid, super::rate::Bucket>,
+    /// Taken out of the service (unloaded when idle, or destroyed) while someone waited for
+    /// its lock: they look the room up again (`Muc::locked_room`).
+    pub gone: bool,
 }
 
 impl Room {
@@ -333,6 +336,7 @@ impl Room {
             // Full: the limits are on rates, not on a room's first messages.
             room_bucket: super::rate::Bucket::full(f64::MAX, std::time::Instant::now()),
             buckets: HashMap::new(),
+            gone: false,
         }
     }
 
@@ -487,11 +491,6 @@ impl Room {
         Element::builder("occupant-id", NS_OCCUPANT_ID)
             .attr(ncname("id"), id)
             .build()
-    }
-
-    /// Whether the room should go when its last occupant leaves.
-    pub fn is_ephemeral(&self) -> bool {
-        !self.config.persistent
     }
 
     /// Keeps `entry` for history, dropping the oldest beyond the configured length.
