@@ -374,6 +374,81 @@ async fn an_idle_persistent_room_leaves_memory_and_comes_back_whole() {
     );
 }
 
+#[tokio::test]
+async fn iqs_to_occupants_are_relayed_without_real_jids() {
+    let server = TestServer::start();
+    let (mut a, mut b) = alice_and_bob(&server, true).await;
+    b.send("<iq type='set' id='vc'><vCard xmlns='vcard-temp'><FN>Bob B.</FN></vCard></iq>")
+        .await;
+    assert!(b.expect_stanza("id='vc'").await.contains("type='result'"));
+    create(&mut a).await;
+    b.send(&enter("Bob", "")).await;
+    b.expect_stanza("<subject").await;
+
+    // A vCard request goes to bob's account, which answers; alice gets it from Bob's nick.
+    a.send(&format!(
+        "<iq type='get' id='v1' to='{ROOM}/Bob'><vCard xmlns='vcard-temp'/></iq>"
+    ))
+    .await;
+    let card = a.expect_stanza("id='v1'").await;
+    assert!(
+        card.contains("type='result'")
+            && card.contains(&format!("from='{ROOM}/Bob'"))
+            && card.contains("<FN>Bob B.</FN>"),
+        "{card}"
+    );
+
+    // Anything else goes to bob's client, from Alice's nick, under the room's own id.
+    a.send(&format!(
+        "<iq type='get' id='ver' to='{ROOM}/Bob'><query xmlns='jabber:iq:version'/></iq>"
+    ))
+    .await;
+    let asked = b.expect_stanza("jabber:iq:version").await;
+    assert!(
+        asked.contains(&format!("from='{ROOM}/Alice'"))
+            && !asked.contains("alice@localhost")
+            && !asked.contains("id='ver'"),
+        "{asked}"
+    );
+    let id = attr(&asked, "id").unwrap().to_string();
+    // An answer from someone the room did not ask is dropped.
+    a.send(&format!(
+        "<iq type='result' id='{id}' to='{ROOM}/Alice'><query xmlns='jabber:iq:version'><name>forged</name></query></iq>"
+    ))
+    .await;
+    b.send(&format!(
+        "<iq type='result' id='{id}' to='{ROOM}/Alice'><query xmlns='jabber:iq:version'><name>BobClient</name></query></iq>"
+    ))
+    .await;
+    let answer = a.expect_stanza("id='ver'").await;
+    assert!(
+        answer.contains("BobClient")
+            && answer.contains(&format!("from='{ROOM}/Bob'"))
+            && !answer.contains("bob@localhost"),
+        "{answer}"
+    );
+    assert!(!answer.contains("forged"), "{answer}");
+
+    // No such nick: item-not-found; not in the room: not-acceptable.
+    a.send(&format!(
+        "<iq type='get' id='nn' to='{ROOM}/Nobody'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    assert!(a.expect_stanza("id='nn'").await.contains("<item-not-found"));
+    b.send(&format!("<presence to='{ROOM}/Bob' type='unavailable'/>"))
+        .await;
+    b.expect_stanza("type='unavailable'").await;
+    b.send(&format!(
+        "<iq type='get' id='out' to='{ROOM}/Alice'><vCard xmlns='vcard-temp'/></iq>"
+    ))
+    .await;
+    assert!(
+        b.expect_stanza("id='out'")
+            .await
+            .contains("<not-acceptable")
+    );
+}
+
 fn admin(id: &str, item: &str) -> String {
     format!(
         "<iq type='set' id='{id}' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#admin'>{item}</query></iq>"

@@ -202,8 +202,9 @@ def self_presence(c, room, nick):
 
 def test_nbxmpp_gajim_muc_module_admin_flows(server):
     """Gajim's MUC module end to end: the configuration form, room info, a password room,
-    affiliation lists edited by the owner, mediated and direct invitations and a decline, a
-    voice request approved, a kick, and destruction with an alternate venue."""
+    affiliation lists edited by the owner, mediated and direct invitations and a decline, an
+    occupant's vCard, a voice request approved, a kick, and destruction with an alternate
+    venue."""
     from nbxmpp.const import InviteType, StatusCode
     from nbxmpp.errors import StanzaError
     from nbxmpp.namespaces import Namespace
@@ -269,6 +270,14 @@ def test_nbxmpp_gajim_muc_module_admin_flows(server):
         lambda p: p.muc_invite is not None and p.muc_invite.type == InviteType.DIRECT, "the direct invitation"
     ).muc_invite
     assert str(direct.muc) == room and direct.reason == "really"
+
+    # An occupant's vCard, as Gajim fetches occupants' avatars: the room asks bob's account.
+    from nbxmpp.modules.vcard_temp import VCard
+
+    vcards = (b.client.get_module("VCardTemp"), a.client.get_module("VCardTemp"))
+    finish(vcards[0].set_vcard(VCard(data={"FN": "Bob the Builder"})), "bob's vCard saved")
+    card = finish(vcards[1].request_vcard(JID.from_string(f"{room}/Bob")), "bob's vCard via the room")
+    assert card.data.get("FN") == "Bob the Builder"
 
     # Moderated: bob, made a visitor, asks for voice; alice approves; bob speaks.
     def bobs_role(role):

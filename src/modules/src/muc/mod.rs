@@ -1,7 +1,8 @@
 //! Multi-User Chat (XEP-0045): a chat-room service on its own domain (`conference.<domain>`
 //! by default). Every stanza to the service or a room goes through [`Muc::handle`]: presence
-//! enters, changes and leaves rooms, messages go to all occupants or privately to one, IQs are
-//! disco, room configuration and self-ping.
+//! enters, changes and leaves rooms, messages go to all occupants or privately to one, IQs to
+//! a room are disco, configuration, administration and archive queries, and IQs to an occupant
+//! are relayed to it (`relay.rs`).
 
 mod admin;
 mod avatar;
@@ -11,6 +12,7 @@ mod occupancy;
 mod owner;
 mod rate;
 mod register;
+mod relay;
 mod room;
 
 use std::collections::HashMap;
@@ -84,7 +86,7 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts and, while nobody is in them, out of memory. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below); occupants are told at shutdown (332).",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, IQs to occupant JIDs relayed without revealing real JIDs (vCard requests to the occupant's account, for avatars), settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts and, while nobody is in them, out of memory. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below); occupants are told at shutdown (332).",
         },
         Spec {
             id: "XEP-0313",
@@ -430,6 +432,19 @@ impl Muc {
     }
 
     async fn iq(&self, cx: &Context, node: Option<&str>, st: &Stanza) -> Result<(), StanzaError> {
+        if let (Some(node), Some(nick)) = (node, st.to().and_then(Jid::resource)) {
+            let Some(mut room) = self.locked_room(cx, node).await? else {
+                let is_ping = st.iq_payload().is_some_and(|p| p.is("ping", NS_PING));
+                return Err(if is_ping { not_joined() } else { not_found() });
+            };
+            let outgoing = relay::occupant_iq(&mut room, nick, st);
+            self.release(&mut room);
+            drop(room);
+            if let Some(stanza) = outgoing? {
+                cx.send(stanza).await;
+            }
+            return Ok(());
+        }
         let Some(payload) = st.iq_payload() else {
             // Results and errors (e.g. to the service's own pings) need no answer.
             return Ok(());
@@ -446,8 +461,8 @@ impl Muc {
         Ok(())
     }
 
-    /// An IQ to a room or an occupant: the room and the sender are resolved once here, and the
-    /// room stays locked while the handler runs (archive queries excepted).
+    /// An IQ to a room: the room and the sender are resolved once here, and the room stays
+    /// locked while the handler runs (archive queries excepted).
     async fn room_iq(
         &self,
         cx: &Context,
@@ -475,9 +490,7 @@ impl Muc {
             let sizes = (self.cfg.mam_page_size, self.cfg.mam_max_page_size);
             return crate::mam::query::answer(cx, &archive, &archive, payload, sizes).await;
         }
-        let answer = self
-            .room_request(cx, &mut guard, from, st, payload, get)
-            .await;
+        let answer = self.room_request(cx, &mut guard, from, payload, get).await;
         self.release(&mut guard);
         answer
     }
@@ -488,7 +501,6 @@ impl Muc {
         cx: &Context,
         room: &mut Room,
         from: &Jid,
-        st: &Stanza,
         payload: &Element,
         get: bool,
     ) -> Result<Option<Element>, StanzaError> {
@@ -511,17 +523,7 @@ impl Muc {
             (_, admin::NS_ADMIN, "query") => Some(self.admin(cx, room, from, get, payload).await?),
             (_, owner::NS_OWNER, "query") => Some(self.owner(cx, room, from, get, payload).await?),
             // XEP-0410 self-ping: an occupant JID answers for its occupant.
-            (true, NS_PING, "ping") => {
-                let nick = st.to().and_then(Jid::resource);
-                if nick.is_some()
-                    && room
-                        .occupant_of(from)
-                        .is_none_or(|o| Some(o.nick.as_str()) != nick)
-                {
-                    return Err(not_joined());
-                }
-                None
-            }
+            (true, NS_PING, "ping") => None,
             _ => return Err(StanzaError::new(Condition::ServiceUnavailable)),
         })
     }

@@ -315,6 +315,8 @@ pub struct Room {
     /// Flood limits (see `rate.rs`): the room's, and each sender's by bare JID.
     pub room_bucket: super::rate::Bucket,
     pub buckets: HashMap<Jid, super::rate::Bucket>,
+    /// Requests relayed to occupants, by the id the room gave them (`relay.rs`).
+    pub pending_iqs: HashMap<String, super::relay::PendingIq>,
     /// Taken out of the service (unloaded when idle, or destroyed) while someone waited for
     /// its lock: they look the room up again (`Muc::locked_room`).
     pub gone: bool,
@@ -336,6 +338,7 @@ impl Room {
             // Full: the limits are on rates, not on a room's first messages.
             room_bucket: super::rate::Bucket::full(f64::MAX, std::time::Instant::now()),
             buckets: HashMap::new(),
+            pending_iqs: HashMap::new(),
             gone: false,
         }
     }
