@@ -693,6 +693,26 @@ async fn invitations_declines_voice_requests_and_private_message_rules() {
         ],
     )
     .await;
+    // An invitation or a decline addressed to a room (this one too) cannot tie the room up.
+    for (kind, to) in [
+        ("invite", ROOM),
+        ("decline", ROOM),
+        ("invite", "other@conference.localhost"),
+    ] {
+        a.send(&format!(
+            "<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'><{kind} to='{to}'/></x></message>"
+        ))
+        .await;
+    }
+    a.send(&format!(
+        "<iq type='get' id='alive' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ))
+    .await;
+    assert!(
+        a.expect_stanza("id='alive'")
+            .await
+            .contains("type='result'")
+    );
     // Not a member yet: refused.
     b.send(&enter("Bob", "")).await;
     assert!(

@@ -164,6 +164,13 @@ impl Module for Muc {
 impl Muc {
     async fn handle(&self, cx: Context, st: Stanza) {
         let Some(to) = st.to().cloned() else { return };
+        // Rooms never address one another; a stanza a room sends into the service (say an
+        // invitation to a room's JID) is dropped, as it would wait for the very lock its
+        // sender holds.
+        if st.from().is_some_and(|f| f.domain() == self.domain) {
+            tracing::debug!(to = %to, "dropping a stanza from a room to the room service");
+            return;
+        }
         let result = match (st.kind(), to.node()) {
             (Kind::Presence, Some(_)) => self.presence(&cx, &to, &st).await,
             (Kind::Message, Some(_)) => self.message(&cx, &to, st.clone()).await,
