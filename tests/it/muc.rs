@@ -774,6 +774,22 @@ async fn invitations_declines_voice_requests_and_private_message_rules() {
     .await;
     let p = b.expect_stanza("role='participant'").await;
     assert!(p.contains(&format!("from='{ROOM}/Bob'")), "{p}");
+
+    // With voice requests switched off, a visitor's request is refused.
+    a.send(&format!(
+        "<iq type='set' id='novr' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_allowvoicerequests'><value>0</value></field></x></query></iq>"
+    ))
+    .await;
+    assert!(a.expect_stanza("id='novr'").await.contains("type='result'"));
+    a.send(&admin("mute2", "<item nick='Bob' role='visitor'/>"))
+        .await;
+    a.expect_stanza("id='mute2'").await;
+    b.expect_stanza("role='visitor'").await;
+    b.send(&format!(
+        "<message to='{ROOM}' id='vr2'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>"
+    ))
+    .await;
+    assert!(b.expect_stanza("id='vr2'").await.contains("<not-allowed"));
 }
 
 #[tokio::test]

@@ -164,6 +164,10 @@ async fn voice_request(
     if sender.role != Role::Visitor {
         return Ok(());
     }
+    if !room.config.allow_voice_requests {
+        return Err(StanzaError::new(Condition::NotAllowed)
+            .with_text("this room does not take voice requests"));
+    }
     let value = |v: &str| Element::builder("value", NS_DATA).append(v).build();
     let field_el = |var: &str, type_: &str, label: &str, v: &str| {
         Element::builder("field", NS_DATA)

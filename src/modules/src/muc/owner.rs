@@ -125,6 +125,7 @@ fn apply(room: &mut Room, form: &Element) -> Result<(), StanzaError> {
             "muc#roomconfig_lang" => c.language = value,
             "muc#roomconfig_changesubject" => c.change_subject = flag,
             "muc#roomconfig_allowinvites" => c.allow_invites = flag,
+            "muc#roomconfig_allowvoicerequests" => c.allow_voice_requests = flag,
             "muc#roomconfig_allowpm" => {
                 c.allow_pm =
                     AllowPm::parse(&value).ok_or_else(|| bad_value("muc#roomconfig_allowpm"))?;
@@ -178,7 +179,7 @@ fn config_form(room: &Room) -> Element {
     let max_users = c.max_users.to_string();
     let history = c.history_length.to_string();
     let mut x = form("form", FORM_CONFIG, &[]);
-    let fields: [(&str, &str, &str, &str); 15] = [
+    let fields: [(&str, &str, &str, &str); 16] = [
         ("muc#roomconfig_roomname", "text-single", "Name", &c.name),
         (
             "muc#roomconfig_roomdesc",
@@ -203,6 +204,13 @@ fn config_form(room: &Room) -> Element {
             "boolean",
             "Occupants may invite others",
             flag(c.allow_invites),
+        ),
+        (
+            // ejabberd's name for it; XEP-0045 registers none.
+            "muc#roomconfig_allowvoicerequests",
+            "boolean",
+            "Visitors may ask for voice",
+            flag(c.allow_voice_requests),
         ),
         (
             "muc#roomconfig_allowpm",

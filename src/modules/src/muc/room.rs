@@ -129,6 +129,8 @@ pub struct RoomConfig {
     pub change_subject: bool,
     /// Occupants may invite others.
     pub allow_invites: bool,
+    /// Visitors may ask the moderators for voice (§7.13).
+    pub allow_voice_requests: bool,
     pub allow_pm: AllowPm,
     /// Keys occupant ids (XEP-0421) to this room; random per room, not shown in the form.
     pub occupant_id_salt: String,
@@ -139,7 +141,7 @@ impl RoomConfig {
     pub fn to_lines(&self) -> String {
         let one_line = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
-            "name={}\ndescription={}\npersistent={}\npublic={}\nmembers_only={}\nmoderated={}\npassword={}\nwhois={}\nmax_users={}\nhistory_length={}\noccupant_id_salt={}\nlanguage={}\nchange_subject={}\nallow_invites={}\nallow_pm={}",
+            "name={}\ndescription={}\npersistent={}\npublic={}\nmembers_only={}\nmoderated={}\npassword={}\nwhois={}\nmax_users={}\nhistory_length={}\noccupant_id_salt={}\nlanguage={}\nchange_subject={}\nallow_invites={}\nallow_pm={}\nallow_voice_requests={}",
             one_line(&self.name),
             one_line(&self.description),
             self.persistent,
@@ -158,6 +160,7 @@ impl RoomConfig {
             self.change_subject,
             self.allow_invites,
             self.allow_pm.as_str(),
+            self.allow_voice_requests,
         )
     }
 
@@ -186,6 +189,7 @@ impl RoomConfig {
                 "change_subject" => c.change_subject = flag,
                 "allow_invites" => c.allow_invites = flag,
                 "allow_pm" => c.allow_pm = AllowPm::parse(v).unwrap_or(c.allow_pm),
+                "allow_voice_requests" => c.allow_voice_requests = flag,
                 _ => {}
             }
         }
@@ -207,6 +211,7 @@ impl RoomConfig {
             history_length,
             change_subject: false,
             allow_invites: true,
+            allow_voice_requests: true,
             allow_pm: AllowPm::Anyone,
             occupant_id_salt: {
                 use rand::Rng;
@@ -641,6 +646,7 @@ mod tests {
         c.language = "de".into();
         c.change_subject = true;
         c.allow_invites = false;
+        c.allow_voice_requests = false;
         c.allow_pm = AllowPm::Moderators;
         let back = RoomConfig::from_lines(&c.to_lines(), RoomConfig::new(1, 1));
         assert_eq!(back.name, "Team Room");
