@@ -1,6 +1,8 @@
 """Multi-User Chat (XEP-0045) with slixmpp's MUC plugin and Gajim's nbxmpp: creating and
 configuring a room, entering with history and subject, groupchat, and a nick conflict."""
 
+import asyncio
+
 import pytest
 from slixmpp.exceptions import PresenceError
 from slixmpp.xmlstream import ET
@@ -400,3 +402,90 @@ def test_slixmpp_rooms_survive_a_restart(server):
     run(before())
     server.restart()
     run(after())
+
+
+def test_slixmpp_nick_change_private_messages_self_ping_and_taking_messages_back(server):
+    """History limits on entering, occupant ids that survive a nick change (status 303),
+    self-ping (XEP-0410) before and after it, a private message, a retraction by the author
+    (XEP-0424) and a moderation (XEP-0425), with slixmpp's plugins."""
+    from slixmpp import JID
+    from slixmpp.plugins.xep_0410 import PingStatus
+
+    a_jid, a_pw = server.new_account("nkalice")
+    b_jid, b_pw = server.new_account("nkbob")
+    room = f"agora@{SERVICE}"
+
+    def occupant_id(stanza):
+        el = stanza.xml.find("{urn:xmpp:occupant-id:0}occupant-id")
+        return None if el is None else el.get("id")
+
+    async def scenario():
+        a, b = muc_client(server, a_jid, a_pw), muc_client(server, b_jid, b_pw)
+        for c in (a, b):
+            for plugin in ("xep_0313", "xep_0359", "xep_0410", "xep_0424", "xep_0425"):
+                c.register_plugin(plugin)
+            assert await c.login()
+        muc_a, muc_b = a.plugin["xep_0045"], b.plugin["xep_0045"]
+        # What alice sees of the room's presences (slixmpp's MUC plugin signals them so).
+        seen = asyncio.Queue()
+        a.add_event_handler(f"muc::{room}::presence", seen.put_nowait)
+        moderated = asyncio.Queue()
+        b.add_event_handler("moderated_message", moderated.put_nowait)
+        await muc_a.join_muc_wait(room, "Alice", maxstanzas=0, timeout=TIMEOUT)
+        form = await muc_a.get_room_config(room, timeout=TIMEOUT)
+        form.get_fields()["muc#roomconfig_persistentroom"]["value"] = True
+        await muc_a.set_room_config(room, form, timeout=TIMEOUT)
+        for body in ("one", "two", "three"):
+            a.send_message(mto=room, mbody=body, mtype="groupchat")
+            await next_item(a.messages, lambda m, body=body: m["body"] == body, f"'{body}' echoed")
+
+        # History limits: the last stanza only, or as many characters as one message takes.
+        _, _, _, history = await muc_b.join_muc_wait(room, "Bob", maxstanzas=1, timeout=TIMEOUT)
+        assert [m["body"] for m in history] == ["three"]
+        muc_b.leave_muc(room, "Bob")
+        await next_item(seen, lambda p: p["from"] == JID(f"{room}/Bob") and p["type"] == "unavailable",
+                        "bob leaving")
+        _, _, _, history = await muc_b.join_muc_wait(room, "Bob", maxchars=0, timeout=TIMEOUT)
+        assert history == []
+        entered = await next_item(seen, lambda p: p["from"] == JID(f"{room}/Bob")
+                                  and p["type"] != "unavailable", "bob's presence")
+        bob_id = occupant_id(entered)
+        assert bob_id
+
+        # A nick change: 303 with the new nick, then the new presence with the same occupant id.
+        b.send_presence(pto=f"{room}/Robert")
+        gone = await next_item(seen, lambda p: p["from"] == JID(f"{room}/Bob")
+                               and p["type"] == "unavailable", "bob's old nick going")
+        assert 303 in gone["muc"]["status_codes"] and gone["muc"]["item_nick"] == "Robert"
+        back = await next_item(seen, lambda p: p["from"] == JID(f"{room}/Robert"), "Robert")
+        assert occupant_id(back) == bob_id
+        ping = b.plugin["xep_0410"]
+        assert await ping.send_self_ping(JID(f"{room}/Robert"), timeout=TIMEOUT) == PingStatus.JOINED
+        assert await ping.send_self_ping(JID(f"{room}/Bob"), timeout=TIMEOUT) == PingStatus.JOINED_NICKCHANGED
+
+        # A private message reaches Robert from Alice's occupant JID.
+        a.send_message(mto=f"{room}/Robert", mbody="psst", mtype="chat")
+        pm = await next_item(b.messages, lambda m: m["body"] == "psst", "the private message")
+        assert pm["from"] == JID(f"{room}/Alice")
+
+        # Robert takes his message back; Alice moderates hers away.
+        b.send_message(mto=room, mbody="oops", mtype="groupchat")
+        oops = await next_item(b.messages, lambda m: m["body"] == "oops", "the echo of 'oops'")
+        b.plugin["xep_0424"].send_retraction(JID(room), oops["stanza_id"]["id"], mtype="groupchat")
+        retracted = await next_item(a.messages, lambda m: m.xml.find("{urn:xmpp:message-retract:1}retract")
+                                    is not None, "the retraction")
+        assert retracted["from"] == JID(f"{room}/Robert")
+        a.send_message(mto=room, mbody="off topic", mtype="groupchat")
+        off = await next_item(a.messages, lambda m: m["body"] == "off topic", "the echo of 'off topic'")
+        await a.plugin["xep_0425"].moderate(JID(room), off["stanza_id"]["id"], "tidy", timeout=TIMEOUT)
+        notice = await next_item(moderated, what="the moderation notice")
+        assert notice["from"] == JID(room) and notice["retract"]["id"] == off["stanza_id"]["id"]
+        assert notice["retract"]["moderated"]["by"] == JID(f"{room}/Alice")
+        # The archive keeps tombstones in their place.
+        bodies = [m["mam_result"]["forwarded"]["stanza"]["body"]
+                  async for m in b.plugin["xep_0313"].iterate(jid=room)]
+        assert "oops" not in bodies and "off topic" not in bodies and bodies[:3] == ["one", "two", "three"]
+        for c in (a, b):
+            await c.close()
+
+    run(scenario())

@@ -3,7 +3,7 @@
 
 use hearth_core::jid::Jid;
 use hearth_core::router::Context;
-use hearth_core::stanza::{Condition, Stanza, StanzaError, ncname};
+use hearth_core::stanza::{Condition, StanzaError, ncname};
 use minidom::Element;
 
 use super::Muc;
@@ -79,16 +79,7 @@ async fn announce(cx: &Context, room: &Room) {
     let presence = Element::builder("presence", hearth_core::ns::CLIENT)
         .append(Element::builder("x", NS_VCARD_UPDATE).append(photo).build())
         .build();
-    for occupant in room.occupants.values() {
-        for (to, _) in &occupant.sessions {
-            for el in [&changed, &presence] {
-                let mut el = el.clone();
-                hearth_core::stanza::set_attr(&mut el, "from", Some(room.jid.to_string()));
-                hearth_core::stanza::set_attr(&mut el, "to", Some(to.to_string()));
-                if let Ok(st) = Stanza::from_element(el) {
-                    cx.send(st).await;
-                }
-            }
-        }
+    for el in [changed, presence] {
+        super::occupancy::send_to_all(cx, room, el).await;
     }
 }

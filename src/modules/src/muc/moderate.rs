@@ -71,16 +71,7 @@ impl Muc {
             .attr(ncname("id"), crate::mam::new_id())
             .append(retract)
             .build();
-        for occupant in room.occupants.values() {
-            for (to, _) in &occupant.sessions {
-                let mut m = notice.clone();
-                hearth_core::stanza::set_attr(&mut m, "from", Some(room.jid.to_string()));
-                hearth_core::stanza::set_attr(&mut m, "to", Some(to.to_string()));
-                if let Ok(st) = Stanza::from_element(m) {
-                    cx.send(st).await;
-                }
-            }
-        }
+        super::occupancy::send_to_all(cx, room, notice).await;
         tracing::info!(room = %room.jid, id, moderator = %moderator.nick, "message moderated");
         Ok(())
     }

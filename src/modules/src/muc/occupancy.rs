@@ -612,6 +612,12 @@ fn set_item_jid(p: &mut Element, jid: &Jid) {
     }
 }
 
+/// Routes `el` from the room itself to every occupant's sessions.
+pub(super) async fn send_to_all(cx: &Context, room: &Room, el: Element) {
+    let sessions = room.occupants.values().flat_map(|o| &o.sessions);
+    send_each(cx, el, &room.jid, sessions.map(|(to, _)| to)).await;
+}
+
 /// Routes `el` from `from` to `to`.
 async fn send(cx: &Context, el: Element, from: &Jid, to: &Jid) {
     send_each(cx, el, from, std::iter::once(to)).await
@@ -619,7 +625,7 @@ async fn send(cx: &Context, el: Element, from: &Jid, to: &Jid) {
 
 /// Routes `el` from `from` to each of `recipients`. The copies share one payload, serialised
 /// once for all of them (the fan-out hot path): only their `to` differs.
-async fn send_each<'a>(
+pub(super) async fn send_each<'a>(
     cx: &Context,
     el: Element,
     from: &Jid,
