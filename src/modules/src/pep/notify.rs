@@ -53,7 +53,8 @@ pub(super) fn register(pep: &Arc<Pep>, reg: &mut Registrar) {
     });
 }
 
-fn event_message(owner: &Jid, to: &Jid, node: &str, event: &Event<'_>, payloads: bool) -> Stanza {
+/// The notification, without `to`: its copies share one serialisation.
+fn event_message(owner: &Jid, node: &str, event: &Event<'_>, payloads: bool) -> Stanza {
     let mut items = Element::builder("items", NS_EVENT)
         .attr(ncname("node"), node)
         .build();
@@ -85,7 +86,6 @@ fn event_message(owner: &Jid, to: &Jid, node: &str, event: &Event<'_>, payloads:
     let mut msg = Stanza::new(Kind::Message);
     msg.set_type(Some("headline"));
     msg.set_from(Some(owner.clone()));
-    msg.set_to(Some(to.clone()));
     msg.element_mut()
         .append_child(Element::builder("event", NS_EVENT).append(items).build());
     msg
@@ -133,14 +133,10 @@ impl Pep {
                 );
             }
         }
+        let shared = event_message(&owner_jid, node, &event, config.deliver_payloads);
         for session in targets {
-            let msg = event_message(
-                &owner_jid,
-                &session.jid,
-                node,
-                &event,
-                config.deliver_payloads,
-            );
+            let mut msg = shared.clone();
+            msg.set_to(Some(session.jid.clone()));
             server.deliver(&session, &msg);
         }
     }
@@ -292,13 +288,13 @@ impl Pep {
                 if let Ok(items) = server.store.pubsub_items(&owner, node, Some(1), None).await
                     && let Some(item) = items.last()
                 {
-                    let msg = event_message(
+                    let mut msg = event_message(
                         &owner_jid,
-                        &session.jid,
                         node,
                         &Event::Published(item),
                         config.deliver_payloads,
                     );
+                    msg.set_to(Some(session.jid.clone()));
                     server.deliver(session, &msg);
                 }
             }
