@@ -1,5 +1,6 @@
 //! The stanza envelope: kind, type, id, from and to parsed once at ingress; the payload stays a
-//! `minidom::Element` that only the module owning a namespace decodes.
+//! `minidom::Element` that only the module owning a namespace decodes. The envelope owns the
+//! addresses, so copies of a stanza for many recipients share one payload and one serialisation.
 
 use std::sync::{Arc, OnceLock};
 
