@@ -2,25 +2,22 @@
 //! the DNS records, each line saying what to do. It changes nothing on disk: no certificate is
 //! generated and a missing data directory is created only to prove it can be, then removed.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hearth_core::config::Config;
+use hearth_core::dns::{
+    Answer, ServerEndpoints, SrvTarget, addresses, ask, lookup_server, srv_order, srv_records,
+};
 use hearth_core::tls::{CertInfo, format_time, name_matches};
 use hickory_resolver::Resolver;
-use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::rr::RecordType;
 
 /// Warn this long before the certificate expires.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
-
-/// Upper bound for one DNS question, above the resolver's own 2 s timeout, so that an
-/// unreachable DNS never makes `hearth check` hang.
-const DNS_DEADLINE: Duration = Duration::from_secs(3);
 
 struct Report {
     errors: usize,
@@ -268,145 +265,11 @@ fn check_names(r: &mut Report, info: &CertInfo, domain: &str) {
     }
 }
 
-/// One SRV record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrvTarget {
-    pub priority: u16,
-    pub weight: u16,
-    pub port: u16,
-    /// Fully qualified, with the trailing dot; `.` means "service not offered".
-    pub target: String,
-}
-
-/// RFC 2782 connection order: lowest priority first; within one priority, repeatedly pick a
-/// record with probability proportional to its weight (weight-0 records come first in the
-/// running sum, so they get a small chance only). `random(total)` must return a number in
-/// `0..=total`, uniformly at random when connecting; `|total| total` lists the heaviest first.
-pub fn srv_order(
-    mut records: Vec<SrvTarget>,
-    mut random: impl FnMut(u32) -> u32,
-) -> Vec<SrvTarget> {
-    records.sort_by_key(|s| (s.priority, s.weight));
-    let mut ordered = Vec::with_capacity(records.len());
-    while let Some(first) = records.first() {
-        let priority = first.priority;
-        let same = records
-            .iter()
-            .take_while(|s| s.priority == priority)
-            .count();
-        let mut group: Vec<SrvTarget> = records.drain(..same).collect();
-        while !group.is_empty() {
-            // At most 65535 records of weight ≤ 65535 fit in a DNS message: no overflow.
-            let total: u32 = group.iter().map(|s| u32::from(s.weight)).sum();
-            let pick = random(total).min(total);
-            let mut sum = 0;
-            let chosen = group
-                .iter()
-                .position(|s| {
-                    sum += u32::from(s.weight);
-                    sum >= pick
-                })
-                .unwrap_or(0);
-            ordered.push(group.remove(chosen));
-        }
-    }
-    ordered
-}
-
-/// The outcome of one DNS question.
-enum Answer<T> {
-    Found(T),
-    /// NXDOMAIN or no record of that type.
-    Missing,
-    /// Timeout, unreachable server, SERVFAIL…: says nothing about the records.
-    Failed(String),
-}
-
-async fn ask<T>(lookup: impl Future<Output = Result<T, NetError>>) -> Answer<T> {
-    match tokio::time::timeout(DNS_DEADLINE, lookup).await {
-        Err(_) => Answer::Failed(format!("no answer within {} s", DNS_DEADLINE.as_secs())),
-        Ok(Ok(found)) => Answer::Found(found),
-        Ok(Err(e)) if e.is_no_records_found() => Answer::Missing,
-        Ok(Err(e)) => Answer::Failed(e.to_string()),
-    }
-}
-
-/// The addresses `name` resolves to, as text.
-async fn addresses(resolver: &Resolver<TokioRuntimeProvider>, name: &str) -> Answer<Vec<IpAddr>> {
-    match ask(resolver.lookup_ip(name)).await {
-        Answer::Found(ips) => {
-            let ips: Vec<IpAddr> = ips.iter().collect();
-            if ips.is_empty() {
-                Answer::Missing
-            } else {
-                Answer::Found(ips)
-            }
-        }
-        Answer::Missing => Answer::Missing,
-        Answer::Failed(e) => Answer::Failed(e),
-    }
-}
-
-async fn srv_records(
-    resolver: &Resolver<TokioRuntimeProvider>,
-    name: &str,
-) -> Answer<Vec<SrvTarget>> {
-    match ask(resolver.srv_lookup(name)).await {
-        Answer::Found(lookup) => {
-            let records: Vec<SrvTarget> = lookup
-                .answers()
-                .iter()
-                .filter_map(|rec| match &rec.data {
-                    RData::SRV(srv) => Some(SrvTarget {
-                        priority: srv.priority,
-                        weight: srv.weight,
-                        port: srv.port,
-                        target: srv.target.to_string(),
-                    }),
-                    _ => None,
-                })
-                .collect();
-            if records.is_empty() {
-                Answer::Missing
-            } else {
-                Answer::Found(records)
-            }
-        }
-        Answer::Missing => Answer::Missing,
-        Answer::Failed(e) => Answer::Failed(e),
-    }
-}
-
 fn join_ips(ips: &[IpAddr]) -> String {
     ips.iter()
         .map(IpAddr::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn make_resolver(dns_server: Option<SocketAddr>) -> anyhow::Result<Resolver<TokioRuntimeProvider>> {
-    let mut builder = match dns_server {
-        Some(addr) => {
-            use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let ns = NameServerConfig::new(addr.ip(), true, vec![udp]);
-            Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(vec![ns]),
-                TokioRuntimeProvider::default(),
-            )
-        }
-        None => Resolver::builder_tokio()
-            .map_err(|e| anyhow::anyhow!("cannot read the system's DNS configuration: {e}"))?,
-    };
-    let opts = builder.options_mut();
-    opts.timeout = Duration::from_secs(2);
-    opts.attempts = 1;
-    // What DNS publishes, not what this machine's /etc/hosts says: clients elsewhere only see DNS.
-    opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-    builder
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot set up DNS resolution: {e}"))
 }
 
 /// One service looked up by `hearth check`.
@@ -429,7 +292,7 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
         r.warn(format!("{domain} is not a public DNS name: skipping DNS checks (clients must be told the server's address)"));
         return;
     }
-    let resolver = match make_resolver(dns_server) {
+    let resolver = match hearth_core::dns::resolver(dns_server) {
         Ok(res) => res,
         Err(e) => {
             r.warn(format!("{e:#}: skipping DNS checks"));
@@ -525,6 +388,25 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
         )),
         Answer::Failed(e) => r.warn(format!("{domain}: address lookup failed ({e}); cannot check it")),
     }
+    // The order other servers try (both SRV services mixed, XEP-0368), heaviest first.
+    match lookup_server(&resolver, domain, |total| total).await {
+        ServerEndpoints::Found(endpoints) => {
+            let list: Vec<String> = endpoints
+                .iter()
+                .map(|e| {
+                    let how = if e.direct_tls { "direct TLS" } else { "STARTTLS" };
+                    format!("{}:{} ({how})", e.host, e.port)
+                })
+                .collect();
+            r.ok(format!("other servers would connect to {}", list.join(", then ")));
+        }
+        ServerEndpoints::NotOffered => r.warn(format!(
+            "{domain}'s server SRV records say it offers no federation (target \".\"): other servers will not connect"
+        )),
+        ServerEndpoints::Failed(e) => r.warn(format!(
+            "{domain}: server SRV lookup failed ({e}); cannot tell how other servers find it"
+        )),
+    }
 }
 
 /// Reports the records of one SRV name; `true` if at least one target resolves.
@@ -536,7 +418,7 @@ async fn check_srv(
     records: Vec<SrvTarget>,
 ) -> bool {
     let mut usable = false;
-    for srv in srv_order(records, |total| total) {
+    for srv in srv_order(records, |s| (s.priority, s.weight), |total| total) {
         let SrvTarget {
             priority,
             weight,
@@ -578,62 +460,6 @@ async fn check_srv(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn srv(priority: u16, weight: u16, target: &str) -> SrvTarget {
-        SrvTarget {
-            priority,
-            weight,
-            port: 5222,
-            target: target.into(),
-        }
-    }
-
-    fn targets(records: &[SrvTarget]) -> Vec<&str> {
-        records.iter().map(|s| s.target.as_str()).collect()
-    }
-
-    #[test]
-    fn srv_order_is_by_priority_then_weight() {
-        let records = vec![
-            srv(20, 0, "backup."),
-            srv(10, 10, "light."),
-            srv(10, 0, "zero."),
-            srv(10, 60, "heavy."),
-        ];
-        // Heaviest first when every draw lands at the top of the range.
-        assert_eq!(
-            targets(&srv_order(records.clone(), |total| total)),
-            ["heavy.", "light.", "zero.", "backup."]
-        );
-        // A draw of 0 picks the first record of the running sum: weight 0 first (RFC 2782).
-        assert_eq!(
-            targets(&srv_order(records, |_| 0)),
-            ["zero.", "light.", "heavy.", "backup."]
-        );
-    }
-
-    #[test]
-    fn srv_weights_pick_proportionally() {
-        let records = vec![srv(5, 10, "a."), srv(5, 30, "b.")];
-        // Running sums: a. 10, b. 40. Draws 0..=10 pick a., 11..=40 pick b.
-        for (draw, first) in [(0, "a."), (10, "a."), (11, "b."), (40, "b.")] {
-            let order = srv_order(records.clone(), |total| {
-                assert!(total == 40 || total == 10 || total == 30);
-                draw.min(total)
-            });
-            assert_eq!(order[0].target, first, "draw {draw}");
-            assert_eq!(order.len(), 2);
-        }
-        // Over every possible draw, b. comes first three times as often as a. (30 vs 11 of 41 draws;
-        // the RFC's inclusive range gives the first record one extra draw).
-        let firsts_b = (0..=40)
-            .filter(|&d| srv_order(records.clone(), |t| d.min(t))[0].target == "b.")
-            .count();
-        assert_eq!(firsts_b, 30);
-        // A draw above the total (a buggy random source) is clamped, not a panic.
-        assert_eq!(srv_order(records, |_| u32::MAX)[0].target, "b.");
-        assert!(srv_order(Vec::new(), |_| 0).is_empty());
-    }
 
     #[test]
     fn dns_server_argument() {

@@ -46,4 +46,6 @@ def test_check_reports_srv_records(server):
     assert "ok:      _xmpp-client._tcp.example.test. → xmpp.example.test.:5222" in out, out
     assert "points to gone.example.test., which does not resolve" in out, out
     assert "no SRV record _xmpp-server._tcp.example.test." in out, out
+    # Without server SRV records, other servers fall back to the domain on 5269 (RFC 6120 §3.2).
+    assert "other servers would connect to example.test:5269 (STARTTLS)" in out, out
     assert "self-signed" in out, out

@@ -7,6 +7,7 @@ mod c2s;
 pub mod config;
 pub mod csi;
 pub mod datetime;
+pub mod dns;
 pub mod jid;
 pub mod module;
 pub mod ns;
