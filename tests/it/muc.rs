@@ -755,14 +755,19 @@ async fn invitations_declines_voice_requests_and_private_message_rules() {
     assert!(b.expect_stanza("id='pm'").await.contains("<not-acceptable"));
 
     // A visitor asks for voice; the moderator approves.
-    a.send(&admin("mute", "<item nick='Bob' role='visitor'/>"))
-        .await;
-    a.expect_stanza("id='mute'").await;
-    b.expect_stanza("role='visitor'").await;
-    b.send(&format!(
-        "<message to='{ROOM}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>"
-    ))
-    .await;
+    let voice_request = |id: &str| {
+        format!(
+            "<message to='{ROOM}' id='{id}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>"
+        )
+    };
+    let mute_bob = async |a: &mut Raw, b: &mut Raw, id: &str| {
+        a.send(&admin(id, "<item nick='Bob' role='visitor'/>"))
+            .await;
+        a.expect_stanza(&format!("id='{id}'")).await;
+        b.expect_stanza("role='visitor'").await;
+    };
+    mute_bob(&mut a, &mut b, "mute").await;
+    b.send(&voice_request("vr1")).await;
     let request = a.expect_stanza("<message").await;
     assert!(
         request.contains("var='muc#request_allow'") && request.contains("<value>Bob</value>"),
@@ -781,14 +786,8 @@ async fn invitations_declines_voice_requests_and_private_message_rules() {
     ))
     .await;
     assert!(a.expect_stanza("id='novr'").await.contains("type='result'"));
-    a.send(&admin("mute2", "<item nick='Bob' role='visitor'/>"))
-        .await;
-    a.expect_stanza("id='mute2'").await;
-    b.expect_stanza("role='visitor'").await;
-    b.send(&format!(
-        "<message to='{ROOM}' id='vr2'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>"
-    ))
-    .await;
+    mute_bob(&mut a, &mut b, "mute2").await;
+    b.send(&voice_request("vr2")).await;
     assert!(b.expect_stanza("id='vr2'").await.contains("<not-allowed"));
 }
 

@@ -20,6 +20,26 @@ def muc_client(server, jid, pw, resource="py"):
     return c
 
 
+async def create_room(muc, room, nick, fields):
+    """Enters `room` as `nick`, creating it, and submits its configuration form with `fields`."""
+    await muc.join_muc_wait(room, nick, maxstanzas=0, timeout=TIMEOUT)
+    form = await muc.get_room_config(room, timeout=TIMEOUT)
+    for var, value in fields.items():
+        form.get_fields()[var]["value"] = value
+    await muc.set_room_config(room, form, timeout=TIMEOUT)
+
+
+async def register_nick(client, room, nick):
+    """Registers `nick` with `room` (XEP-0045 §7.10), as slixmpp has no call for it."""
+    reg = client.Iq(stype="set", sto=room)
+    reg.append(ET.fromstring(
+        "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>"
+        f"<field var='muc#register_roomnick'><value>{nick}</value></field></x></query>"
+    ))
+    await reg.send(timeout=TIMEOUT)
+
+
 def test_slixmpp_room_lifecycle(server):
     a_jid, a_pw = server.new_account("mucalice")
     b_jid, b_pw = server.new_account("mucbob")
@@ -118,13 +138,11 @@ def test_slixmpp_admin_cases_and_the_room_archive(server):
             c.register_plugin("xep_0313")
             assert await c.login()
         muc_a, muc_b, muc_e = (c.plugin["xep_0045"] for c in (a, b, e))
-        await muc_a.join_muc_wait(room, "Alice", maxstanzas=0, timeout=TIMEOUT)
-        form = await muc_a.get_room_config(room, timeout=TIMEOUT)
-        fields = form.get_fields()
-        fields["muc#roomconfig_persistentroom"]["value"] = True
-        fields["muc#roomconfig_membersonly"]["value"] = True
-        fields["muc#roomconfig_moderatedroom"]["value"] = True
-        await muc_a.set_room_config(room, form, timeout=TIMEOUT)
+        await create_room(muc_a, room, "Alice", {
+            "muc#roomconfig_persistentroom": True,
+            "muc#roomconfig_membersonly": True,
+            "muc#roomconfig_moderatedroom": True,
+        })
 
         # Members only: bob gets in once he is a member; eve, banned, never.
         with pytest.raises(PresenceError) as refused:
@@ -152,14 +170,7 @@ def test_slixmpp_admin_cases_and_the_room_archive(server):
         # A registered nick is bob's alone.
         iq = b.make_iq_get(queryxmlns="jabber:iq:register", ito=room)
         await iq.send(timeout=TIMEOUT)
-        reg = b.Iq(stype="set", sto=room)
-        query = ET.fromstring(
-            "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
-            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>"
-            "<field var='muc#register_roomnick'><value>Bob</value></field></x></query>"
-        )
-        reg.append(query)
-        await reg.send(timeout=TIMEOUT)
+        await register_nick(b, room, "Bob")
         with pytest.raises(PresenceError) as refused:
             c = muc_client(server, a_jid, a_pw, resource="second")
             assert await c.login()
@@ -339,27 +350,19 @@ def test_slixmpp_rooms_survive_a_restart(server):
     async def before():
         a, b = await connect("a", "b")
         muc_a, muc_b = a.plugin["xep_0045"], b.plugin["xep_0045"]
-        await muc_a.join_muc_wait(room, "Alice", maxstanzas=0, timeout=TIMEOUT)
-        form = await muc_a.get_room_config(room, timeout=TIMEOUT)
-        fields = form.get_fields()
-        fields["muc#roomconfig_persistentroom"]["value"] = True
-        fields["muc#roomconfig_membersonly"]["value"] = True
-        fields["muc#roomconfig_passwordprotectedroom"]["value"] = True
-        fields["muc#roomconfig_roomsecret"]["value"] = "open sesame"
-        await muc_a.set_room_config(room, form, timeout=TIMEOUT)
+        await create_room(muc_a, room, "Alice", {
+            "muc#roomconfig_persistentroom": True,
+            "muc#roomconfig_membersonly": True,
+            "muc#roomconfig_passwordprotectedroom": True,
+            "muc#roomconfig_roomsecret": "open sesame",
+        })
         await muc_a.set_affiliation(room, "member", jid=b_jid, timeout=TIMEOUT)
         await muc_a.set_affiliation(room, "outcast", jid=e_jid, reason="spam", timeout=TIMEOUT)
         with pytest.raises(PresenceError) as refused:
             await muc_b.join_muc_wait(room, "Bob", timeout=TIMEOUT)
         assert refused.value.condition == "not-authorized"
         await muc_b.join_muc_wait(room, "Bob", password="open sesame", maxstanzas=0, timeout=TIMEOUT)
-        reg = b.Iq(stype="set", sto=room)
-        reg.append(ET.fromstring(
-            "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
-            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>"
-            "<field var='muc#register_roomnick'><value>Bob</value></field></x></query>"
-        ))
-        await reg.send(timeout=TIMEOUT)
+        await register_nick(b, room, "Bob")
         muc_a.set_subject(room, "Vault rules")
         for sender, body in ((a, "one"), (b, "two"), (a, "three")):
             sender.send_message(mto=room, mbody=body, mtype="groupchat")
@@ -431,10 +434,7 @@ def test_slixmpp_nick_change_private_messages_self_ping_and_taking_messages_back
         a.add_event_handler(f"muc::{room}::presence", seen.put_nowait)
         moderated = asyncio.Queue()
         b.add_event_handler("moderated_message", moderated.put_nowait)
-        await muc_a.join_muc_wait(room, "Alice", maxstanzas=0, timeout=TIMEOUT)
-        form = await muc_a.get_room_config(room, timeout=TIMEOUT)
-        form.get_fields()["muc#roomconfig_persistentroom"]["value"] = True
-        await muc_a.set_room_config(room, form, timeout=TIMEOUT)
+        await create_room(muc_a, room, "Alice", {"muc#roomconfig_persistentroom": True})
         for body in ("one", "two", "three"):
             a.send_message(mto=room, mbody=body, mtype="groupchat")
             await next_item(a.messages, lambda m, body=body: m["body"] == body, f"'{body}' echoed")
