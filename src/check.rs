@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use hearth_core::config::Config;
 use hearth_core::dns::{
-    Answer, ServerEndpoints, SrvTarget, addresses, ask, lookup_server, srv_order, srv_records,
+    Answer, ServerEndpoints, SrvTarget, addresses, ask, server_endpoints, srv_order, srv_records,
 };
 use hearth_core::tls::{CertInfo, format_time, name_matches};
 use hickory_resolver::Resolver;
@@ -325,7 +325,6 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
         .iter()
         .map(|s| format!("{}.{domain}.", s.prefix))
         .collect();
-    // All questions at once: with unreachable DNS the whole check waits one timeout, not four.
     let fqdn = format!("{domain}.");
     // The system's resolver must know the root zone; if it does not (an isolated machine whose
     // DNS answers NXDOMAIN to everything), its answers about our records mean nothing. Not asked
@@ -340,14 +339,18 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
             },
         }
     };
-    // All questions at once: with unreachable DNS the whole check waits one timeout, not five.
-    let (root, client, direct, server, own) = tokio::join!(
+    // All questions at once: with unreachable DNS the whole check waits one timeout, not six.
+    let direct_server_name = format!("_xmpps-server._tcp.{domain}.");
+    let (root, client, direct, server, direct_server, own) = tokio::join!(
         root_probe,
         srv_records(&resolver, &names[0]),
         srv_records(&resolver, &names[1]),
         srv_records(&resolver, &names[2]),
+        srv_records(&resolver, &direct_server_name),
         addresses(&resolver, &fqdn),
     );
+    // The order other servers try (both SRV services mixed, XEP-0368), heaviest first.
+    let federation = server_endpoints(domain, direct_server, server.clone(), |total| total);
     let answers = [client, direct, server];
     let unreachable = match (&root, &own) {
         (Answer::Failed(e), _) => Some(e),
@@ -388,8 +391,7 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
         )),
         Answer::Failed(e) => r.warn(format!("{domain}: address lookup failed ({e}); cannot check it")),
     }
-    // The order other servers try (both SRV services mixed, XEP-0368), heaviest first.
-    match lookup_server(&resolver, domain, |total| total).await {
+    match federation {
         ServerEndpoints::Found(endpoints) => {
             let list: Vec<String> = endpoints
                 .iter()

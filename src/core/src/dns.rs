@@ -63,6 +63,7 @@ pub fn srv_order<T>(
 }
 
 /// The outcome of one DNS question.
+#[derive(Clone)]
 pub enum Answer<T> {
     Found(T),
     /// NXDOMAIN or no record of that type.
@@ -229,23 +230,6 @@ pub fn server_endpoints(
         (true, Some(e)) => ServerEndpoints::Failed(e),
         (true, None) => ServerEndpoints::NotOffered,
     }
-}
-
-/// [`server_endpoints`] for `domain`, asking `resolver` both questions at once.
-pub async fn lookup_server(
-    resolver: &Resolver<TokioRuntimeProvider>,
-    domain: &str,
-    random: impl FnMut(u32) -> u32,
-) -> ServerEndpoints {
-    let names = [
-        format!("_xmpps-server._tcp.{domain}."),
-        format!("_xmpp-server._tcp.{domain}."),
-    ];
-    let (direct_tls, starttls) = tokio::join!(
-        srv_records(resolver, &names[0]),
-        srv_records(resolver, &names[1]),
-    );
-    server_endpoints(domain, direct_tls, starttls, random)
 }
 
 #[cfg(test)]

@@ -321,8 +321,8 @@ impl Server {
         }
     }
 
-    /// Writes a stanza to one session (its payload serialised once for all copies). An inactive client (XEP-0352)
-    /// gets it when it matters.
+    /// Writes a stanza to one session (its payload serialised once for all copies). An
+    /// inactive client (XEP-0352) gets it when it matters.
     pub fn deliver(&self, session: &Session, stanza: &Stanza) -> bool {
         let urgency = if session.is_inactive() {
             crate::csi::urgency(stanza)

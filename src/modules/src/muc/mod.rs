@@ -405,13 +405,31 @@ impl Muc {
         cx: &Context,
         node: &str,
     ) -> Result<Option<tokio::sync::OwnedMutexGuard<Room>>, StanzaError> {
+        Ok(self
+            .locked_or_created(cx, node, None)
+            .await?
+            .map(|(room, _)| room))
+    }
+
+    /// [`Muc::locked_room`], creating it for `creator` (room JID, owner) when it does not
+    /// exist; `true` with a room just created.
+    async fn locked_or_created(
+        &self,
+        cx: &Context,
+        node: &str,
+        creator: Option<(&Jid, &Jid)>,
+    ) -> Result<Option<(tokio::sync::OwnedMutexGuard<Room>, bool)>, StanzaError> {
         loop {
-            let Some(room) = self.room(cx, node).await? else {
-                return Ok(None);
+            let (room, created) = match (self.room(cx, node).await?, creator) {
+                (Some(room), _) => (room, false),
+                (None, Some((jid, owner))) => {
+                    self.room_or_create(jid, owner, cx.server.domain())?
+                }
+                (None, None) => return Ok(None),
             };
             let room = room.lock_owned().await;
             if !room.gone {
-                return Ok(Some(room));
+                return Ok(Some((room, created)));
             }
         }
     }

@@ -55,20 +55,17 @@ impl Muc {
             }
             return Ok(());
         }
-        let (mut room, created) = loop {
-            let (room, created) = match self.room(cx, node).await? {
-                Some(r) => (r, false),
-                None if st.element().get_child("x", NS_MUC).is_some() => {
-                    self.room_or_create(to, from, cx.server.domain())?
-                }
-                // A presence update to a room the sender is not in (it may have gone away).
-                None => return Err(super::not_found()),
-            };
-            let room = room.lock_owned().await;
-            if !room.gone {
-                break (room, created);
-            }
-        };
+        // Only a presence with the MUC element creates a room; a presence update to a room
+        // that is not there (it may have gone away) is answered with item-not-found.
+        let creator = st
+            .element()
+            .get_child("x", NS_MUC)
+            .is_some()
+            .then_some((to, from));
+        let (mut room, created) = self
+            .locked_or_created(cx, node, creator)
+            .await?
+            .ok_or_else(super::not_found)?;
         let current = room.occupant_of(from).map(|o| o.nick.clone());
         let done = match current {
             Some(old) if old == nick => {
@@ -105,6 +102,7 @@ impl Muc {
         done
     }
 
+    /// A message to the room or one of its occupants, the room locked.
     async fn message_in(
         &self,
         cx: &Context,
