@@ -292,7 +292,7 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
         r.warn(format!("{domain} is not a public DNS name: skipping DNS checks (clients must be told the server's address)"));
         return;
     }
-    let resolver = match hearth_core::dns::resolver(dns_server) {
+    let resolver = match hearth_core::dns::resolver(dns_server, false) {
         Ok(res) => res,
         Err(e) => {
             r.warn(format!("{e:#}: skipping DNS checks"));

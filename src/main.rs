@@ -145,7 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "hearth starting"
     );
-    let server = hearth_core::server::Server::new(config, store, tls, regs);
+    let server = hearth_core::server::Server::new(config, store, tls, regs)?;
     Arc::clone(&server).run().await
 }
 

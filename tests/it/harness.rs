@@ -24,6 +24,9 @@ pub struct TestServer {
     pub config: PathBuf,
     pub addr: SocketAddr,
     pub tls_addr: SocketAddr,
+    /// The server-to-server listener (STARTTLS).
+    pub s2s_addr: SocketAddr,
+    pub domain: String,
     data_root: Option<PathBuf>,
 }
 
@@ -43,14 +46,21 @@ impl TestServer {
     /// Starts hearth with the base test config plus `extra` TOML: whole sections other than
     /// `[c2s]`, or keys of `[c2s]` when `extra` starts with them (it is appended right after).
     pub fn start_with(extra: &str) -> Self {
+        Self::start_federating(DOMAIN, "", extra)
+    }
+
+    /// Starts hearth for `domain`, with `s2s_keys` added to its `[s2s]` section and `extra` as
+    /// for [`TestServer::start_with`].
+    pub fn start_federating(domain: &str, s2s_keys: &str, extra: &str) -> Self {
         let host = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
         let ip = format!("127.0.0.{host}");
         let addr: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
         let tls_addr: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
+        let s2s_addr: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("hearth.toml");
         let base = format!(
-            "domain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n[log]\nlevel = \"debug\"\n[c2s]\nlisten = [\"{addr}\"]\ndirect_tls_listen = [\"{tls_addr}\"]\n",
+            "domain = \"{domain}\"\ndata_dir = \"{}\"\n[log]\nlevel = \"debug\"\n[s2s]\nlisten = [\"{s2s_addr}\"]\n{s2s_keys}\n[c2s]\nlisten = [\"{addr}\"]\ndirect_tls_listen = [\"{tls_addr}\"]\n",
             dir.path().join("data").display()
         );
         let text = format!("{base}{extra}");
@@ -69,6 +79,8 @@ impl TestServer {
             config,
             addr,
             tls_addr,
+            s2s_addr,
+            domain: domain.to_string(),
             data_root: None,
         };
         server.wait_ready();
@@ -97,6 +109,8 @@ impl TestServer {
             config: old.config.clone(),
             addr: old.addr,
             tls_addr: old.tls_addr,
+            s2s_addr: old.s2s_addr,
+            domain: old.domain.clone(),
             data_root: Some(old.dir.path().to_path_buf()),
         };
         server.wait_ready();
@@ -252,13 +266,21 @@ pub enum Io {
 pub struct Raw {
     pub io: Option<Io>,
     buf: String,
+    /// The domain streams are opened to.
+    domain: String,
 }
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
+        Self::connect_to(addr, DOMAIN).await
+    }
+
+    /// A client of the server for `domain`.
+    pub async fn connect_to(addr: SocketAddr, domain: &str) -> Raw {
         Raw {
             io: Some(Io::Plain(TcpStream::connect(addr).await.expect("connect"))),
             buf: String::new(),
+            domain: domain.to_string(),
         }
     }
 
@@ -266,6 +288,7 @@ impl Raw {
         Raw {
             io: Some(Io::Tls(Box::new(tls))),
             buf: String::new(),
+            domain: DOMAIN.to_string(),
         }
     }
 
@@ -417,8 +440,11 @@ impl Raw {
     /// A ping round trip: everything this client sent before has been processed by the server.
     /// Other data received meanwhile stays buffered for later expectations.
     pub async fn sync(&mut self) {
-        self.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
-            .await;
+        let ping = format!(
+            "<iq type='get' id='sync' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+            self.domain
+        );
+        self.send(&ping).await;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(pos) = self.buf.find("id='sync'") {
@@ -436,7 +462,7 @@ impl Raw {
     }
 
     pub async fn open(&mut self) -> String {
-        self.send(&header()).await;
+        self.send(&header_to(&self.domain.clone())).await;
         self.expect("</stream:features>").await
     }
 
@@ -449,7 +475,7 @@ impl Raw {
         let Some(Io::Plain(tcp)) = self.io.take() else {
             panic!("not a plain stream")
         };
-        let name = rustls::pki_types::ServerName::try_from(DOMAIN).unwrap();
+        let name = rustls::pki_types::ServerName::try_from(self.domain.clone()).unwrap();
         let tls = connector.connect(name, tcp).await.expect("TLS handshake");
         self.io = Some(Io::Tls(Box::new(tls)));
         self.buf.clear();
@@ -507,8 +533,12 @@ pub fn text_of<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
 }
 
 pub fn header() -> String {
+    header_to(DOMAIN)
+}
+
+pub fn header_to(domain: &str) -> String {
     format!(
-        "<?xml version='1.0'?><stream:stream to='{DOMAIN}' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+        "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
     )
 }
 
@@ -519,7 +549,7 @@ pub async fn login(
     password: &str,
     resource: &str,
 ) -> (Raw, String) {
-    let mut c = Raw::connect(server.addr).await;
+    let mut c = Raw::connect_to(server.addr, &server.domain).await;
     c.open().await;
     c.starttls(&server.tls_connector()).await;
     let r = c.plain_auth(user, password).await;

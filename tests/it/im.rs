@@ -148,7 +148,8 @@ fn restart(old: &TestServer) -> TestServer {
 
 #[tokio::test]
 async fn errors_for_unknown_users_iqs_and_remote_domains() {
-    let server = TestServer::start();
+    // Federation off: other domains are answered at once (see federation.rs for the rest).
+    let server = TestServer::start_federating(DOMAIN, "enabled = false\n", "");
     server.add_user("alice", "alicepass1");
     let (mut a, _) = login(&server, "alice", "alicepass1", "a").await;
     a.send("<message to='nobody@localhost' type='chat' id='e1'><body>x</body></message>")
@@ -170,6 +171,7 @@ async fn errors_for_unknown_users_iqs_and_remote_domains() {
         .await;
     let r = a.expect("</message>").await;
     assert!(r.contains("<remote-server-not-found"), "{r}");
+    assert!(r.contains("does not federate"), "{r}");
     a.send("<iq type='get' id='e4'><a xmlns='x'/><b xmlns='x'/></iq>")
         .await;
     let r = a.expect("</iq>").await;

@@ -8,6 +8,7 @@ mod blocking;
 mod carbons;
 mod cli;
 mod fast;
+mod federation;
 mod im;
 mod mam;
 mod muc;

@@ -38,11 +38,16 @@ class Server:
         self.dir = pathlib.Path(workdir)
         self.port = free_port()
         self.tls_port = free_port()
+        self.s2s_port = free_port()
         self.config = self.dir / "hearth.toml"
         self.config.write_text(
             f'domain = "{DOMAIN}"\n'
             f'data_dir = "{self.dir / "data"}"\n'
             "[log]\nlevel = \"debug\"\n"
+            f'[s2s]\nlisten = ["{HOST}:{self.s2s_port}"]\n'
+            # remote.example is a server that is down: nothing listens on port 9.
+            "connect_timeout_secs = 2\n"
+            '[s2s.peers."remote.example"]\naddress = "127.0.0.1:9"\n'
             f'[c2s]\nlisten = ["{HOST}:{self.port}"]\n'
             f'direct_tls_listen = ["{HOST}:{self.tls_port}"]\n'
             # The tests log in (and fail to) many times from one address.

@@ -26,6 +26,7 @@ use crate::server::Server;
 use crate::session::{Outgoing, Session, SessionQueue, Sessions, Urgency};
 use crate::sm::{ParkOutcome, Parked, SmState};
 use crate::stanza::{Condition, EnvelopeError, Kind, Stanza, StanzaError, ncname};
+use crate::streams::{random_id, stream_error as stream_error_xml, xml_escape};
 use crate::transport::Transport;
 
 /// What a successful resumption hands back: the `<resumed/>` answer, the session's queue, and
@@ -1077,24 +1078,13 @@ impl Conn {
         match &end {
             End::Error { condition, text } => {
                 self.send_header(None);
-                let text = text
-                    .as_deref()
-                    .map(|t| {
-                        format!(
-                            "<text xmlns='{}' xml:lang='en'>{}</text>",
-                            ns::STREAMS_ERRORS,
-                            xml_escape(t)
-                        )
-                    })
-                    .unwrap_or_default();
-                self.out.extend_from_slice(
-                    format!("<stream:error><{condition} xmlns='{}'/>{text}</stream:error></stream:stream>", ns::STREAMS_ERRORS).as_bytes(),
-                );
+                self.out
+                    .extend_from_slice(stream_error_xml(condition, text.as_deref()).as_bytes());
             }
             End::Detached => self.out.extend_from_slice(
-                format!(
-                    "<stream:error><conflict xmlns='{}'/><text xmlns='{0}' xml:lang='en'>the session was resumed on another connection</text></stream:error></stream:stream>",
-                    ns::STREAMS_ERRORS
+                stream_error_xml(
+                    "conflict",
+                    Some("the session was resumed on another connection"),
                 )
                 .as_bytes(),
             ),
@@ -1186,25 +1176,11 @@ fn decode_sasl(text: &str) -> Option<Vec<u8>> {
     B64.decode(text).ok()
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
-        .replace('"', "&quot;")
-}
-
 async fn recv(queue: &mut Option<SessionQueue>) -> Option<Outgoing> {
     match queue {
         Some(q) => q.recv().await,
         None => std::future::pending().await,
     }
-}
-
-fn random_id() -> String {
-    use rand::Rng;
-    let n: u128 = rand::rng().random();
-    format!("{n:032x}")
 }
 
 #[cfg(test)]
@@ -1222,7 +1198,7 @@ mod tests {
         .unwrap();
         let store = hearth_store::Store::open(&cfg.sqlite_path(), Default::default()).unwrap();
         let tls = crate::tls::Tls::load(&cfg).unwrap();
-        let server = Server::new(cfg, store, tls, Default::default());
+        let server = Server::new(cfg, store, tls, Default::default()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await

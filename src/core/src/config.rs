@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
+    pub s2s: S2sConfig,
+    #[serde(default)]
     pub storage: StorageConfig,
     /// `[modules.<name>]` sections, each deserialized by its module into its own typed config.
     #[serde(default)]
@@ -165,6 +167,109 @@ impl Default for C2sConfig {
     }
 }
 
+/// Server-to-server federation (RFC 6120, XEP-0220, XEP-0178, XEP-0368).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sConfig {
+    /// Federate at all. Off: no s2s listener, and stanzas to other domains are answered with
+    /// `remote-server-not-found`.
+    pub enabled: bool,
+    /// Listeners for other servers with STARTTLS (`_xmpp-server._tcp`, port 5269).
+    pub listen: Vec<SocketAddr>,
+    /// Listeners with direct TLS (XEP-0368, `_xmpps-server._tcp`, ALPN `xmpp-server`).
+    pub direct_tls_listen: Vec<SocketAddr>,
+    /// Refuse streams that are not encrypted (both directions).
+    pub require_encryption: bool,
+    /// How other servers must prove their identity unless `peers` says otherwise.
+    pub authentication: S2sAuth,
+    /// Secret the dialback keys (XEP-0185) are derived from. Unset: a random one per start,
+    /// which is right for a single server.
+    pub dialback_secret: Option<String>,
+    /// Extra PEM certificates trusted for other servers' certificates, in addition to the
+    /// system's store (a company CA).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A DNS server to ask instead of the system's resolvers (`/etc/hosts` is read either way).
+    pub dns_server: Option<SocketAddr>,
+    /// Seconds a remote server has to become reachable (DNS, TCP, TLS, authentication, with
+    /// retries) before the stanzas waiting for it are bounced to their senders.
+    pub connect_timeout_secs: u64,
+    /// Seconds an outgoing link with no traffic stays open.
+    pub idle_timeout_secs: u64,
+    /// Seconds between whitespace keep-alives on a quiet outgoing link (dead-peer detection).
+    pub keepalive_secs: u64,
+    /// Stanzas queued for one remote domain (while connecting or when it reads slowly); more
+    /// are bounced with `resource-constraint`.
+    pub max_queued_stanzas: usize,
+    /// Incoming s2s connections open at once (all domains together).
+    pub max_connections: usize,
+    /// Largest stanza accepted from another server, in bytes.
+    pub max_stanza_size: usize,
+    /// Domains never federated with (neither direction).
+    pub blocked_domains: Vec<String>,
+    /// Per remote domain: a static address (for LANs without DNS records) and/or an
+    /// authentication policy.
+    pub peers: BTreeMap<String, S2sPeer>,
+}
+
+/// What a remote server must show to be accepted.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum S2sAuth {
+    /// A certificate valid for its domain (SASL EXTERNAL), or else Server Dialback.
+    Any,
+    /// Only a certificate valid for its domain.
+    Certificate,
+    /// No federation with this domain.
+    Refuse,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S2sPeer {
+    /// `host:port` or `ip:port` to connect to instead of asking DNS.
+    pub address: Option<String>,
+    /// Whether `address` speaks TLS from the first byte (XEP-0368).
+    #[serde(default)]
+    pub direct_tls: bool,
+    pub authentication: Option<S2sAuth>,
+}
+
+impl Default for S2sConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec!["[::]:5269".parse().expect("literal")],
+            direct_tls_listen: Vec::new(),
+            require_encryption: true,
+            authentication: S2sAuth::Any,
+            dialback_secret: None,
+            ca_file: None,
+            dns_server: None,
+            connect_timeout_secs: 30,
+            idle_timeout_secs: 600,
+            keepalive_secs: 60,
+            max_queued_stanzas: 10_000,
+            max_connections: 1_000,
+            max_stanza_size: 512 * 1024,
+            blocked_domains: Vec::new(),
+            peers: BTreeMap::new(),
+        }
+    }
+}
+
+impl S2sConfig {
+    /// The authentication policy for `domain`; blocked domains are refused.
+    pub fn policy(&self, domain: &str) -> S2sAuth {
+        if self.blocked_domains.iter().any(|d| d == domain) {
+            return S2sAuth::Refuse;
+        }
+        self.peers
+            .get(domain)
+            .and_then(|p| p.authentication)
+            .unwrap_or(self.authentication)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -271,6 +376,24 @@ impl Config {
             self.auth.fast.token_lifetime_secs >= 2,
             "auth.fast.token_lifetime_secs must be at least 2"
         );
+        anyhow::ensure!(
+            self.s2s.max_stanza_size >= 10_000,
+            "s2s.max_stanza_size must be at least 10000 (RFC 6120 §13.12)"
+        );
+        anyhow::ensure!(
+            self.s2s.connect_timeout_secs >= 1 && self.s2s.keepalive_secs >= 1,
+            "s2s.connect_timeout_secs and s2s.keepalive_secs must be at least 1"
+        );
+        for (domain, peer) in &self.s2s.peers {
+            if let Some(address) = &peer.address {
+                anyhow::ensure!(
+                    address
+                        .rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
+                    "s2s.peers.\"{domain}\".address must be host:port, not {address:?}"
+                );
+            }
+        }
         anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
         anyhow::ensure!(
             self.c2s.max_attributes >= 8,

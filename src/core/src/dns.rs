@@ -132,9 +132,13 @@ pub async fn srv_records(
     })
 }
 
-/// A resolver asking `dns_server`, or the system's resolvers, for what DNS publishes (not what
-/// this machine's `/etc/hosts` says).
-pub fn resolver(dns_server: Option<SocketAddr>) -> anyhow::Result<Resolver<TokioRuntimeProvider>> {
+/// A resolver asking `dns_server`, or the system's resolvers; addresses in this machine's
+/// `/etc/hosts` take precedence only with `hosts_file` (federation on a LAN), not when checking
+/// what DNS publishes.
+pub fn resolver(
+    dns_server: Option<SocketAddr>,
+    hosts_file: bool,
+) -> anyhow::Result<Resolver<TokioRuntimeProvider>> {
     let mut builder = match dns_server {
         Some(addr) => {
             use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
@@ -152,10 +156,33 @@ pub fn resolver(dns_server: Option<SocketAddr>) -> anyhow::Result<Resolver<Tokio
     let opts = builder.options_mut();
     opts.timeout = Duration::from_secs(2);
     opts.attempts = 1;
-    opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    opts.use_hosts_file = if hosts_file {
+        hickory_resolver::config::ResolveHosts::Always
+    } else {
+        hickory_resolver::config::ResolveHosts::Never
+    };
     builder
         .build()
         .map_err(|e| anyhow::anyhow!("cannot set up DNS resolution: {e}"))
+}
+
+/// The endpoints of `domain`'s server: both SRV services asked at once, ordered with a random
+/// draw per RFC 2782.
+pub async fn lookup_server(
+    resolver: &Resolver<TokioRuntimeProvider>,
+    domain: &str,
+) -> ServerEndpoints {
+    let (direct_name, starttls_name) = (
+        format!("_xmpps-server._tcp.{domain}."),
+        format!("_xmpp-server._tcp.{domain}."),
+    );
+    let (direct_tls, starttls) = tokio::join!(
+        srv_records(resolver, &direct_name),
+        srv_records(resolver, &starttls_name),
+    );
+    server_endpoints(domain, direct_tls, starttls, |total| {
+        rand::random_range(0..=total)
+    })
 }
 
 /// Where to connect to reach a server.

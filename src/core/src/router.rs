@@ -84,6 +84,8 @@ pub enum Origin {
     Client(Arc<Session>),
     /// The server itself or a module (roster pushes, presence broadcasts, bounces).
     Server,
+    /// Another server, over a stream authenticated for this domain.
+    Remote(String),
 }
 
 /// What hooks and IQ handlers get along with the stanza.
@@ -97,7 +99,7 @@ impl Context {
     pub fn session(&self) -> Option<&Arc<Session>> {
         match &self.origin {
             Origin::Client(s) => Some(s),
-            Origin::Server => None,
+            Origin::Server | Origin::Remote(_) => None,
         }
     }
 
@@ -130,6 +132,17 @@ fn validate_iq(st: &Stanza) -> Result<(), StanzaError> {
     }
 }
 
+/// What is wrong with a stanza's type or IQ shape, if anything.
+fn invalid(stanza: &Stanza) -> Option<StanzaError> {
+    if stanza.kind() == Kind::Iq {
+        validate_iq(stanza).err()
+    } else if !valid_type(stanza) {
+        Some(StanzaError::new(Condition::BadRequest).with_text("unknown stanza type"))
+    } else {
+        None
+    }
+}
+
 fn valid_type(st: &Stanza) -> bool {
     match st.kind() {
         Kind::Message => matches!(
@@ -155,14 +168,7 @@ impl Server {
     /// A stanza from a bound client. The stream layer has already stamped `from` with the
     /// session's full JID, so a client can never speak for someone else.
     pub async fn process_from_client(self: &Arc<Self>, session: &Arc<Session>, stanza: Stanza) {
-        let invalid = if stanza.kind() == Kind::Iq {
-            validate_iq(&stanza).err()
-        } else if !valid_type(&stanza) {
-            Some(StanzaError::new(Condition::BadRequest).with_text("unknown stanza type"))
-        } else {
-            None
-        };
-        if let Some(err) = invalid {
+        if let Some(err) = invalid(&stanza) {
             self.bounce(&stanza, err).await;
             return;
         }
@@ -177,6 +183,20 @@ impl Server {
         {
             Flow::Continue(st) => st,
             Flow::Stop => return,
+        };
+        self.post(cx, stanza).await;
+    }
+
+    /// A stanza from another server, its `from` domain authenticated by the s2s stream. It is
+    /// delivered like any stanza addressed here; the sender's server already did its side.
+    pub async fn process_from_remote(self: &Arc<Self>, stanza: Stanza, remote: String) {
+        if let Some(err) = invalid(&stanza) {
+            self.bounce(&stanza, err).await;
+            return;
+        }
+        let cx = Context {
+            server: self.clone(),
+            origin: Origin::Remote(remote),
         };
         self.post(cx, stanza).await;
     }
@@ -306,9 +326,7 @@ impl Server {
 
     async fn route_remote(self: &Arc<Self>, cx: Context, stanza: Stanza) {
         if let Flow::Continue(stanza) = self.fire("route/remote", cx, stanza).await {
-            tracing::debug!(to = ?stanza.to(), "no server-to-server link: answering remote-server-not-found");
-            self.bounce(&stanza, Condition::RemoteServerNotFound.into())
-                .await;
+            self.send_remote(stanza).await;
         }
     }
 

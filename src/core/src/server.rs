@@ -18,6 +18,7 @@ pub struct Server {
     pub store: hearth_store::Store,
     pub sessions: Sessions,
     pub tls: Tls,
+    pub s2s: crate::s2s::S2s,
     pub throttle: hearth_auth::Throttle,
     pub(crate) regs: Registrations,
     pub(crate) resumable: crate::sm::Resumable,
@@ -31,24 +32,26 @@ impl Server {
         store: hearth_store::Store,
         tls: Tls,
         regs: Registrations,
-    ) -> Arc<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
         let auth = &config.auth;
         let throttle = hearth_auth::Throttle::new(
             auth.max_failures_per_ip,
             auth.max_failures_per_account,
             Duration::from_secs(auth.throttle_window_secs),
         );
-        Arc::new(Server {
+        let s2s = crate::s2s::S2s::new(&config.s2s, &tls)?;
+        Ok(Arc::new(Server {
             config,
             store,
             sessions: Sessions::default(),
             tls,
+            s2s,
             throttle,
             regs,
             resumable: Default::default(),
             started: Instant::now(),
             shutdown: watch::channel(false).0,
-        })
+        }))
     }
 
     pub fn domain(&self) -> &str {
@@ -137,16 +140,35 @@ impl Server {
     /// Binds the listeners, starts the modules' workers and serves until SIGTERM/SIGINT. SIGHUP
     /// reloads the TLS certificate without touching live sessions.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
-        let limit = Arc::new(Semaphore::new(self.config.c2s.max_connections));
+        let c2s_limit = Arc::new(Semaphore::new(self.config.c2s.max_connections));
+        let s2s_limit = Arc::new(Semaphore::new(self.config.s2s.max_connections));
+        let s2s = &self.config.s2s;
+        let (s2s_plain, s2s_direct) = if s2s.enabled {
+            (&s2s.listen[..], &s2s.direct_tls_listen[..])
+        } else {
+            (&[][..], &[][..])
+        };
         let mut listeners = Vec::new();
-        for (addrs, direct_tls) in [
-            (&self.config.c2s.listen, false),
-            (&self.config.c2s.direct_tls_listen, true),
+        for (addrs, direct_tls, peers, limit) in [
+            (
+                &self.config.c2s.listen[..],
+                false,
+                Peers::Clients,
+                &c2s_limit,
+            ),
+            (
+                &self.config.c2s.direct_tls_listen[..],
+                true,
+                Peers::Clients,
+                &c2s_limit,
+            ),
+            (s2s_plain, false, Peers::Servers, &s2s_limit),
+            (s2s_direct, true, Peers::Servers, &s2s_limit),
         ] {
             for addr in addrs {
                 let l = listen(*addr).await?;
-                tracing::info!(address = %addr, direct_tls, "listening for clients");
-                listeners.push((l, direct_tls));
+                tracing::info!(address = %addr, direct_tls, "listening for {}", peers.name());
+                listeners.push((l, direct_tls, peers, limit.clone()));
             }
         }
         // After binding (a port in use fails before saved sessions are taken out of the
@@ -162,12 +184,13 @@ impl Server {
                 }
             });
         }
-        for (listener, direct_tls) in listeners {
+        for (listener, direct_tls, peers, limit) in listeners {
             tokio::spawn(accept_loop(
                 self.clone(),
                 listener,
                 direct_tls,
-                limit.clone(),
+                peers,
+                limit,
             ));
         }
         notify_ready();
@@ -237,10 +260,27 @@ async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(socket.listen(1024)?)
 }
 
+/// Who connects to a listener.
+#[derive(Debug, Clone, Copy)]
+enum Peers {
+    Clients,
+    Servers,
+}
+
+impl Peers {
+    fn name(self) -> &'static str {
+        match self {
+            Peers::Clients => "clients",
+            Peers::Servers => "other servers",
+        }
+    }
+}
+
 async fn accept_loop(
     server: Arc<Server>,
     listener: TcpListener,
     direct_tls: bool,
+    peers: Peers,
     limit: Arc<Semaphore>,
 ) {
     let mut shutdown = server.shutdown_signal();
@@ -254,13 +294,22 @@ async fn accept_loop(
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(10);
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, limit = server.config.c2s.max_connections, "connection limit reached (c2s.max_connections); refusing connection");
+                    let setting = match peers {
+                        Peers::Clients => "c2s.max_connections",
+                        Peers::Servers => "s2s.max_connections",
+                    };
+                    tracing::warn!(%peer, setting, "connection limit reached; refusing connection");
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
                 let server = server.clone();
                 tokio::spawn(async move {
-                    crate::c2s::serve(server, tcp, peer, direct_tls).await;
+                    match peers {
+                        Peers::Clients => crate::c2s::serve(server, tcp, peer, direct_tls).await,
+                        Peers::Servers => {
+                            crate::s2s::serve_incoming(server, tcp, peer, direct_tls).await
+                        }
+                    }
                     drop(permit);
                 });
             }

@@ -136,12 +136,13 @@ fn provider() -> Arc<CryptoProvider> {
 fn server_config(
     provider: &Arc<CryptoProvider>,
     resolver: &Arc<Resolver>,
+    client_auth: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     alpn: &[&[u8]],
 ) -> anyhow::Result<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_auth)
         .with_cert_resolver(resolver.clone());
     // No session resumption. A resumed session skips the certificate resolver, so after a reload
     // the tls-server-end-point binding we report (the current certificate's) would not be the one
@@ -172,8 +173,9 @@ impl Tls {
         let loaded = source.read(&provider)?;
         log_loaded(&loaded.info, "TLS certificate loaded");
         let resolver = Arc::new(Resolver(ArcSwap::from_pointee(loaded)));
-        let starttls = server_config(&provider, &resolver, &[])?;
-        let direct = server_config(&provider, &resolver, &[ALPN_XMPP_CLIENT])?;
+        let no_auth = Arc::new(rustls::server::NoClientAuth);
+        let starttls = server_config(&provider, &resolver, no_auth.clone(), &[])?;
+        let direct = server_config(&provider, &resolver, no_auth, &[ALPN_XMPP_CLIENT])?;
         Ok(Self {
             inner: Arc::new(Inner {
                 source,
@@ -240,6 +242,29 @@ impl Tls {
             .flatten();
         let end_point = self.inner.resolver.0.load().end_point.clone();
         (exporter, Some(end_point))
+    }
+
+    /// The certificate and key in use, for hearth's own connections to other servers.
+    pub(crate) fn certified_key(&self) -> Arc<CertifiedKey> {
+        self.inner.resolver.0.load().key.clone()
+    }
+
+    pub(crate) fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.inner.provider
+    }
+
+    /// A server configuration serving the current certificate, for other listeners (s2s).
+    pub(crate) fn server_config_with(
+        &self,
+        client_auth: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+        alpn: &[&[u8]],
+    ) -> anyhow::Result<rustls::ServerConfig> {
+        server_config(
+            &self.inner.provider,
+            &self.inner.resolver,
+            client_auth,
+            alpn,
+        )
     }
 
     /// Facts about the certificate in use.

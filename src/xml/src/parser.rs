@@ -145,6 +145,8 @@ pub struct StreamParser {
     evented: usize,
     /// The first error; every later call returns it again.
     failure: Option<XmlError>,
+    /// Elements in the first namespace are built in the second (see [`StreamParser::alias`]).
+    alias: Option<(&'static str, &'static str)>,
 }
 
 impl StreamParser {
@@ -172,7 +174,15 @@ impl StreamParser {
             consumed: 0,
             evented: 0,
             failure: None,
+            alias: None,
         }
+    }
+
+    /// Builds elements in namespace `from` as if they were in `to` (the header excepted), for
+    /// this stream and those after a reset: server streams carry stanzas in `jabber:server`,
+    /// which the rest of the server handles as the `jabber:client` stanzas they are.
+    pub fn alias(&mut self, from: &'static str, to: &'static str) {
+        self.alias = Some((from, to));
     }
 
     /// Appends bytes read from the peer. Feed one read at a time and drain
@@ -203,11 +213,13 @@ impl StreamParser {
     /// Bytes received and not yet parsed are kept: the client may have pipelined the new
     /// header. Call it right after the event that ends the old stream, before asking for more.
     pub fn reset(&mut self) {
+        let alias = self.alias;
         let buf = std::mem::take(&mut self.buf);
         let pos = self.pos;
         *self = Self::new(self.limits);
         self.buf = buf;
         self.pos = pos;
+        self.alias = alias;
     }
 
     /// Whether input is pending that no complete event accounts for: unconsumed bytes, a partial
@@ -484,6 +496,10 @@ impl StreamParser {
         if self.open == 2 && ns.is_empty() {
             return Err(XmlError::UnqualifiedTopLevel(name.into()));
         }
+        let ns = match self.alias {
+            Some((from, to)) if ns == from => to,
+            _ => ns,
+        };
         let mut el = Element::bare(name, ns);
         *el.attrs_mut() = attrs;
         self.stack.push(el);

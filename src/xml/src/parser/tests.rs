@@ -861,3 +861,32 @@ fn bench_parse_and_serialise() {
         );
     }
 }
+
+#[test]
+fn server_namespace_is_aliased_to_client_across_resets() {
+    let mut p = StreamParser::new(Limits::default());
+    p.alias("jabber:server", "jabber:client");
+    let header = "<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+    p.feed(format!("{header}<db:result from='a' to='b'>k</db:result>").as_bytes());
+    let evs = events(&mut p).unwrap();
+    let StreamEvent::Header(h) = &evs[0] else {
+        panic!("no header")
+    };
+    assert_eq!(h.default_ns.as_deref(), Some("jabber:server"));
+    assert!(element(&evs[1]).is("result", "jabber:server:dialback"));
+    p.reset();
+    p.feed(
+        format!("{header}<message to='a@b'><body>x</body><x xmlns='urn:x'><y/></x></message>")
+            .as_bytes(),
+    );
+    let evs = events(&mut p).unwrap();
+    let msg = element(&evs[1]);
+    assert!(msg.is("message", "jabber:client"));
+    assert!(msg.get_child("body", "jabber:client").is_some());
+    assert!(
+        msg.get_child("x", "urn:x")
+            .unwrap()
+            .get_child("y", "urn:x")
+            .is_some()
+    );
+}

@@ -1,0 +1,480 @@
+//! Incoming server-to-server streams: TLS, then authentication of the remote domain by SASL
+//! EXTERNAL (a certificate valid for it) or dialback, then stanzas for the authenticated
+//! (remote, local) domain pairs, handed to the router in the order they arrive.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hearth_xml::{StreamEvent, StreamHeader};
+use minidom::Element;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use super::wire::Wire;
+use super::{NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER};
+use crate::config::S2sAuth;
+use crate::ns;
+use crate::server::Server;
+use crate::stanza::{EnvelopeError, Stanza};
+use crate::streams::{random_id, stream_error, xml_escape};
+use crate::transport::Transport;
+
+/// Dialback verifications one connection may have in flight.
+const MAX_PENDING_VERIFICATIONS: usize = 16;
+
+/// A dialback verification's outcome: (remote, local, valid).
+type Verdict = (String, String, bool);
+
+/// Why the stream ends: a stream error to send, or none (the peer closed or vanished).
+type Close = Option<(&'static str, String)>;
+
+/// What the connection must do when `run` returns.
+enum Step {
+    /// `<proceed/>` was sent: the TLS handshake follows.
+    StartTls,
+    Close(Close),
+}
+
+struct Incoming {
+    server: Arc<Server>,
+    wire: Wire,
+    stream_id: String,
+    /// The domain the peer says it is (stream header `from`).
+    claimed: Option<String>,
+    /// Remote domain authenticated by SASL EXTERNAL, valid with every local domain.
+    sasl_domain: Option<String>,
+    /// (remote, local) pairs authenticated by dialback.
+    verified: HashSet<(String, String)>,
+    pending: usize,
+    verdicts: (mpsc::Sender<Verdict>, mpsc::Receiver<Verdict>),
+}
+
+pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let cfg = server.config.s2s.clone();
+    let handshake = Duration::from_secs(server.config.c2s.handshake_timeout_secs);
+    let io = if direct_tls {
+        match tokio::time::timeout(handshake, server.s2s.tls.direct.accept(tcp)).await {
+            Ok(Ok(tls)) => Transport::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "s2s direct TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    } else {
+        Transport::Plain(tcp)
+    };
+    let mut conn = Incoming {
+        server,
+        wire: Wire::new(io, peer, cfg.max_stanza_size),
+        stream_id: random_id(),
+        claimed: None,
+        sasl_domain: None,
+        verified: HashSet::new(),
+        pending: 0,
+        verdicts: mpsc::channel(MAX_PENDING_VERIFICATIONS),
+    };
+    let close = loop {
+        match conn.run().await {
+            Step::Close(close) => break close,
+            Step::StartTls => {
+                let Transport::Plain(tcp) = conn.wire.io else {
+                    return;
+                };
+                match tokio::time::timeout(handshake, conn.server.s2s.tls.starttls.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(tls)) => {
+                        conn.wire =
+                            Wire::new(Transport::Tls(Box::new(tls)), peer, cfg.max_stanza_size);
+                        conn.stream_id = random_id();
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "s2s STARTTLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    };
+    let mut wire = conn.wire;
+    match close {
+        Some((condition, text)) => {
+            tracing::debug!(%peer, condition, text, "closing incoming s2s stream");
+            wire.out
+                .extend_from_slice(stream_error(condition, Some(&text)).as_bytes());
+        }
+        None => wire.out.extend_from_slice(b"</stream:stream>"),
+    }
+    wire.close().await;
+}
+
+impl Incoming {
+    async fn run(&mut self) -> Step {
+        match self.serve_stream().await {
+            Ok(()) => Step::StartTls,
+            Err(close) => Step::Close(close),
+        }
+    }
+
+    /// Handles the stream until it ends (`Err`) or STARTTLS starts (`Ok`).
+    async fn serve_stream(&mut self) -> Result<(), Close> {
+        let cfg = self.server.config.s2s.clone();
+        let mut shutdown = self.server.shutdown_signal();
+        // A peer keeps its stream busy or sends keep-alives; silence this long means it is gone.
+        let silence = Duration::from_secs(cfg.idle_timeout_secs.saturating_mul(2).max(60));
+        let mut last_read = Instant::now();
+        loop {
+            loop {
+                let event = match self.wire.parser.next_event() {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    Err(e) => return Err(Some((e.condition(), e.to_string()))),
+                };
+                match event {
+                    StreamEvent::Header(h) => self.open_stream(h)?,
+                    StreamEvent::End => return Err(None),
+                    StreamEvent::Element(el) => {
+                        if el.is("starttls", ns::TLS) && !self.wire.io.is_encrypted() {
+                            return self.proceed().await;
+                        }
+                        self.handle_element(el).await?;
+                    }
+                }
+            }
+            if self.wire.flush().await.is_err() {
+                return Err(None);
+            }
+            self.wire.parser.idle_shrink();
+            tokio::select! {
+                read = self.wire.read_some() => match read {
+                    Ok(true) => last_read = Instant::now(),
+                    _ => return Err(None),
+                },
+                Some((remote, local, valid)) = self.verdicts.1.recv() => {
+                    self.pending -= 1;
+                    self.dialback_verdict(remote, local, valid);
+                }
+                _ = sleep_until(last_read + silence) => {
+                    return Err(Some(("connection-timeout", "no traffic on this stream".into())));
+                }
+                _ = shutdown.changed() => {
+                    return Err(Some(("system-shutdown", "the server is shutting down".into())));
+                }
+            }
+        }
+    }
+
+    fn open_stream(&mut self, h: StreamHeader) -> Result<(), Close> {
+        let to = h.to.as_deref().map(str::to_ascii_lowercase);
+        let local = to
+            .clone()
+            .unwrap_or_else(|| self.server.domain().to_string());
+        self.claimed = h.from.as_deref().map(str::to_ascii_lowercase);
+        self.wire.send_header(
+            Some(&local),
+            self.claimed.as_deref(),
+            Some(self.stream_id.clone()),
+        );
+        if h.name != "stream" || h.ns != ns::STREAM || h.default_ns.as_deref() != Some(NS_SERVER) {
+            return Err(Some((
+                "invalid-namespace",
+                "expected <stream:stream> in jabber:server".into(),
+            )));
+        }
+        if h.version.as_deref() != Some("1.0") {
+            return Err(Some((
+                "unsupported-version",
+                "hearth speaks XMPP 1.0 (RFC 6120)".into(),
+            )));
+        }
+        if !self.server.serves_domain(&local) {
+            return Err(Some((
+                "host-unknown",
+                format!("this server does not serve {local}"),
+            )));
+        }
+        if let Some(remote) = &self.claimed
+            && self.server.config.s2s.policy(remote) == S2sAuth::Refuse
+        {
+            tracing::info!(peer = %self.wire.peer, %remote, "refusing a stream from a blocked domain");
+            return Err(Some((
+                "policy-violation",
+                format!("{local} does not federate with {remote}"),
+            )));
+        }
+        self.send_features();
+        Ok(())
+    }
+
+    fn send_features(&mut self) {
+        let cfg = &self.server.config.s2s;
+        let mut features = Element::bare("features", ns::STREAM);
+        if !self.wire.io.is_encrypted() {
+            let mut starttls = Element::bare("starttls", ns::TLS);
+            if cfg.require_encryption {
+                starttls.append_child(Element::bare("required", ns::TLS));
+            }
+            features.append_child(starttls);
+        }
+        if self.sasl_domain.is_none() {
+            if let Some(remote) = &self.claimed
+                && self.certificate_valid_for(remote)
+            {
+                features.append_child(
+                    Element::builder("mechanisms", ns::SASL)
+                        .append(Element::builder("mechanism", ns::SASL).append("EXTERNAL"))
+                        .build(),
+                );
+            }
+            let dialback_allowed = self
+                .claimed
+                .as_deref()
+                .is_none_or(|remote| cfg.policy(remote) == S2sAuth::Any);
+            if dialback_allowed && (self.wire.io.is_encrypted() || !cfg.require_encryption) {
+                features.append_child(
+                    Element::builder("dialback", NS_DIALBACK_FEATURE)
+                        .append(Element::bare("errors", NS_DIALBACK_FEATURE))
+                        .build(),
+                );
+            }
+        }
+        self.wire.send_element(&features);
+    }
+
+    fn certificate_valid_for(&self, domain: &str) -> bool {
+        self.server
+            .s2s
+            .tls
+            .check(self.wire.io.peer_certificates(), domain)
+            .is_ok()
+    }
+
+    /// Answers `<starttls/>`; the caller then runs the handshake.
+    async fn proceed(&mut self) -> Result<(), Close> {
+        self.wire
+            .out
+            .extend_from_slice(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes());
+        if self.wire.flush().await.is_err() {
+            return Err(None);
+        }
+        // Bytes pipelined after <starttls/> would be taken as if they came over TLS.
+        if self.wire.parser.has_buffered() {
+            tracing::warn!(peer = %self.wire.peer, "server sent data after <starttls/> before the TLS handshake; closing");
+            return Err(None);
+        }
+        Ok(())
+    }
+
+    async fn handle_element(&mut self, el: Element) -> Result<(), Close> {
+        let encrypted = self.wire.io.is_encrypted();
+        let require = self.server.config.s2s.require_encryption;
+        if el.is("auth", ns::SASL) {
+            self.sasl_external(&el);
+            return Ok(());
+        }
+        if el.ns() == NS_DIALBACK {
+            if require && !encrypted {
+                return Err(Some((
+                    "policy-violation",
+                    "use TLS (STARTTLS) before dialback".into(),
+                )));
+            }
+            match el.name() {
+                "result" => self.dialback_result(&el),
+                "verify" => self.dialback_verify(&el),
+                _ => {}
+            }
+            return Ok(());
+        }
+        if el.ns() == ns::CLIENT {
+            return self.stanza(el).await;
+        }
+        Err(Some((
+            "unsupported-stanza-type",
+            format!("<{}/> is not expected here", el.name()),
+        )))
+    }
+
+    fn sasl_external(&mut self, el: &Element) {
+        let failure = |wire: &mut Wire, condition: &str| {
+            wire.out.extend_from_slice(
+                format!("<failure xmlns='{}'><{condition}/></failure>", ns::SASL).as_bytes(),
+            );
+        };
+        if el.attr("mechanism") != Some("EXTERNAL") || !self.wire.io.is_encrypted() {
+            return failure(&mut self.wire, "invalid-mechanism");
+        }
+        let text = el.text();
+        let authzid = match text.trim() {
+            "" | "=" => self.claimed.clone(),
+            encoded => B64
+                .decode(encoded)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .map(|s| s.to_ascii_lowercase()),
+        };
+        let Some(domain) = authzid.filter(|d| self.claimed.as_ref().is_none_or(|c| c == d)) else {
+            return failure(&mut self.wire, "invalid-authzid");
+        };
+        if self.server.config.s2s.policy(&domain) == S2sAuth::Refuse
+            || !self.certificate_valid_for(&domain)
+        {
+            tracing::info!(peer = %self.wire.peer, %domain, "SASL EXTERNAL refused: certificate not valid for the domain");
+            return failure(&mut self.wire, "not-authorized");
+        }
+        tracing::debug!(peer = %self.wire.peer, %domain, "remote server authenticated by certificate");
+        self.wire
+            .out
+            .extend_from_slice(format!("<success xmlns='{}'/>", ns::SASL).as_bytes());
+        self.sasl_domain = Some(domain);
+        self.wire.parser.reset();
+        self.stream_id = random_id();
+    }
+
+    /// `<db:result/>`: the peer claims `from` and wants to send to `to` (XEP-0220 §2.1).
+    fn dialback_result(&mut self, el: &Element) {
+        let (Some(remote), Some(local)) = (el.attr("from"), el.attr("to")) else {
+            return;
+        };
+        let (remote, local) = (remote.to_ascii_lowercase(), local.to_ascii_lowercase());
+        let key = el.text();
+        let policy = self.server.config.s2s.policy(&remote);
+        let refuse = |this: &mut Self, condition: &str| {
+            this.wire.out.extend_from_slice(
+                format!(
+                    "<db:result from='{}' to='{}' type='error'><error type='cancel'><{condition} xmlns='{}'/></error></db:result>",
+                    xml_escape(&local),
+                    xml_escape(&remote),
+                    ns::STANZAS
+                )
+                .as_bytes(),
+            );
+        };
+        if !self.server.serves_domain(&local) {
+            return refuse(self, "item-not-found");
+        }
+        if policy == S2sAuth::Refuse {
+            return refuse(self, "not-allowed");
+        }
+        // A certificate valid for the domain proves it without asking back (XEP-0344 §2.4).
+        if self.certificate_valid_for(&remote) {
+            return self.dialback_verdict(remote, local, true);
+        }
+        if policy == S2sAuth::Certificate {
+            tracing::info!(peer = %self.wire.peer, %remote, "dialback refused: s2s policy for this domain requires a valid certificate");
+            return refuse(self, "not-authorized");
+        }
+        if key.is_empty() || self.pending >= MAX_PENDING_VERIFICATIONS {
+            return refuse(self, "policy-violation");
+        }
+        self.pending += 1;
+        let server = self.server.clone();
+        let verdicts = self.verdicts.0.clone();
+        let stream_id = self.stream_id.clone();
+        tokio::spawn(async move {
+            let valid = match super::outgoing::verify_key(
+                &server, &local, &remote, &stream_id, &key,
+            )
+            .await
+            {
+                Ok(valid) => valid,
+                Err(e) => {
+                    tracing::info!(%remote, reason = %e.reason, "cannot verify a dialback key with the remote domain's server");
+                    false
+                }
+            };
+            let _ = verdicts.send((remote, local, valid)).await;
+        });
+    }
+
+    fn dialback_verdict(&mut self, remote: String, local: String, valid: bool) {
+        let kind = if valid { "valid" } else { "invalid" };
+        self.wire.out.extend_from_slice(
+            format!(
+                "<db:result from='{}' to='{}' type='{kind}'/>",
+                xml_escape(&local),
+                xml_escape(&remote)
+            )
+            .as_bytes(),
+        );
+        if valid {
+            tracing::debug!(peer = %self.wire.peer, %remote, %local, "remote server authenticated by dialback");
+            self.verified.insert((remote, local));
+        } else {
+            tracing::info!(peer = %self.wire.peer, %remote, "dialback key not confirmed by the remote domain's server; stanzas from it are refused");
+        }
+    }
+
+    /// `<db:verify/>`: another server asks whether a key is hearth's (XEP-0220 §2.3).
+    fn dialback_verify(&mut self, el: &Element) {
+        let (Some(receiving), Some(originating), Some(id)) =
+            (el.attr("from"), el.attr("to"), el.attr("id"))
+        else {
+            return;
+        };
+        let valid = self.server.serves_domain(originating)
+            && self
+                .server
+                .s2s
+                .key_is_valid(receiving, originating, id, &el.text());
+        self.wire.out.extend_from_slice(
+            format!(
+                "<db:verify from='{}' to='{}' id='{}' type='{}'/>",
+                xml_escape(originating),
+                xml_escape(receiving),
+                xml_escape(id),
+                if valid { "valid" } else { "invalid" }
+            )
+            .as_bytes(),
+        );
+    }
+
+    async fn stanza(&mut self, el: Element) -> Result<(), Close> {
+        let stanza = match Stanza::from_element(el) {
+            Ok(st) => st,
+            Err(EnvelopeError::NotAStanza(name)) => {
+                return Err(Some((
+                    "unsupported-stanza-type",
+                    format!("<{name}/> is not a stanza"),
+                )));
+            }
+            Err(EnvelopeError::BadAddress { attr, .. }) => {
+                return Err(Some((
+                    "improper-addressing",
+                    format!("the '{attr}' address is not a valid JID"),
+                )));
+            }
+        };
+        let (Some(from), Some(to)) = (stanza.from(), stanza.to()) else {
+            return Err(Some((
+                "improper-addressing",
+                "stanzas between servers need 'from' and 'to'".into(),
+            )));
+        };
+        let (remote, local) = (from.domain().to_string(), to.domain().to_string());
+        if !self.server.serves_domain(&local) {
+            return Err(Some((
+                "host-unknown",
+                format!("this server does not serve {local}"),
+            )));
+        }
+        let authenticated = self.sasl_domain.as_deref() == Some(remote.as_str())
+            || self.verified.contains(&(remote.clone(), local));
+        if !authenticated {
+            tracing::info!(peer = %self.wire.peer, %remote, "stanza from a domain this stream did not authenticate");
+            return Err(Some((
+                "invalid-from",
+                format!("this stream is not authenticated for {remote}"),
+            )));
+        }
+        self.server.process_from_remote(stanza, remote).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! Server-to-server federation (RFC 6120, XEP-0220 dialback, XEP-0178 certificates, XEP-0368
+//! direct TLS).
+//!
+//! Outgoing: one link per (local domain, remote domain), created on first use by a task that
+//! owns the connection; stanzas wait in the link's bounded queue while it connects. A link
+//! that cannot be established within `connect_timeout_secs` (DNS, TCP, TLS and authentication
+//! retried with backoff, DNS asked again every time) bounces what waits to the senders. A link
+//! closes after `idle_timeout_secs` without traffic; one that breaks with stanzas waiting
+//! reconnects.
+//!
+//! Incoming: a connection is accepted on the s2s listeners, must use TLS (unless
+//! `require_encryption` is off), and carries stanzas only for the (remote, local) domain pairs
+//! it authenticated, by SASL EXTERNAL with a certificate valid for the remote domain or by
+//! dialback verified with the remote domain's authoritative server.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use hickory_resolver::Resolver;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::config::{S2sAuth, S2sConfig};
+use crate::server::Server;
+use crate::stanza::{Condition, Stanza, StanzaError};
+
+mod incoming;
+mod outgoing;
+mod pki;
+mod wire;
+
+pub(crate) use incoming::serve as serve_incoming;
+
+pub const NS_SERVER: &str = "jabber:server";
+pub const NS_DIALBACK: &str = "jabber:server:dialback";
+const NS_DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+
+/// The federation state of a running server.
+pub struct S2s {
+    /// Dialback keys are HMACs keyed with this (XEP-0185).
+    key_secret: [u8; 32],
+    pub(crate) tls: pki::S2sTls,
+    links: Mutex<HashMap<(String, String), Link>>,
+    next_link_id: AtomicU64,
+    resolver: OnceLock<Option<Resolver<TokioRuntimeProvider>>>,
+}
+
+/// The router's side of an outgoing link.
+struct Link {
+    id: u64,
+    queue: mpsc::Sender<Stanza>,
+}
+
+impl S2s {
+    pub fn new(cfg: &S2sConfig, tls: &crate::tls::Tls) -> anyhow::Result<Self> {
+        let key_secret = match &cfg.dialback_secret {
+            Some(secret) => Sha256::digest(secret.as_bytes()).into(),
+            None => rand::random(),
+        };
+        Ok(Self {
+            key_secret,
+            tls: pki::S2sTls::new(tls, cfg)?,
+            links: Mutex::default(),
+            next_link_id: AtomicU64::new(1),
+            resolver: OnceLock::new(),
+        })
+    }
+
+    /// The dialback key for a stream from `originating` to `receiving` with id `stream_id`
+    /// (XEP-0185: HMAC-SHA256 over the two domains and the id, hex).
+    fn dialback_key(&self, receiving: &str, originating: &str, stream_id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key_secret).expect("any key length");
+        mac.update(receiving.as_bytes());
+        mac.update(b" ");
+        mac.update(originating.as_bytes());
+        mac.update(b" ");
+        mac.update(stream_id.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn key_is_valid(&self, receiving: &str, originating: &str, stream_id: &str, key: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = self.dialback_key(receiving, originating, stream_id);
+        expected.len() == key.len() && bool::from(expected.as_bytes().ct_eq(key.as_bytes()))
+    }
+
+    /// The resolver for remote domains (created on first use; `None` when the system's DNS
+    /// configuration cannot be read, then only `s2s.peers` addresses work).
+    fn resolver(&self, cfg: &S2sConfig) -> Option<&Resolver<TokioRuntimeProvider>> {
+        self.resolver
+            .get_or_init(|| match crate::dns::resolver(cfg.dns_server, true) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "federation cannot resolve other servers' names; only s2s.peers addresses can be reached");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Number of outgoing links (connected or connecting).
+    pub fn link_count(&self) -> usize {
+        self.links.lock().expect("links lock").len()
+    }
+}
+
+impl Server {
+    /// Whether this server answers for `domain` on server-to-server streams: its own domain
+    /// and the domains of its services (MUC…).
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        self.is_local_domain(domain) || self.regs.services.contains_key(domain)
+    }
+
+    /// Hands a stanza for another server to its link, creating the link on first use.
+    pub(crate) async fn send_remote(self: &Arc<Self>, stanza: Stanza) {
+        let cfg = &self.config.s2s;
+        let (Some(remote), Some(local)) = (
+            stanza.to().map(|j| j.domain().to_string()),
+            stanza.from().map(|j| j.domain().to_string()),
+        ) else {
+            return;
+        };
+        if !cfg.enabled {
+            let err = StanzaError::new(Condition::RemoteServerNotFound)
+                .with_text("this server does not federate with other servers");
+            return self.bounce(&stanza, err).await;
+        }
+        if cfg.policy(&remote) == S2sAuth::Refuse {
+            let err = StanzaError::new(Condition::RemoteServerNotFound).with_text(format!(
+                "the administrator of this server does not allow federation with {remote}"
+            ));
+            return self.bounce(&stanza, err).await;
+        }
+        if !self.serves_domain(&local) {
+            // Only the server's own addresses may speak to other servers.
+            return self.bounce(&stanza, Condition::NotAllowed.into()).await;
+        }
+        let key = (local, remote);
+        let mut stanza = stanza;
+        // Twice at most: a link that just retired closed its queue; the second try makes a new one.
+        for _ in 0..2 {
+            let queue = {
+                let mut links = self.s2s.links.lock().expect("links lock");
+                match links.get(&key) {
+                    Some(link) if !link.queue.is_closed() => link.queue.clone(),
+                    _ => {
+                        let id = self.s2s.next_link_id.fetch_add(1, Ordering::Relaxed);
+                        let (tx, rx) = mpsc::channel(cfg.max_queued_stanzas.max(1));
+                        links.insert(
+                            key.clone(),
+                            Link {
+                                id,
+                                queue: tx.clone(),
+                            },
+                        );
+                        tokio::spawn(outgoing::run_link(
+                            self.clone(),
+                            id,
+                            key.0.clone(),
+                            key.1.clone(),
+                            rx,
+                        ));
+                        tx
+                    }
+                }
+            };
+            match queue.try_send(stanza) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(st)) => {
+                    tracing::warn!(remote = %key.1, limit = cfg.max_queued_stanzas, "too many stanzas waiting for a remote server (s2s.max_queued_stanzas); bouncing");
+                    let err = StanzaError::new(Condition::ResourceConstraint)
+                        .with_text(format!("too many stanzas are waiting for {}", key.1));
+                    return self.bounce(&st, err).await;
+                }
+                Err(mpsc::error::TrySendError::Closed(st)) => stanza = st,
+            }
+        }
+        let err = StanzaError::new(Condition::RemoteServerTimeout);
+        self.bounce(&stanza, err).await
+    }
+
+    /// Removes link `id` from the pool (if it is still the one there).
+    fn retire_link(&self, local: &str, remote: &str, id: u64) {
+        let mut links = self.s2s.links.lock().expect("links lock");
+        let key = (local.to_string(), remote.to_string());
+        if links.get(&key).is_some_and(|l| l.id == id) {
+            links.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialback_keys_bind_domains_and_stream() {
+        let cfg = S2sConfig {
+            dialback_secret: Some("s3cr3t".into()),
+            ..S2sConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::parse("domain = \"a.example\"").unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        let tls = crate::tls::Tls::load(&config).unwrap();
+        let s2s = S2s::new(&cfg, &tls).unwrap();
+        let key = s2s.dialback_key("b.example", "a.example", "id1");
+        assert_eq!(key.len(), 64);
+        assert!(s2s.key_is_valid("b.example", "a.example", "id1", &key));
+        assert!(!s2s.key_is_valid("b.example", "a.example", "id2", &key));
+        assert!(!s2s.key_is_valid("c.example", "a.example", "id1", &key));
+        assert!(!s2s.key_is_valid("b.example", "a.example", "id1", &key[1..]));
+        // The same secret gives the same keys on another start (or another node).
+        let again = S2s::new(&cfg, &tls).unwrap();
+        assert_eq!(again.dialback_key("b.example", "a.example", "id1"), key);
+    }
+}

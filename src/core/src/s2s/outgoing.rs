@@ -1,0 +1,493 @@
+//! Outgoing streams: finding the remote server, connecting, securing and authenticating a
+//! link, then feeding it from its queue; and the short-lived streams that ask an authoritative
+//! server to verify a dialback key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hearth_xml::StreamEvent;
+use minidom::Element;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use super::NS_DIALBACK;
+use super::wire::{Broken, Wire};
+use crate::config::S2sAuth;
+use crate::dns::{Endpoint, ServerEndpoints};
+use crate::ns;
+use crate::server::Server;
+use crate::stanza::{Condition, Stanza, StanzaError};
+use crate::streams::xml_escape;
+use crate::transport::Transport;
+
+/// Longest wait for one TCP connection attempt (the next address is tried after it).
+const TCP_ATTEMPT: Duration = Duration::from_secs(10);
+/// Stanzas written before the link flushes, if more are waiting.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Why a link ended.
+enum Ended {
+    /// Nothing to send for `idle_timeout_secs`, or the server stops.
+    Idle,
+    Broken(Broken),
+}
+
+/// The task owning the link (local → remote): connects, sends what its queue holds, and
+/// reconnects when the connection breaks while stanzas wait. Boxed: the task routes stanzas,
+/// which may start links, so its future type would otherwise contain itself.
+pub(super) fn run_link(
+    server: Arc<Server>,
+    id: u64,
+    local: String,
+    remote: String,
+    queue: mpsc::Receiver<Stanza>,
+) -> futures_util::future::BoxFuture<'static, ()> {
+    Box::pin(link(server, id, local, remote, queue))
+}
+
+async fn link(
+    server: Arc<Server>,
+    id: u64,
+    local: String,
+    remote: String,
+    mut queue: mpsc::Receiver<Stanza>,
+) {
+    let cfg = server.config.s2s.clone();
+    let mut shutdown = server.shutdown_signal();
+    loop {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(cfg.connect_timeout_secs);
+        let mut backoff = Duration::from_millis(250);
+        let wire = loop {
+            match establish(&server, &local, &remote, deadline).await {
+                Ok(wire) => break Ok(wire),
+                Err(e) if Instant::now() + backoff >= deadline => break Err(e),
+                Err(e) => {
+                    tracing::info!(%local, %remote, reason = %e.reason, retry_in_ms = backoff.as_millis() as u64, "cannot reach remote server yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break Err(Broken::new("the server is shutting down")),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(8));
+                }
+            }
+        };
+        let wire = match wire {
+            Ok(wire) => wire,
+            Err(e) => {
+                tracing::warn!(%local, %remote, reason = %e.reason, waited_secs = started.elapsed().as_secs(), "giving up on remote server (s2s.connect_timeout_secs); bouncing what waited for it");
+                server.retire_link(&local, &remote, id);
+                queue.close();
+                let condition = if e.timed_out {
+                    Condition::RemoteServerTimeout
+                } else {
+                    Condition::RemoteServerNotFound
+                };
+                while let Some(st) = queue.recv().await {
+                    let err = StanzaError::new(condition)
+                        .with_text(format!("cannot reach {remote}: {}", e.reason));
+                    server.bounce(&st, err).await;
+                }
+                return;
+            }
+        };
+        tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), "server-to-server link established");
+        let ended = feed(&server, wire, &mut queue, &mut shutdown).await;
+        match ended {
+            Ended::Broken(e) if !queue.is_empty() => {
+                tracing::info!(%local, %remote, reason = %e.reason, "server-to-server link broke with stanzas waiting; reconnecting");
+                continue;
+            }
+            Ended::Broken(e) => {
+                tracing::info!(%local, %remote, reason = %e.reason, "server-to-server link closed")
+            }
+            Ended::Idle => tracing::debug!(%local, %remote, "idle server-to-server link closed"),
+        }
+        server.retire_link(&local, &remote, id);
+        queue.close();
+        // What arrived while the link was closing goes to a new link.
+        while let Some(st) = queue.recv().await {
+            if *shutdown.borrow() {
+                break;
+            }
+            Box::pin(server.send_remote(st)).await;
+        }
+        return;
+    }
+}
+
+/// Writes queued stanzas to an established link until it is idle, breaks, or the server stops.
+async fn feed(
+    server: &Arc<Server>,
+    mut wire: Wire,
+    queue: &mut mpsc::Receiver<Stanza>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Ended {
+    let cfg = &server.config.s2s;
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+    let keepalive = Duration::from_secs(cfg.keepalive_secs);
+    let mut last_stanza = Instant::now();
+    let mut last_write = Instant::now();
+    let ended = loop {
+        tokio::select! {
+            st = queue.recv() => {
+                let Some(st) = st else { break Ended::Idle };
+                wire.out.extend_from_slice(&st.to_client_bytes());
+                while wire.out.len() < WRITE_BATCH {
+                    match queue.try_recv() {
+                        Ok(st) => wire.out.extend_from_slice(&st.to_client_bytes()),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = wire.flush().await {
+                    break Ended::Broken(Broken::new(format!("write failed: {e}")));
+                }
+                last_stanza = Instant::now();
+                last_write = last_stanza;
+            }
+            read = wire.read_some() => match read {
+                Ok(true) => match drain_incoming(&mut wire) {
+                    Ok(()) => {}
+                    Err(e) => break Ended::Broken(e),
+                },
+                Ok(false) => break Ended::Broken(Broken::new("the peer closed the connection")),
+                Err(e) => break Ended::Broken(Broken::new(format!("connection error: {e}"))),
+            },
+            _ = sleep_until(last_write + keepalive) => {
+                // A whitespace keep-alive (RFC 6120 §4.6.1): keeps NATs open, and a dead peer
+                // shows up as a failed write.
+                wire.out.push(b' ');
+                if let Err(e) = wire.flush().await {
+                    break Ended::Broken(Broken::new(format!("keep-alive failed: {e}")));
+                }
+                last_write = Instant::now();
+            }
+            _ = sleep_until(last_stanza + idle) => break Ended::Idle,
+            _ = shutdown.changed() => break Ended::Idle,
+        }
+    };
+    if let Ended::Idle = ended {
+        wire.out.extend_from_slice(b"</stream:stream>");
+        wire.close().await;
+    }
+    ended
+}
+
+/// Handles what a peer says on a stream hearth initiated once it is established: nothing but
+/// keep-alives is expected; its end or an error ends the link.
+fn drain_incoming(wire: &mut Wire) -> Result<(), Broken> {
+    loop {
+        match wire.parser.next_event() {
+            Ok(None) => return Ok(()),
+            Ok(Some(StreamEvent::End)) => return Err(Broken::new("the peer closed its stream")),
+            Ok(Some(StreamEvent::Element(el))) if el.is("error", ns::STREAM) => {
+                return Err(Broken::new("the peer sent a stream error"));
+            }
+            Ok(Some(_)) => {}
+            Err(e) => return Err(Broken::new(format!("bad XML from the peer: {e}"))),
+        }
+    }
+}
+
+/// Connects to `remote`'s server and authenticates `local` to it.
+async fn establish(
+    server: &Arc<Server>,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<Wire, Broken> {
+    let (mut wire, stream_id, features) = open_secured(server, local, remote, deadline).await?;
+    let policy = server.config.s2s.policy(remote);
+    if policy == S2sAuth::Certificate {
+        // Only certificates count for this domain, in both directions.
+        server
+            .s2s
+            .tls
+            .check(wire.io.peer_certificates(), remote)
+            .map_err(|e| Broken::new(format!("its certificate is not valid for {remote}: {e}")))?;
+    }
+    let offers_external = features.get_child("mechanisms", ns::SASL).is_some_and(|m| {
+        m.children()
+            .any(|c| c.is("mechanism", ns::SASL) && c.text() == "EXTERNAL")
+    });
+    if offers_external && wire.io.is_encrypted() {
+        match sasl_external(&mut wire, local, remote, deadline).await {
+            Ok(()) => return Ok(wire),
+            Err(e) if policy == S2sAuth::Certificate => return Err(e),
+            Err(e) => {
+                tracing::debug!(%local, %remote, reason = %e.reason, "SASL EXTERNAL refused; trying dialback")
+            }
+        }
+    } else if policy == S2sAuth::Certificate {
+        return Err(Broken::new(
+            "the peer does not accept hearth's certificate (no SASL EXTERNAL offered)",
+        ));
+    }
+    let key = server.s2s.dialback_key(remote, local, &stream_id);
+    wire.out.extend_from_slice(
+        format!(
+            "<db:result from='{}' to='{}'>{key}</db:result>",
+            xml_escape(local),
+            xml_escape(remote)
+        )
+        .as_bytes(),
+    );
+    flush(&mut wire).await?;
+    loop {
+        let el = wire.next_element(deadline).await?;
+        if !el.is("result", NS_DIALBACK) {
+            continue;
+        }
+        return match el.attr("type") {
+            Some("valid") => Ok(wire),
+            Some("invalid") => Err(Broken::new(format!(
+                "{remote} refused hearth's dialback key"
+            ))),
+            _ => Err(Broken::new(format!(
+                "{remote} could not check hearth's dialback key (dialback error)"
+            ))),
+        };
+    }
+}
+
+/// Asks `remote` (the authoritative server of the domain that claimed a stream to `local`)
+/// whether `key` is its key for stream `stream_id` (XEP-0220 §2.3).
+pub(super) async fn verify_key(
+    server: &Arc<Server>,
+    local: &str,
+    remote: &str,
+    stream_id: &str,
+    key: &str,
+) -> Result<bool, Broken> {
+    let deadline = Instant::now() + Duration::from_secs(server.config.s2s.connect_timeout_secs);
+    let (mut wire, _, _) = open_secured(server, local, remote, deadline).await?;
+    wire.out.extend_from_slice(
+        format!(
+            "<db:verify from='{}' to='{}' id='{}'>{}</db:verify>",
+            xml_escape(local),
+            xml_escape(remote),
+            xml_escape(stream_id),
+            xml_escape(key)
+        )
+        .as_bytes(),
+    );
+    flush(&mut wire).await?;
+    let valid = loop {
+        let el = wire.next_element(deadline).await?;
+        if el.is("verify", NS_DIALBACK) && el.attr("id") == Some(stream_id) {
+            break el.attr("type") == Some("valid");
+        }
+    };
+    wire.out.extend_from_slice(b"</stream:stream>");
+    wire.close().await;
+    Ok(valid)
+}
+
+/// TCP, stream header, STARTTLS (or direct TLS) and the features of the secured stream: the
+/// connection, the peer's stream id and its features.
+async fn open_secured(
+    server: &Arc<Server>,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<(Wire, String, Element), Broken> {
+    let mut failures = Vec::new();
+    for endpoint in endpoints(server, remote).await? {
+        for addr in addresses(server, &endpoint).await {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let attempt = (Instant::now() + TCP_ATTEMPT).min(deadline);
+            let tcp = match tokio::time::timeout_at(attempt, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => {
+                    failures.push(format!("{addr}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    failures.push(format!("{addr}: no answer"));
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            match negotiate(server, tcp, addr, &endpoint, local, remote, deadline).await {
+                Ok(done) => return Ok(done),
+                Err(e) => failures.push(format!("{addr}: {}", e.reason)),
+            }
+        }
+    }
+    let timed_out = Instant::now() >= deadline;
+    if failures.is_empty() {
+        failures.push(format!("no address found for {remote}"));
+    }
+    Err(Broken {
+        reason: failures.join("; "),
+        timed_out,
+    })
+}
+
+async fn negotiate(
+    server: &Arc<Server>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    endpoint: &Endpoint,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<(Wire, String, Element), Broken> {
+    let cfg = &server.config.s2s;
+    let name = ServerName::try_from(remote.to_string())
+        .map_err(|e| Broken::new(format!("{remote} is not a valid server name: {e}")))?;
+    let io = if endpoint.direct_tls {
+        let tls = tokio::time::timeout_at(
+            deadline,
+            server.s2s.tls.direct_connector.connect(name.clone(), tcp),
+        )
+        .await
+        .map_err(|_| timed_out("TLS handshake"))?
+        .map_err(|e| Broken::new(format!("TLS handshake failed: {e}")))?;
+        Transport::TlsClient(Box::new(tls))
+    } else {
+        Transport::Plain(tcp)
+    };
+    let mut wire = Wire::new(io, addr, cfg.max_stanza_size);
+    let (mut stream_id, mut features) = restart(&mut wire, local, remote, deadline).await?;
+    if !wire.io.is_encrypted() {
+        if features.get_child("starttls", ns::TLS).is_some() {
+            wire.out
+                .extend_from_slice(format!("<starttls xmlns='{}'/>", ns::TLS).as_bytes());
+            flush(&mut wire).await?;
+            let el = wire.next_element(deadline).await?;
+            if !el.is("proceed", ns::TLS) {
+                return Err(Broken::new("the peer refused STARTTLS"));
+            }
+            let Transport::Plain(tcp) = wire.io else {
+                unreachable!("checked: not encrypted")
+            };
+            let tls =
+                tokio::time::timeout_at(deadline, server.s2s.tls.connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| timed_out("TLS handshake"))?
+                    .map_err(|e| Broken::new(format!("TLS handshake failed: {e}")))?;
+            wire = Wire::new(
+                Transport::TlsClient(Box::new(tls)),
+                addr,
+                cfg.max_stanza_size,
+            );
+            (stream_id, features) = restart(&mut wire, local, remote, deadline).await?;
+        } else if cfg.require_encryption {
+            return Err(Broken::new(
+                "the peer does not offer TLS and s2s.require_encryption is on",
+            ));
+        }
+    }
+    Ok((wire, stream_id, features))
+}
+
+/// Opens a (new) stream and reads the peer's header and features.
+async fn restart(
+    wire: &mut Wire,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<(String, Element), Broken> {
+    wire.parser.reset();
+    wire.send_header(Some(local), Some(remote), None);
+    flush(wire).await?;
+    let header = wire.next_header(deadline).await?;
+    let stream_id = header
+        .id
+        .ok_or_else(|| Broken::new("the peer's stream header has no id"))?;
+    let features = wire.next_element(deadline).await?;
+    if !features.is("features", ns::STREAM) {
+        return Err(Broken::new("the peer sent no stream features"));
+    }
+    Ok((stream_id, features))
+}
+
+async fn sasl_external(
+    wire: &mut Wire,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<(), Broken> {
+    wire.out.extend_from_slice(
+        format!(
+            "<auth xmlns='{}' mechanism='EXTERNAL'>{}</auth>",
+            ns::SASL,
+            B64.encode(local)
+        )
+        .as_bytes(),
+    );
+    flush(wire).await?;
+    let el = wire.next_element(deadline).await?;
+    if !el.is("success", ns::SASL) {
+        return Err(Broken::new(format!(
+            "{remote} refused hearth's certificate for {local} (SASL EXTERNAL)"
+        )));
+    }
+    restart(wire, local, remote, deadline).await?;
+    Ok(())
+}
+
+async fn flush(wire: &mut Wire) -> Result<(), Broken> {
+    wire.flush()
+        .await
+        .map_err(|e| Broken::new(format!("write failed: {e}")))
+}
+
+fn timed_out(what: &str) -> Broken {
+    Broken {
+        reason: format!("{what} timed out"),
+        timed_out: true,
+    }
+}
+
+/// Where `remote` is served: the configured address, or DNS (SRV, else the domain on 5269).
+async fn endpoints(server: &Server, remote: &str) -> Result<Vec<Endpoint>, Broken> {
+    let cfg = &server.config.s2s;
+    if let Some(peer) = cfg.peers.get(remote)
+        && let Some(address) = &peer.address
+        && let Some((host, port)) = address.rsplit_once(':')
+    {
+        return Ok(vec![Endpoint {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: port.parse().unwrap_or(crate::dns::S2S_PORT),
+            direct_tls: peer.direct_tls,
+        }]);
+    }
+    let Some(resolver) = server.s2s.resolver(cfg) else {
+        return Err(Broken::new("DNS resolution is unavailable"));
+    };
+    match crate::dns::lookup_server(resolver, remote).await {
+        ServerEndpoints::Found(found) => Ok(found),
+        ServerEndpoints::NotOffered => Err(Broken::new(format!(
+            "{remote} publishes no server-to-server service (SRV target '.')"
+        ))),
+        ServerEndpoints::Failed(e) => Err(Broken::new(format!("DNS lookup failed: {e}"))),
+    }
+}
+
+/// The socket addresses of an endpoint (asked again on every attempt, so an address change
+/// heals by itself).
+async fn addresses(server: &Server, endpoint: &Endpoint) -> Vec<SocketAddr> {
+    let host = endpoint.host.trim_end_matches('.');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, endpoint.port)];
+    }
+    let Some(resolver) = server.s2s.resolver(&server.config.s2s) else {
+        return Vec::new();
+    };
+    match crate::dns::addresses(resolver, host).await {
+        crate::dns::Answer::Found(ips) => ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, endpoint.port))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
