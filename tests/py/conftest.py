@@ -26,30 +26,37 @@ DOMAIN = "localhost"
 LOG_TAIL_LINES = 80
 
 
-def free_port():
+def free_port(host=HOST):
     with socket.socket() as s:
-        s.bind((HOST, 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 class Server:
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None):
+        """`s2s`: the `[s2s]` section's lines (default: a free port on `host`, and
+        remote.example as a server that is down)."""
         self.binary = binary
         self.dir = pathlib.Path(workdir)
-        self.port = free_port()
-        self.tls_port = free_port()
-        self.s2s_port = free_port()
+        self.domain = domain
+        self.host = host
+        self.port = free_port(host)
+        self.tls_port = free_port(host)
+        if s2s is None:
+            s2s = (
+                f'listen = ["{host}:{free_port(host)}"]\n'
+                # remote.example is a server that is down: nothing listens on port 9.
+                "connect_timeout_secs = 2\n"
+                '[s2s.peers."remote.example"]\naddress = "127.0.0.1:9"\n'
+            )
         self.config = self.dir / "hearth.toml"
         self.config.write_text(
-            f'domain = "{DOMAIN}"\n'
+            f'domain = "{domain}"\n'
             f'data_dir = "{self.dir / "data"}"\n'
             "[log]\nlevel = \"debug\"\n"
-            f'[s2s]\nlisten = ["{HOST}:{self.s2s_port}"]\n'
-            # remote.example is a server that is down: nothing listens on port 9.
-            "connect_timeout_secs = 2\n"
-            '[s2s.peers."remote.example"]\naddress = "127.0.0.1:9"\n'
-            f'[c2s]\nlisten = ["{HOST}:{self.port}"]\n'
-            f'direct_tls_listen = ["{HOST}:{self.tls_port}"]\n'
+            f"[s2s]\n{s2s}"
+            f'[c2s]\nlisten = ["{host}:{self.port}"]\n'
+            f'direct_tls_listen = ["{host}:{self.tls_port}"]\n'
             # The tests log in (and fail to) many times from one address.
             "[auth]\nmax_failures_per_ip = 0\n"
             "[modules.register]\nallow_registration = true\n"
@@ -72,8 +79,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hearth exited with {self.proc.returncode} at start:\n{self.log_tail()}")
             try:
-                socket.create_connection((HOST, self.port), timeout=1).close()
-                socket.create_connection((HOST, self.tls_port), timeout=1).close()
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                socket.create_connection((self.host, self.tls_port), timeout=1).close()
                 if os.path.exists(self.cert):
                     break
             except OSError:
@@ -110,7 +117,7 @@ class Server:
         password = password or f"pw-{name}-secret"
         r = self.cli("user", "add", "--stdin", stdin=f"{name} {password}\n")
         assert r.returncode == 0, f"`hearth user add --stdin` failed ({r.returncode}): {r.stdout}{r.stderr}"
-        return f"{name}@{DOMAIN}", password
+        return f"{name}@{self.domain}", password
 
     def unique_name(self, prefix):
         return f"{prefix}{next(self._names)}"

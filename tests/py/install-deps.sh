@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the client-library tests (tests/py) need, on a fresh Debian 12 machine or again
 # on one that has them (idempotent):
-#   1. from Debian: PyGObject, GLib/Gio and libsoup3 introspection data (nbxmpp's runtime), and
-#      venv support for Debian's Python 3.11;
+#   1. from Debian: PyGObject, GLib/Gio and libsoup3 introspection data (nbxmpp's runtime),
+#      venv support for Debian's Python 3.11, and Prosody with its libunbound resolver for the
+#      federation tests (its service is not started: the tests run their own instance);
 #   2. a venv at $HEARTH_TEST_VENV (default /opt/hearth-test-venv) over /usr/bin/python3.11 with
 #      --system-site-packages, so it sees Debian's python3-gi;
 #   3. into it, the pinned packages of requirements.txt (nbxmpp without dependencies: Debian's
@@ -16,7 +17,7 @@ req="$here/requirements.txt"
 export DEBIAN_FRONTEND=noninteractive
 say() { echo "install-deps: $*"; }
 
-apt_pkgs=(python3.11 python3.11-venv python3-gi gir1.2-glib-2.0 gir1.2-soup-3.0)
+apt_pkgs=(python3.11 python3.11-venv python3-gi gir1.2-glib-2.0 gir1.2-soup-3.0 prosody lua5.4-unbound openssl)
 missing=()
 for pkg in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
@@ -26,6 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "apt-get update"
   apt-get update -qq
   say "apt-get install ${missing[*]}"
+  # Packaged daemons are not started: they would hold the XMPP ports on every address.
+  no_start=/usr/sbin/policy-rc.d
+  [ -e "$no_start" ] || { printf '#!/bin/sh\nexit 101\n' >"$no_start"; chmod +x "$no_start"; trap 'rm -f "$no_start"' EXIT; }
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   say "Debian packages present: ${apt_pkgs[*]}"

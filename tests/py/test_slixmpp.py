@@ -85,7 +85,7 @@ class Client(slixmpp.ClientXMPP):
             self.started.set_result(False)
 
     async def login(self, presence=True, roster=True):
-        self.connect(HOST, self.hearth.tls_port if self.direct_tls else self.hearth.port)
+        self.connect(self.hearth.host, self.hearth.tls_port if self.direct_tls else self.hearth.port)
         ok = await asyncio.wait_for(self.started, TIMEOUT)
         if ok:
             if roster:
@@ -96,7 +96,7 @@ class Client(slixmpp.ClientXMPP):
         return ok
 
     async def ping(self):
-        await self.plugin["xep_0199"].ping(DOMAIN, timeout=TIMEOUT)
+        await self.plugin["xep_0199"].ping(self.hearth.domain, timeout=TIMEOUT)
 
     def mechanism(self):
         """The SASL mechanism the server accepted (SCRAM: its signature was verified too)."""

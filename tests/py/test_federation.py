@@ -1,0 +1,362 @@
+"""Federation with a real Prosody (Debian's package): hearth serves hearth.test on 127.0.0.42,
+Prosody serves pros.test on 127.0.0.41, both on port 5269. hearth finds Prosody through a small
+DNS server (dnslib) on 127.0.0.40 publishing SRV and A records, Prosody finds hearth through a
+hosts file. Prosody's certificate is self-signed, so the servers authenticate each other with
+dialback.
+
+Needs root (Prosody runs as its own user, the DNS server listens on port 53)."""
+
+import asyncio
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+from dnslib import QTYPE, RCODE, RR, SRV, A
+from dnslib.server import BaseResolver, DNSServer
+
+from conftest import Server
+from test_slixmpp import Client, next_item, run
+
+DNS_HOST = "127.0.0.40"
+PROSODY_HOST, PROSODY_DOMAIN = "127.0.0.41", "pros.test"
+HEARTH_HOST, HEARTH_DOMAIN = "127.0.0.42", "hearth.test"
+S2S_PORT = 5269
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("prosody") is None or os.geteuid() != 0,
+    reason="needs Debian's prosody package and root (tests/py/install-deps.sh installs it)")
+
+
+class Zone(BaseResolver):
+    """SRV and A records of the two test domains; every other name does not exist."""
+
+    records = {
+        (f"_xmpp-server._tcp.{PROSODY_DOMAIN}.", "SRV"): SRV(0, 0, S2S_PORT, f"{PROSODY_DOMAIN}."),
+        (f"_xmpp-server._tcp.{HEARTH_DOMAIN}.", "SRV"): SRV(0, 0, S2S_PORT, f"{HEARTH_DOMAIN}."),
+        (f"{PROSODY_DOMAIN}.", "A"): A(PROSODY_HOST),
+        (f"rooms.{PROSODY_DOMAIN}.", "A"): A(PROSODY_HOST),
+        (f"{HEARTH_DOMAIN}.", "A"): A(HEARTH_HOST),
+        (f"conference.{HEARTH_DOMAIN}.", "A"): A(HEARTH_HOST),
+    }
+
+    def resolve(self, request, handler):
+        reply = request.reply()
+        qname, qtype = str(request.q.qname).lower(), QTYPE[request.q.qtype]
+        rdata = self.records.get((qname, qtype))
+        if rdata is not None:
+            reply.add_answer(RR(qname, request.q.qtype, rdata=rdata, ttl=5))
+        elif not any(name == qname for name, _ in self.records):
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
+class Prosody:
+    """A Prosody instance for pros.test with its own config, certificate and data."""
+
+    def __init__(self, workdir):
+        self.dir = pathlib.Path(workdir)
+        self.host, self.domain = PROSODY_HOST, PROSODY_DOMAIN
+        self.port = free_port(PROSODY_HOST)
+        self.tls_port = free_port(PROSODY_HOST)
+        certs = self.dir / "certs"
+        certs.mkdir(parents=True)
+        self.cert = str(certs / f"{self.domain}.crt")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "30", "-subj", f"/CN={self.domain}",
+             "-addext", f"subjectAltName=DNS:{self.domain},DNS:rooms.{self.domain}",
+             "-keyout", str(certs / f"{self.domain}.key"), "-out", self.cert],
+            check=True, capture_output=True)
+        # libunbound serves .test itself (RFC 6761: every name NXDOMAIN) and refuses loopback
+        # name servers, so Prosody finds hearth through a hosts file: no SRV record, the domain
+        # on 5269.
+        (self.dir / "hosts").write_text(
+            f"{HEARTH_HOST} {HEARTH_DOMAIN}\n{HEARTH_HOST} conference.{HEARTH_DOMAIN}\n")
+        (self.dir / "data").mkdir()
+        self.log_path = self.dir / "prosody.log"
+        self.config = self.dir / "prosody.cfg.lua"
+        self.config.write_text(f"""
+daemonize = false
+pidfile = "{self.dir}/prosody.pid"
+data_path = "{self.dir}/data"
+log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{self.log_path}" }} }}
+interfaces = {{ "{self.host}" }}
+c2s_ports = {{ {self.port} }}
+c2s_direct_tls_ports = {{ {self.tls_port} }}
+s2s_ports = {{ {S2S_PORT} }}
+http_ports = {{ }}
+https_ports = {{ }}
+certificates = "{certs}"
+ssl = {{ certificate = "{self.cert}", key = "{certs}/{self.domain}.key" }}
+c2s_require_encryption = true
+s2s_require_encryption = true
+s2s_secure_auth = false
+authentication = "internal_plain"
+storage = "internal"
+unbound = {{ hoststxt = "{self.dir}/hosts" }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "carbons"; "pep" }}
+VirtualHost "{self.domain}"
+Component "rooms.{self.domain}" "muc"
+  restrict_room_creation = false
+""")
+        subprocess.run(["chown", "-R", "prosody:prosody", str(self.dir)], check=True)
+        self.proc = None
+        self.start()
+
+    def _as_prosody(self, *args):
+        return ["setpriv", "--reuid=prosody", "--regid=prosody", "--init-groups", "--", *args]
+
+    def start(self):
+        self._stdout = open(self.dir / "stdout.log", "a")
+        self.proc = subprocess.Popen(
+            self._as_prosody("/usr/bin/prosody", "--config", str(self.config), "-F"),
+            stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=subprocess.STDOUT)
+        wait_port(self.host, self.port, self.proc, self.log_tail)
+        wait_port(self.host, S2S_PORT, self.proc, self.log_tail)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stdout.close()
+
+    def new_account(self, name, password="prosody-pass1"):
+        r = subprocess.run(
+            self._as_prosody("/usr/bin/prosodyctl", "--config", str(self.config),
+                             "register", name, self.domain, password),
+            capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"prosodyctl register failed: {r.stdout}{r.stderr}"
+        return f"{name}@{self.domain}", password
+
+    def log_tail(self, lines=60):
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, proc, log_tail, secs=30):
+    deadline = time.monotonic() + secs
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} at start:\n{log_tail()}")
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{host}:{port} not listening after {secs} s:\n{log_tail()}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def federation(hearth_server):
+    """(hearth for hearth.test, Prosody for pros.test), federating through the test DNS."""
+    dns = DNSServer(Zone(), address=DNS_HOST, port=53)
+    dns.start_thread()
+    workdir = tempfile.mkdtemp(prefix="hearth-fed-")
+    os.chmod(workdir, 0o755)
+    prosody = hearth = None
+    try:
+        prosody = Prosody(os.path.join(workdir, "prosody"))
+        os.mkdir(os.path.join(workdir, "hearth"))
+        hearth = Server(hearth_server.binary, os.path.join(workdir, "hearth"), domain=HEARTH_DOMAIN,
+                        host=HEARTH_HOST, s2s=(f'listen = ["{HEARTH_HOST}:{S2S_PORT}"]\n'
+                                               f'dns_server = "{DNS_HOST}:53"\n'
+                                               "connect_timeout_secs = 10\n"))
+        yield hearth, prosody
+    finally:
+        for srv in (hearth, prosody):
+            if srv is not None:
+                srv.stop()
+        dns.stop()
+        if os.environ.get("HEARTH_KEEP_LOG"):
+            print(f"federation logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_logged(federation, scenario):
+    """Runs `scenario`; on failure prints both servers' logs."""
+    hearth, prosody = federation
+    try:
+        run(scenario)
+    except BaseException:
+        print("--- prosody log ---\n" + prosody.log_tail(150))
+        print("--- hearth log ---\n" + hearth.log_tail(150))
+        raise
+
+
+async def logged_in(server, jid, pw, muc=False):
+    c = Client(server, jid, pw)
+    if muc:
+        for plugin in ("xep_0045", "xep_0004"):
+            c.register_plugin(plugin)
+    assert await c.login(), f"{jid} could not log in"
+    return c
+
+
+def test_chat_both_ways_with_prosody(federation):
+    hearth, prosody = federation
+    alice_jid, alice_pw = hearth.new_account("alice")
+    bob_jid, bob_pw = prosody.new_account("bob")
+
+    async def scenario():
+        alice = await logged_in(hearth, alice_jid, alice_pw)
+        bob = await logged_in(prosody, bob_jid, bob_pw)
+        try:
+            alice.send_message(mto=f"{bob_jid}/py", mbody="hello prosody", mtype="chat")
+            got = await next_item(bob.messages, lambda m: m["body"] == "hello prosody",
+                                  what="hearth's message at Prosody")
+            assert got["from"] == f"{alice_jid}/py"
+            bob.send_message(mto=f"{alice_jid}/py", mbody="hello hearth", mtype="chat")
+            got = await next_item(alice.messages, lambda m: m["body"] == "hello hearth",
+                                  what="Prosody's message at hearth")
+            assert got["from"] == f"{bob_jid}/py"
+            # IQs both ways: ping of the remote server, disco of the remote account.
+            await alice.plugin["xep_0199"].send_ping(PROSODY_DOMAIN, timeout=15)
+            await bob.plugin["xep_0199"].send_ping(HEARTH_DOMAIN, timeout=15)
+            info = await bob.plugin["xep_0030"].get_info(jid=HEARTH_DOMAIN, timeout=15)
+            assert "urn:xmpp:ping" in info["disco_info"]["features"]
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run_logged(federation, scenario())
+    assert "remote server authenticated by dialback" in hearth.log()
+
+
+def test_presence_subscription_across_servers(federation):
+    hearth, prosody = federation
+    alice_jid, alice_pw = hearth.new_account("subalice")
+    bob_jid, bob_pw = prosody.new_account("subbob")
+
+    async def scenario():
+        alice = await logged_in(hearth, alice_jid, alice_pw)
+        bob = await logged_in(prosody, bob_jid, bob_pw)
+        try:
+            alice.send_presence(pto=bob_jid, ptype="subscribe")
+            await next_item(bob.subscriptions, lambda p: p["type"] == "subscribe",
+                            what="alice's subscription request at Prosody")
+            bob.send_presence(pto=alice_jid, ptype="subscribed")
+            bob.send_presence(pto=alice_jid, ptype="subscribe")
+            await next_item(alice.subscriptions, lambda p: p["type"] == "subscribed",
+                            what="bob's approval at hearth")
+            await next_item(alice.presences, lambda p: p["from"].bare == bob_jid,
+                            what="bob's presence after the approval")
+            await next_item(alice.subscriptions, lambda p: p["type"] == "subscribe",
+                            what="bob's own request at hearth")
+            alice.send_presence(pto=bob_jid, ptype="subscribed")
+            await next_item(bob.presences, lambda p: p["from"].bare == alice_jid,
+                            what="alice's presence at Prosody")
+            roster = await alice.roster_from_server()
+            assert roster[bob_jid]["subscription"] == "both"
+            # A status change reaches the remote contact (slixmpp names the event after <show/>).
+            bob.add_event_handler("presence_away", bob.presences.put_nowait)
+            alice.send_presence(pshow="away")
+            await next_item(bob.presences, lambda p: p["from"].bare == alice_jid and p["show"] == "away",
+                            what="alice's new status at Prosody")
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run_logged(federation, scenario())
+
+
+def test_rooms_on_each_server_with_occupants_from_both(federation):
+    hearth, prosody = federation
+    alice_jid, alice_pw = hearth.new_account("mucalice")
+    bob_jid, bob_pw = prosody.new_account("mucbob")
+
+    async def scenario():
+        alice = await logged_in(hearth, alice_jid, alice_pw, muc=True)
+        bob = await logged_in(prosody, bob_jid, bob_pw, muc=True)
+        try:
+            # Each room is created by a local user (hearth lets only its own users create rooms)
+            # and joined by the other server's user.
+            for room, first, second in ((f"lobby@rooms.{PROSODY_DOMAIN}", bob, alice),
+                                        (f"hall@conference.{HEARTH_DOMAIN}", alice, bob)):
+                nick1, nick2 = ("Alice", "Bob") if first is alice else ("Bob", "Alice")
+                muc = first.plugin["xep_0045"]
+                await muc.join_muc_wait(room, nick1, maxstanzas=0, timeout=15)
+                # The creator accepts the default configuration, which unlocks the room.
+                await muc.set_room_config(room, await muc.get_room_config(room, timeout=15), timeout=15)
+                await second.plugin["xep_0045"].join_muc_wait(room, nick2, maxstanzas=0, timeout=15)
+                first.send_message(mto=room, mbody=f"welcome to {room}", mtype="groupchat")
+                got = await next_item(second.messages, lambda m: m["body"] == f"welcome to {room}",
+                                      what=f"the groupchat message in {room}")
+                assert got["from"] == f"{room}/{nick1}"
+                second.send_message(mto=room, mbody="thanks", mtype="groupchat")
+                got = await next_item(first.messages, lambda m: m["body"] == "thanks" and m["from"].bare == room,
+                                      what=f"the answer in {room}")
+                assert got["from"].resource == nick2
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run_logged(federation, scenario())
+
+
+def test_prosody_restarted_mid_conversation_gets_what_was_sent_meanwhile(federation):
+    hearth, prosody = federation
+    alice_jid, alice_pw = hearth.new_account("restartalice")
+    bob_jid, bob_pw = prosody.new_account("restartbob")
+
+    async def scenario():
+        alice = await logged_in(hearth, alice_jid, alice_pw)
+        bob = await logged_in(prosody, bob_jid, bob_pw)
+        try:
+            alice.send_message(mto=bob_jid, mbody="before", mtype="chat")
+            await next_item(bob.messages, lambda m: m["body"] == "before", what="the first message")
+            await bob.close()
+            prosody.stop()
+            # Sent while Prosody is down: the link waits and reconnects (within
+            # connect_timeout_secs), Prosody stores it offline for bob.
+            alice.send_message(mto=bob_jid, mbody="while you were away", mtype="chat")
+            await asyncio.sleep(1)
+            prosody.start()
+            bob = await logged_in(prosody, bob_jid, bob_pw)
+            got = await next_item(bob.messages, lambda m: m["body"] == "while you were away",
+                                  what="the message sent while Prosody was down")
+            assert got["from"].bare == alice_jid
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run_logged(federation, scenario())
+
+
+def test_a_server_that_stays_down_gets_the_senders_a_bounce(federation):
+    hearth, prosody = federation
+    alice_jid, alice_pw = hearth.new_account("bouncealice")
+
+    async def scenario():
+        alice = await logged_in(hearth, alice_jid, alice_pw)
+        prosody.stop()
+        try:
+            started = time.monotonic()
+            alice.send_message(mto=f"nobody@{PROSODY_DOMAIN}", mbody="anyone?", mtype="chat")
+            err = await next_item(alice.messages, lambda m: m["type"] == "error",
+                                  what="the bounce for a server that is down")
+            assert err["error"]["condition"] in ("remote-server-not-found", "remote-server-timeout")
+            # connect_timeout_secs is 10.
+            assert time.monotonic() - started < 14
+        finally:
+            await alice.close()
+            prosody.start()
+
+    run_logged(federation, scenario())
