@@ -21,11 +21,19 @@ struct Pair {
 }
 
 /// Starts the pair. `a` starts with a placeholder address for `b` (not listening yet), so it
-/// is restarted once with the real one.
-fn pair(s2s_keys: &str) -> Pair {
+/// is restarted once with the real one. `extra(domain)` is added to each server's config.
+fn pair(s2s_keys: &str, extra: impl Fn(&str) -> String) -> Pair {
     let placeholder = "[s2s.peers.\"b.test\"]\naddress = \"127.0.0.1:9\"\n";
-    let mut first = TestServer::start_federating("a.test", s2s_keys, placeholder);
-    let b = TestServer::start_federating("b.test", s2s_keys, &peer("a.test", &first));
+    let mut first = TestServer::start_federating(
+        "a.test",
+        s2s_keys,
+        &format!("{placeholder}{}", extra("a.test")),
+    );
+    let b = TestServer::start_federating(
+        "b.test",
+        s2s_keys,
+        &format!("{}{}", peer("a.test", &first), extra("b.test")),
+    );
     first.stop();
     let text = std::fs::read_to_string(&first.config)
         .unwrap()
@@ -41,7 +49,7 @@ fn pair(s2s_keys: &str) -> Pair {
 
 #[tokio::test]
 async fn a_burst_of_messages_crosses_the_link_in_order() {
-    let Pair { a, b, _a_files } = pair("");
+    let Pair { a, b, _a_files } = pair("", |_| String::new());
     a.add_user("alice", "alicepass1");
     b.add_user("bob", "bobpass12");
     let (mut alice, _) = login(&a, "alice", "alicepass1", "phone").await;
@@ -107,4 +115,159 @@ async fn an_unreachable_server_bounces_within_the_configured_time() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A private CA (as a company has) and certificates from it for `domains`: (CA file, config
+/// sections per domain using its certificate).
+fn private_ca(dir: &std::path::Path) -> (std::path::PathBuf, impl Fn(&str) -> String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "hearth test CA");
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let dir = dir.to_path_buf();
+    let issue = move |domain: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec![domain.to_string(), format!("conference.{domain}")])
+                .unwrap();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{domain}.crt")),
+            dir.join(format!("{domain}.key")),
+        );
+        // The chain, CA included: the test clients trust what the file holds.
+        std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca.pem())).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        format!(
+            "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        )
+    };
+    (ca_file, issue)
+}
+
+#[tokio::test]
+async fn certificates_from_a_trusted_ca_authenticate_without_dialback() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_file, issue) = private_ca(certs.path());
+    // Dialback is not even allowed: only certificates count.
+    let keys = format!(
+        "ca_file = \"{}\"\nauthentication = \"certificate\"\n",
+        ca_file.display()
+    );
+    let Pair { a, b, _a_files } = pair(&keys, issue);
+    a.add_user("alice", "alicepass1");
+    b.add_user("bob", "bobpass12");
+    let (mut alice, _) = login(&a, "alice", "alicepass1", "phone").await;
+    let (mut bob, _) = login(&b, "bob", "bobpass12", "desk").await;
+    alice
+        .send("<message to='bob@b.test/desk' type='chat' id='c1'><body>signed</body></message>")
+        .await;
+    bob.expect("<body>signed</body>").await;
+    bob.send("<message to='alice@a.test/phone' type='chat' id='c2'><body>sealed</body></message>")
+        .await;
+    alice.expect("<body>sealed</body>").await;
+    for server in [&a, &b] {
+        let log = server.log();
+        assert!(
+            log.contains("remote server authenticated by certificate"),
+            "{log}"
+        );
+        assert!(!log.contains("authenticated by dialback"), "{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_self_signed_peer_is_refused_where_certificates_are_required() {
+    // b requires certificates from everyone; a has only its self-signed one.
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_file, issue) = private_ca(certs.path());
+    let a = TestServer::start_federating("a.test", "connect_timeout_secs = 3\n", "");
+    let b_keys = format!(
+        "ca_file = \"{}\"\nauthentication = \"certificate\"\n",
+        ca_file.display()
+    );
+    let b = TestServer::start_federating(
+        "b.test",
+        &b_keys,
+        &format!("{}{}", peer("a.test", &a), issue("b.test")),
+    );
+    let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "b.test").await;
+    let features = raw.open().await;
+    assert!(
+        features.contains("<required/>"),
+        "TLS is required: {features}"
+    );
+    // Dialback before TLS is refused outright.
+    raw.send("<db:result from='a.test' to='b.test'>0123</db:result>")
+        .await;
+    raw.expect_stream_error("policy-violation").await;
+    let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "b.test").await;
+    raw.open().await;
+    let features = raw.starttls(&tls_connector(&ca_file, &[])).await;
+    assert!(
+        !features.contains("EXTERNAL") && !features.contains("urn:xmpp:features:dialback"),
+        "{features}"
+    );
+    raw.send("<db:result from='a.test' to='b.test'>0123</db:result>")
+        .await;
+    let r = raw.expect_stanza("<db:result").await;
+    assert!(
+        r.contains("type='error'") && r.contains("<not-authorized"),
+        "{r}"
+    );
+    drop(a);
+}
+
+#[tokio::test]
+async fn forged_dialback_keys_and_unauthenticated_stanzas_are_refused() {
+    let Pair { a, b, _a_files } = pair("", |_| String::new());
+    b.add_user("bob", "bobpass12");
+    let (mut bob, _) = login(&b, "bob", "bobpass12", "desk").await;
+    let connector = tls_connector(&b.cert_path(), &[]);
+
+    // Stanzas before authenticating: the stream is closed.
+    let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "b.test").await;
+    raw.open().await;
+    let features = raw.starttls(&connector).await;
+    assert!(
+        features.contains("urn:xmpp:features:dialback"),
+        "{features}"
+    );
+    raw.send("<message from='alice@a.test/x' to='bob@b.test/desk' type='chat'><body>sneaky</body></message>")
+        .await;
+    raw.expect_stream_error("invalid-from").await;
+
+    // A key a.test never issued: b asks a.test's server, which says invalid.
+    let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "b.test").await;
+    raw.open().await;
+    raw.starttls(&connector).await;
+    raw.send("<db:result from='a.test' to='b.test'>00deadbeef</db:result>")
+        .await;
+    let r = raw.expect_stanza("<db:result").await;
+    assert!(r.contains("type='invalid'"), "{r}");
+    raw.send("<message from='alice@a.test/x' to='bob@b.test/desk' type='chat'><body>forged</body></message>")
+        .await;
+    raw.expect_stream_error("invalid-from").await;
+
+    // A stream for a domain b does not serve.
+    let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "elsewhere.test").await;
+    raw.send(&format!(
+        "<?xml version='1.0'?><stream:stream from='a.test' to='elsewhere.test' version='1.0' xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+    ))
+    .await;
+    raw.expect_stream_error("host-unknown").await;
+
+    bob.expect_silence(300).await;
+    drop(a);
 }

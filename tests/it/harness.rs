@@ -151,8 +151,15 @@ impl TestServer {
         assert!(ok, "user add failed: {out}");
     }
 
+    /// The certificate (chain) the server presents: `[tls] certificate` when configured, else
+    /// the self-signed one it generated.
     pub fn cert_path(&self) -> PathBuf {
-        self.root().join("data/tls/selfsigned.crt")
+        let config = std::fs::read_to_string(&self.config).unwrap_or_default();
+        config
+            .lines()
+            .find_map(|l| l.strip_prefix("certificate = \""))
+            .map(|rest| PathBuf::from(rest.trim_end_matches('"')))
+            .unwrap_or_else(|| self.root().join("data/tls/selfsigned.crt"))
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -268,6 +275,8 @@ pub struct Raw {
     buf: String,
     /// The domain streams are opened to.
     domain: String,
+    /// The stream header `open` sends (a client's to `domain` unless set).
+    header: Option<String>,
 }
 
 impl Raw {
@@ -281,7 +290,18 @@ impl Raw {
             io: Some(Io::Plain(TcpStream::connect(addr).await.expect("connect"))),
             buf: String::new(),
             domain: domain.to_string(),
+            header: None,
         }
+    }
+
+    /// Another server's connection: streams are opened from `from` to `domain` in
+    /// `jabber:server`, with the dialback namespace declared.
+    pub async fn connect_as_server(addr: SocketAddr, from: &str, domain: &str) -> Raw {
+        let mut raw = Self::connect_to(addr, domain).await;
+        raw.header = Some(format!(
+            "<?xml version='1.0'?><stream:stream from='{from}' to='{domain}' version='1.0' xmlns='jabber:server' xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams'>"
+        ));
+        raw
     }
 
     pub fn from_tls(tls: TlsStream<TcpStream>) -> Raw {
@@ -289,6 +309,7 @@ impl Raw {
             io: Some(Io::Tls(Box::new(tls))),
             buf: String::new(),
             domain: DOMAIN.to_string(),
+            header: None,
         }
     }
 
@@ -462,7 +483,11 @@ impl Raw {
     }
 
     pub async fn open(&mut self) -> String {
-        self.send(&header_to(&self.domain.clone())).await;
+        let header = self
+            .header
+            .clone()
+            .unwrap_or_else(|| header_to(&self.domain));
+        self.send(&header).await;
         self.expect("</stream:features>").await
     }
 

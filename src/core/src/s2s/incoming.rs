@@ -216,6 +216,7 @@ impl Incoming {
     fn send_features(&mut self) {
         let cfg = &self.server.config.s2s;
         let mut features = Element::bare("features", ns::STREAM);
+        // Children only: the wrapper is written with the stream prefix.
         if !self.wire.io.is_encrypted() {
             let mut starttls = Element::bare("starttls", ns::TLS);
             if cfg.require_encryption {
@@ -245,7 +246,11 @@ impl Incoming {
                 );
             }
         }
-        self.wire.send_element(&features);
+        self.wire.out.extend_from_slice(b"<stream:features>");
+        for feature in features.children() {
+            self.wire.send_element(feature);
+        }
+        self.wire.out.extend_from_slice(b"</stream:features>");
     }
 
     fn certificate_valid_for(&self, domain: &str) -> bool {
