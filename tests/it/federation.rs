@@ -262,10 +262,8 @@ async fn forged_dialback_keys_and_unauthenticated_stanzas_are_refused() {
 
     // A stream for a domain b does not serve.
     let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "elsewhere.test").await;
-    raw.send(&format!(
-        "<?xml version='1.0'?><stream:stream from='a.test' to='elsewhere.test' version='1.0' xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
-    ))
-    .await;
+    raw.send("<?xml version='1.0'?><stream:stream from='a.test' to='elsewhere.test' version='1.0' xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>")
+        .await;
     raw.expect_stream_error("host-unknown").await;
 
     bob.expect_silence(300).await;
