@@ -10,13 +10,22 @@ project=$(cd "$(dirname "$0")/../.." && pwd)
 HEARTH=${HEARTH_BIN:-$project/target/release/hearth}
 CFG=$BENCH_DIR/hearth.toml
 
+# The [s2s] section: off for the main instance (it listens on nothing outside BENCH_IP), and
+# for the s2s scenario's instances federation on BENCH_IP:BENCH_S2S_PORT with certificates.
+s2s_section() {
+  if [ "${BENCH_S2S:-}" != 1 ]; then
+    printf '[s2s]\nenabled = false\n'
+    return
+  fi
+  printf '[s2s]\nlisten = ["%s:%s"]\nca_file = "%s"\n' "$BENCH_IP" "${BENCH_S2S_PORT:-5269}" "${BENCH_CA:-$BENCH_CERT}"
+  local peer
+  for peer in ${BENCH_S2S_PEERS:-}; do
+    printf '[s2s.peers."%s"]\naddress = "%s"\n' "${peer%%=*}" "${peer#*=}"
+  done
+}
+
 case ${1:?usage: hearth.sh start|stop|provision COUNT|info} in
   start)
-    if [ "${BENCH_S2S:-}" = 1 ]; then
-      # The s2s scenario records the run as failed and goes on with the others.
-      echo "hearth does not federate yet: no s2s listener to start" >&2
-      exit 1
-    fi
     [ -x "$HEARTH" ] || (cd "$project" && cargo build --release --quiet)
     mkdir -p "$BENCH_DIR/data"
     # Same ground as the anchors: SQLite, STARTTLS, SCRAM-SHA-1 offered, no login throttling
@@ -29,6 +38,7 @@ level = "warn"
 [tls]
 certificate = "$BENCH_CERT"
 key = "$BENCH_KEY"
+$(s2s_section)
 [c2s]
 listen = ["$BENCH_IP:$BENCH_PORT"]
 direct_tls_listen = []
@@ -41,6 +51,7 @@ CONF
     setsid "$HEARTH" --config "$CFG" serve >>"$BENCH_DIR/stdout.log" 2>&1 </dev/null &
     echo $! >"$BENCH_DIR/server.pids"
     wait_port "$BENCH_IP" "$BENCH_PORT" 30 "$!"
+    [ "${BENCH_S2S:-}" != 1 ] || wait_port "$BENCH_IP" "${BENCH_S2S_PORT:-5269}" 30 "$!"
     ;;
   stop) stop_pids ;;
   provision)
@@ -53,7 +64,8 @@ CONF
     echo "auth=SCRAM-SHA-1/-256 (+PLUS), 10000 iterations"
     echo "provisioning=hearth user add --stdin (PBKDF2 on all cores)"
     echo "archiving=MAM (XEP-0313) of every 1:1 message by default, in SQLite with an FTS5 body index"
-    [ "${BENCH_S2S:-}" != 1 ] || echo "s2s=not implemented yet"
+    [ "${BENCH_S2S:-}" != 1 ] ||
+      echo "s2s=STARTTLS required; certificate authentication (SASL EXTERNAL, peer certificate verified against BENCH_CA), dialback allowed as fallback but not used; one outgoing link per domain pair (no bidi); peer address from BENCH_S2S_PEERS (s2s.peers)"
     ;;
   *) echo "unknown command $1" >&2; exit 2 ;;
 esac

@@ -29,6 +29,10 @@ pub struct S2sTls {
     pub direct_connector: TlsConnector,
     /// Checks a peer's chain against the trusted roots and a domain.
     pkix: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The certificates of `s2s.ca_file`: one presented as a peer's own certificate is trusted
+    /// as itself (a pinned self-signed certificate, which WebPKI refuses when it is marked as a
+    /// CA, as `openssl req -x509` makes them).
+    pinned: Vec<CertificateDer<'static>>,
 }
 
 impl S2sTls {
@@ -42,10 +46,12 @@ impl S2sTls {
                 "no trusted root certificates found on this system (install ca-certificates): other servers can only authenticate with dialback"
             );
         }
+        let mut pinned = Vec::new();
         if let Some(path) = &cfg.ca_file {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .with_context(|| format!("cannot read s2s.ca_file {}", path.display()))?;
+            pinned.clone_from(&certs);
             let (added, ignored) = roots.add_parsable_certificates(certs);
             anyhow::ensure!(
                 added > 0 && ignored == 0,
@@ -84,6 +90,7 @@ impl S2sTls {
             connector: connector(&[])?,
             direct_connector: connector(ALPN_XMPP_SERVER)?,
             pkix,
+            pinned,
         })
     }
 
@@ -96,6 +103,21 @@ impl S2sTls {
         let Some((leaf, intermediates)) = chain.and_then(|c| c.split_first()) else {
             return Err("no certificate presented".into());
         };
+        if self.pinned.contains(leaf) {
+            let info = crate::tls::parse_cert_info(leaf).map_err(|e| e.to_string())?;
+            let now = std::time::SystemTime::now();
+            if !(info.not_before..info.not_after).contains(&now) {
+                return Err("the pinned certificate is outside its validity period".into());
+            }
+            return match info
+                .names
+                .iter()
+                .any(|n| crate::tls::name_matches(n, domain))
+            {
+                true => Ok(()),
+                false => Err(format!("the pinned certificate is not for {domain}")),
+            };
+        }
         let name = ServerName::try_from(domain.to_string()).map_err(|e| e.to_string())?;
         self.pkix
             .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
@@ -232,5 +254,38 @@ impl rustls::client::ResolvesClientCert for OwnCertificate {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_self_signed_certificate_counts_for_its_names_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x.test".to_string()]).unwrap();
+        // As `openssl req -x509` makes them: WebPKI alone would refuse it as an end entity.
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let ca_file = dir.path().join("pinned.pem");
+        std::fs::write(&ca_file, cert.pem()).unwrap();
+        let mut config = crate::config::Config::parse("domain = \"a.example\"").unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        config.s2s.ca_file = Some(ca_file);
+        let tls = Tls::load(&config).unwrap();
+        let s2s = S2sTls::new(&tls, &config.s2s).unwrap();
+        let chain = [cert.der().clone()];
+        assert_eq!(s2s.check(Some(&chain), "x.test"), Ok(()));
+        assert!(s2s.check(Some(&chain), "y.test").is_err());
+        assert!(s2s.check(None, "x.test").is_err());
+        // Another self-signed certificate for the same name is not trusted.
+        let other = rcgen::CertificateParams::new(vec!["x.test".to_string()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        assert!(s2s.check(Some(&[other.der().clone()]), "x.test").is_err());
     }
 }
