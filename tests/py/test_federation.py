@@ -1,12 +1,14 @@
-"""Federation with a real Prosody (Debian's package): hearth serves hearth.test on 127.0.0.42,
-Prosody serves pros.test on 127.0.0.41, both on port 5269. hearth finds Prosody through a small
-DNS server (dnslib) on 127.0.0.40 publishing SRV and A records, Prosody finds hearth through a
-hosts file. Prosody's certificate is self-signed, so the servers authenticate each other with
-dialback.
+"""Federation with real Prosody and ejabberd (Debian's packages), each test run against both:
+hearth serves hearth.test on 127.0.0.42, Prosody pros.test on 127.0.0.41, ejabberd ejab.test on
+127.0.0.43, all on port 5269. A small DNS server (dnslib) on 127.0.0.40 publishes their SRV and
+A records, which hearth and ejabberd ask; Prosody finds hearth through a hosts file (libunbound
+answers .test names itself and refuses loopback name servers). The peers' certificates are
+self-signed, so the servers authenticate each other with dialback.
 
-Needs root (Prosody runs as its own user, the DNS server listens on port 53)."""
+Needs root (the peers run as their own users, the DNS server listens on port 53)."""
 
 import asyncio
+import json
 import os
 import pathlib
 import shutil
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 from dnslib import QTYPE, RCODE, RR, SRV, A
@@ -26,24 +29,24 @@ from test_slixmpp import Client, next_item, run
 DNS_HOST = "127.0.0.40"
 PROSODY_HOST, PROSODY_DOMAIN = "127.0.0.41", "pros.test"
 HEARTH_HOST, HEARTH_DOMAIN = "127.0.0.42", "hearth.test"
+EJABBERD_HOST, EJABBERD_DOMAIN = "127.0.0.43", "ejab.test"
 S2S_PORT = 5269
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("prosody") is None or os.geteuid() != 0,
-    reason="needs Debian's prosody package and root (tests/py/install-deps.sh installs it)")
+    os.geteuid() != 0, reason="needs root (the peers run as their own users; DNS on port 53)")
 
 
 class Zone(BaseResolver):
     """SRV and A records of the two test domains; every other name does not exist."""
 
-    records = {
-        (f"_xmpp-server._tcp.{PROSODY_DOMAIN}.", "SRV"): SRV(0, 0, S2S_PORT, f"{PROSODY_DOMAIN}."),
-        (f"_xmpp-server._tcp.{HEARTH_DOMAIN}.", "SRV"): SRV(0, 0, S2S_PORT, f"{HEARTH_DOMAIN}."),
-        (f"{PROSODY_DOMAIN}.", "A"): A(PROSODY_HOST),
-        (f"rooms.{PROSODY_DOMAIN}.", "A"): A(PROSODY_HOST),
-        (f"{HEARTH_DOMAIN}.", "A"): A(HEARTH_HOST),
-        (f"conference.{HEARTH_DOMAIN}.", "A"): A(HEARTH_HOST),
-    }
+    records = {}
+    for domain, host, muc in ((PROSODY_DOMAIN, PROSODY_HOST, "rooms"),
+                              (EJABBERD_DOMAIN, EJABBERD_HOST, "conference"),
+                              (HEARTH_DOMAIN, HEARTH_HOST, "conference")):
+        records[(f"_xmpp-server._tcp.{domain}.", "SRV")] = SRV(0, 0, S2S_PORT, f"{domain}.")
+        records[(f"{domain}.", "A")] = A(host)
+        # The MUC service has no SRV record: its A record, port 5269.
+        records[(f"{muc}.{domain}.", "A")] = A(host)
 
     def resolve(self, request, handler):
         reply = request.reply()
@@ -61,18 +64,11 @@ class Prosody:
 
     def __init__(self, workdir):
         self.dir = pathlib.Path(workdir)
-        self.host, self.domain = PROSODY_HOST, PROSODY_DOMAIN
+        self.host, self.domain, self.muc = PROSODY_HOST, PROSODY_DOMAIN, f"rooms.{PROSODY_DOMAIN}"
         self.port = free_port(PROSODY_HOST)
         self.tls_port = free_port(PROSODY_HOST)
         certs = self.dir / "certs"
-        certs.mkdir(parents=True)
-        self.cert = str(certs / f"{self.domain}.crt")
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-days", "30", "-subj", f"/CN={self.domain}",
-             "-addext", f"subjectAltName=DNS:{self.domain},DNS:rooms.{self.domain}",
-             "-keyout", str(certs / f"{self.domain}.key"), "-out", self.cert],
-            check=True, capture_output=True)
+        self.cert, key = self_signed(certs, self.domain, self.muc)
         # libunbound serves .test itself (RFC 6761: every name NXDOMAIN) and refuses loopback
         # name servers, so Prosody finds hearth through a hosts file: no SRV record, the domain
         # on 5269.
@@ -93,7 +89,7 @@ s2s_ports = {{ {S2S_PORT} }}
 http_ports = {{ }}
 https_ports = {{ }}
 certificates = "{certs}"
-ssl = {{ certificate = "{self.cert}", key = "{certs}/{self.domain}.key" }}
+ssl = {{ certificate = "{self.cert}", key = "{key}" }}
 c2s_require_encryption = true
 s2s_require_encryption = true
 s2s_secure_auth = false
@@ -143,6 +139,123 @@ Component "rooms.{self.domain}" "muc"
         return "\n".join(text.splitlines()[-lines:])
 
 
+class Ejabberd:
+    """An ejabberd node for ejab.test with its own config, certificate and Mnesia spool."""
+
+    def __init__(self, workdir):
+        self.dir = pathlib.Path(workdir)
+        self.host, self.domain, self.muc = EJABBERD_HOST, EJABBERD_DOMAIN, f"conference.{EJABBERD_DOMAIN}"
+        self.port = free_port(self.host)
+        self.tls_port = free_port(self.host)
+        self.http_port = free_port(self.host)
+        self.dist_port = free_port(self.host)
+        cert, key = self_signed(self.dir / "certs", self.domain, self.muc)
+        self.cert = cert
+        (self.dir / "cert+key.pem").write_text(pathlib.Path(cert).read_text() + pathlib.Path(key).read_text())
+        for sub in ("spool", "logs", "home"):
+            (self.dir / sub).mkdir()
+        # SRV records come from Erlang's resolver, which asks the test DNS server only
+        # (resolv.conf off first: setting it later would drop the name server); addresses come
+        # from getaddrinfo, which reads /etc/hosts: ejabberd gets a hosts file of its own,
+        # bind-mounted over /etc/hosts in a mount namespace of its own.
+        (self.dir / "inetrc").write_text(
+            '{resolv_conf, ""}.\n{hosts_file, ""}.\n'
+            f'{{nameserver, {{{DNS_HOST.replace(".", ",")}}}, 53}}.\n{{lookup, [dns]}}.\n')
+        self.hosts = self.dir / "hosts"
+        self.hosts.write_text(
+            f"127.0.0.1 localhost\n{HEARTH_HOST} {HEARTH_DOMAIN} conference.{HEARTH_DOMAIN}\n")
+        self.log_path = self.dir / "logs" / "ejabberd.log"
+        self.config = self.dir / "ejabberd.yml"
+        self.config.write_text(f"""
+hosts: ["{self.domain}"]
+loglevel: info
+log_rotate_count: 0
+certfiles: ["{self.dir}/cert+key.pem"]
+listen:
+  - {{port: {self.port}, ip: "{self.host}", module: ejabberd_c2s, starttls_required: true}}
+  - {{port: {self.tls_port}, ip: "{self.host}", module: ejabberd_c2s, tls: true}}
+  - {{port: {S2S_PORT}, ip: "{self.host}", module: ejabberd_s2s_in}}
+  - {{port: {self.http_port}, ip: "{self.host}", module: ejabberd_http, request_handlers: {{/api: mod_http_api}}}}
+s2s_use_starttls: required
+s2s_dns_timeout: 2
+outgoing_s2s_families: [ipv4]
+auth_method: internal
+acl:
+  local: {{user_regexp: ""}}
+  loopback: {{ip: [127.0.0.0/8]}}
+access_rules:
+  local: {{allow: local}}
+  c2s: {{allow: all}}
+  muc_create: {{allow: local}}
+api_permissions:
+  "admin access": {{who: {{access: {{allow: [{{acl: loopback}}]}}}}, what: ["register"]}}
+modules:
+  mod_disco: {{}}
+  mod_http_api: {{}}
+  mod_muc: {{host: "{self.muc}", access_create: muc_create}}
+  mod_offline: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+  mod_s2s_dialback: {{}}
+""")
+        subprocess.run(["chown", "-R", "ejabberd:ejabberd", str(self.dir)], check=True)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        node = "hearth_fed_ejabberd@localhost"
+        env = dict(os.environ, HOME=str(self.dir / "home"), EJABBERD_CONFIG_PATH=str(self.config),
+                   EJABBERD_LOG_PATH=str(self.log_path), ERL_LIBS="/usr/lib/x86_64-linux-gnu",
+                   ERL_CRASH_DUMP=str(self.dir / "logs" / "erl_crash.dump"))
+        self._stdout = open(self.dir / "logs" / "stdout.log", "a")
+        self.proc = subprocess.Popen(
+            ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(self.hosts),
+             "setpriv", "--reuid=ejabberd", "--regid=ejabberd", "--init-groups", "--",
+             "/usr/bin/erl", "-sname", node, "-start_epmd", "false", "-erl_epmd_port", str(self.dist_port),
+             "-kernel", "inet_dist_use_interface", "{" + self.host.replace(".", ",") + "}",
+             "-kernel", "inetrc", f'"{self.dir / "inetrc"}"',
+             "-mnesia", "dir", f'"{self.dir / "spool"}"', "-s", "ejabberd", "-noinput"],
+            cwd=self.dir / "spool", env=env, stdin=subprocess.DEVNULL, stdout=self._stdout,
+            stderr=subprocess.STDOUT)
+        for port in (self.port, S2S_PORT, self.http_port):
+            wait_port(self.host, port, self.proc, self.log_tail, secs=60)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stdout.close()
+
+    def new_account(self, name, password="ejabberd-pass1"):
+        req = urllib.request.Request(
+            f"http://{self.host}:{self.http_port}/api/register",
+            data=json.dumps({"user": name, "host": self.domain, "password": password}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=20) as r:
+            assert r.status == 200, r.read()
+        return f"{name}@{self.domain}", password
+
+    def log_tail(self, lines=60):
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def self_signed(certs, domain, muc):
+    """A self-signed certificate for `domain` and its MUC service: (certificate, key) paths."""
+    certs.mkdir(parents=True)
+    cert, key = str(certs / f"{domain}.crt"), str(certs / f"{domain}.key")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "30", "-subj", f"/CN={domain}",
+         "-addext", f"subjectAltName=DNS:{domain},DNS:{muc}", "-keyout", key, "-out", cert],
+        check=True, capture_output=True)
+    return cert, key
+
+
 def free_port(host):
     with socket.socket() as s:
         s.bind((host, 0))
@@ -163,24 +276,30 @@ def wait_port(host, port, proc, log_tail, secs=30):
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def federation(hearth_server):
-    """(hearth for hearth.test, Prosody for pros.test), federating through the test DNS."""
+PEERS = {"prosody": (Prosody, "prosody"), "ejabberd": (Ejabberd, "erl")}
+
+
+@pytest.fixture(scope="module", params=list(PEERS))
+def federation(request, hearth_server):
+    """(hearth for hearth.test, the peer server), federating through the test DNS."""
+    peer_class, program = PEERS[request.param]
+    if shutil.which(program) is None:
+        pytest.skip(f"{request.param} is not installed (tests/py/install-deps.sh installs it)")
     dns = DNSServer(Zone(), address=DNS_HOST, port=53)
     dns.start_thread()
     workdir = tempfile.mkdtemp(prefix="hearth-fed-")
     os.chmod(workdir, 0o755)
-    prosody = hearth = None
+    peer = hearth = None
     try:
-        prosody = Prosody(os.path.join(workdir, "prosody"))
+        peer = peer_class(os.path.join(workdir, request.param))
         os.mkdir(os.path.join(workdir, "hearth"))
         hearth = Server(hearth_server.binary, os.path.join(workdir, "hearth"), domain=HEARTH_DOMAIN,
                         host=HEARTH_HOST, s2s=(f'listen = ["{HEARTH_HOST}:{S2S_PORT}"]\n'
                                                f'dns_server = "{DNS_HOST}:53"\n'
                                                "connect_timeout_secs = 10\n"))
-        yield hearth, prosody
+        yield hearth, peer
     finally:
-        for srv in (hearth, prosody):
+        for srv in (hearth, peer):
             if srv is not None:
                 srv.stop()
         dns.stop()
@@ -192,11 +311,11 @@ def federation(hearth_server):
 
 def run_logged(federation, scenario):
     """Runs `scenario`; on failure prints both servers' logs."""
-    hearth, prosody = federation
+    hearth, peer = federation
     try:
         run(scenario)
     except BaseException:
-        print("--- prosody log ---\n" + prosody.log_tail(150))
+        print(f"--- {type(peer).__name__} log ---\n" + peer.log_tail(150))
         print("--- hearth log ---\n" + hearth.log_tail(150))
         raise
 
@@ -210,25 +329,25 @@ async def logged_in(server, jid, pw, muc=False):
     return c
 
 
-def test_chat_both_ways_with_prosody(federation):
-    hearth, prosody = federation
+def test_chat_both_ways(federation):
+    hearth, peer = federation
     alice_jid, alice_pw = hearth.new_account("alice")
-    bob_jid, bob_pw = prosody.new_account("bob")
+    bob_jid, bob_pw = peer.new_account("bob")
 
     async def scenario():
         alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(prosody, bob_jid, bob_pw)
+        bob = await logged_in(peer, bob_jid, bob_pw)
         try:
-            alice.send_message(mto=f"{bob_jid}/py", mbody="hello prosody", mtype="chat")
-            got = await next_item(bob.messages, lambda m: m["body"] == "hello prosody",
-                                  what="hearth's message at Prosody")
+            alice.send_message(mto=f"{bob_jid}/py", mbody="hello peer", mtype="chat")
+            got = await next_item(bob.messages, lambda m: m["body"] == "hello peer",
+                                  what="hearth's message at the peer")
             assert got["from"] == f"{alice_jid}/py"
             bob.send_message(mto=f"{alice_jid}/py", mbody="hello hearth", mtype="chat")
             got = await next_item(alice.messages, lambda m: m["body"] == "hello hearth",
-                                  what="Prosody's message at hearth")
+                                  what="the peer's message at hearth")
             assert got["from"] == f"{bob_jid}/py"
             # IQs both ways: ping of the remote server, disco of the remote account.
-            await alice.plugin["xep_0199"].send_ping(PROSODY_DOMAIN, timeout=15)
+            await alice.plugin["xep_0199"].send_ping(peer.domain, timeout=15)
             await bob.plugin["xep_0199"].send_ping(HEARTH_DOMAIN, timeout=15)
             info = await bob.plugin["xep_0030"].get_info(jid=HEARTH_DOMAIN, timeout=15)
             assert "urn:xmpp:ping" in info["disco_info"]["features"]
@@ -241,17 +360,17 @@ def test_chat_both_ways_with_prosody(federation):
 
 
 def test_presence_subscription_across_servers(federation):
-    hearth, prosody = federation
+    hearth, peer = federation
     alice_jid, alice_pw = hearth.new_account("subalice")
-    bob_jid, bob_pw = prosody.new_account("subbob")
+    bob_jid, bob_pw = peer.new_account("subbob")
 
     async def scenario():
         alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(prosody, bob_jid, bob_pw)
+        bob = await logged_in(peer, bob_jid, bob_pw)
         try:
             alice.send_presence(pto=bob_jid, ptype="subscribe")
             await next_item(bob.subscriptions, lambda p: p["type"] == "subscribe",
-                            what="alice's subscription request at Prosody")
+                            what="alice's subscription request at the peer")
             bob.send_presence(pto=alice_jid, ptype="subscribed")
             bob.send_presence(pto=alice_jid, ptype="subscribe")
             await next_item(alice.subscriptions, lambda p: p["type"] == "subscribed",
@@ -262,14 +381,14 @@ def test_presence_subscription_across_servers(federation):
                             what="bob's own request at hearth")
             alice.send_presence(pto=bob_jid, ptype="subscribed")
             await next_item(bob.presences, lambda p: p["from"].bare == alice_jid,
-                            what="alice's presence at Prosody")
+                            what="alice's presence at the peer")
             roster = await alice.roster_from_server()
             assert roster[bob_jid]["subscription"] == "both"
             # A status change reaches the remote contact (slixmpp names the event after <show/>).
             bob.add_event_handler("presence_away", bob.presences.put_nowait)
             alice.send_presence(pshow="away")
             await next_item(bob.presences, lambda p: p["from"].bare == alice_jid and p["show"] == "away",
-                            what="alice's new status at Prosody")
+                            what="alice's new status at the peer")
         finally:
             await alice.close()
             await bob.close()
@@ -278,17 +397,17 @@ def test_presence_subscription_across_servers(federation):
 
 
 def test_rooms_on_each_server_with_occupants_from_both(federation):
-    hearth, prosody = federation
+    hearth, peer = federation
     alice_jid, alice_pw = hearth.new_account("mucalice")
-    bob_jid, bob_pw = prosody.new_account("mucbob")
+    bob_jid, bob_pw = peer.new_account("mucbob")
 
     async def scenario():
         alice = await logged_in(hearth, alice_jid, alice_pw, muc=True)
-        bob = await logged_in(prosody, bob_jid, bob_pw, muc=True)
+        bob = await logged_in(peer, bob_jid, bob_pw, muc=True)
         try:
             # Each room is created by a local user (hearth lets only its own users create rooms)
             # and joined by the other server's user.
-            for room, first, second in ((f"lobby@rooms.{PROSODY_DOMAIN}", bob, alice),
+            for room, first, second in ((f"lobby@{peer.muc}", bob, alice),
                                         (f"hall@conference.{HEARTH_DOMAIN}", alice, bob)):
                 nick1, nick2 = ("Alice", "Bob") if first is alice else ("Bob", "Alice")
                 muc = first.plugin["xep_0045"]
@@ -311,27 +430,27 @@ def test_rooms_on_each_server_with_occupants_from_both(federation):
     run_logged(federation, scenario())
 
 
-def test_prosody_restarted_mid_conversation_gets_what_was_sent_meanwhile(federation):
-    hearth, prosody = federation
+def test_peer_restarted_mid_conversation_gets_what_was_sent_meanwhile(federation):
+    hearth, peer = federation
     alice_jid, alice_pw = hearth.new_account("restartalice")
-    bob_jid, bob_pw = prosody.new_account("restartbob")
+    bob_jid, bob_pw = peer.new_account("restartbob")
 
     async def scenario():
         alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(prosody, bob_jid, bob_pw)
+        bob = await logged_in(peer, bob_jid, bob_pw)
         try:
             alice.send_message(mto=bob_jid, mbody="before", mtype="chat")
             await next_item(bob.messages, lambda m: m["body"] == "before", what="the first message")
             await bob.close()
-            prosody.stop()
-            # Sent while Prosody is down: the link waits and reconnects (within
-            # connect_timeout_secs), Prosody stores it offline for bob.
+            peer.stop()
+            # Sent while the peer is down: the link waits and reconnects (within
+            # connect_timeout_secs), the peer stores it offline for bob.
             alice.send_message(mto=bob_jid, mbody="while you were away", mtype="chat")
             await asyncio.sleep(1)
-            prosody.start()
-            bob = await logged_in(prosody, bob_jid, bob_pw)
+            peer.start()
+            bob = await logged_in(peer, bob_jid, bob_pw)
             got = await next_item(bob.messages, lambda m: m["body"] == "while you were away",
-                                  what="the message sent while Prosody was down")
+                                  what="the message sent while the peer was down")
             assert got["from"].bare == alice_jid
         finally:
             await alice.close()
@@ -341,15 +460,15 @@ def test_prosody_restarted_mid_conversation_gets_what_was_sent_meanwhile(federat
 
 
 def test_a_server_that_stays_down_gets_the_senders_a_bounce(federation):
-    hearth, prosody = federation
+    hearth, peer = federation
     alice_jid, alice_pw = hearth.new_account("bouncealice")
 
     async def scenario():
         alice = await logged_in(hearth, alice_jid, alice_pw)
-        prosody.stop()
+        peer.stop()
         try:
             started = time.monotonic()
-            alice.send_message(mto=f"nobody@{PROSODY_DOMAIN}", mbody="anyone?", mtype="chat")
+            alice.send_message(mto=f"nobody@{peer.domain}", mbody="anyone?", mtype="chat")
             err = await next_item(alice.messages, lambda m: m["type"] == "error",
                                   what="the bounce for a server that is down")
             assert err["error"]["condition"] in ("remote-server-not-found", "remote-server-timeout")
@@ -357,6 +476,6 @@ def test_a_server_that_stays_down_gets_the_senders_a_bounce(federation):
             assert time.monotonic() - started < 14
         finally:
             await alice.close()
-            prosody.start()
+            peer.start()
 
     run_logged(federation, scenario())
