@@ -269,3 +269,48 @@ async fn forged_dialback_keys_and_unauthenticated_stanzas_are_refused() {
     bob.expect_silence(300).await;
     drop(a);
 }
+
+#[tokio::test]
+async fn stanzas_a_crashed_peer_never_acknowledged_are_sent_again() {
+    let Pair { a, mut b, _a_files } = pair("", |_| String::new());
+    a.add_user("alice", "alicepass1");
+    b.add_user("bob", "bobpass12");
+    let (mut alice, _) = login(&a, "alice", "alicepass1", "phone").await;
+    let (mut bob, _) = login(&b, "bob", "bobpass12", "desk").await;
+    bob.send("<presence/>").await;
+    bob.sync().await;
+    alice
+        .send("<message to='bob@b.test' type='chat' id='m0'><body>link up</body></message>")
+        .await;
+    bob.expect("<body>link up</body>").await;
+    assert!(
+        a.log().contains("acks=true"),
+        "acknowledgements enabled on the link"
+    );
+    // b freezes: what a writes now sits unread in b's socket, then b crashes with it.
+    b.signal("STOP");
+    for i in 0..20 {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test' type='chat' id='x{i}'><body>kept {i}</body></message>"
+            ))
+            .await;
+    }
+    alice.sync().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.kill();
+    drop(bob);
+    let b2 = TestServer::restart_from(&b);
+    // a resends on a new link; b2 stores the messages for bob, who gets them on login.
+    let (mut bob, _) = login(&b2, "bob", "bobpass12", "desk").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bob.send("<presence/>").await;
+    for i in 0..20 {
+        let got = bob.expect_stanza("<message").await;
+        assert!(
+            got.contains(&format!("<body>kept {i}</body>")),
+            "message {i}: {got}"
+        );
+    }
+    assert!(a.log().contains("unacknowledged=20"), "{}", a.log());
+}

@@ -52,6 +52,8 @@ struct Incoming {
     verified: HashSet<(String, String)>,
     pending: usize,
     verdicts: (mpsc::Sender<Verdict>, mpsc::Receiver<Verdict>),
+    /// Stanzas handled since the peer enabled acknowledgements (XEP-0198), modulo 2^32.
+    handled: Option<u32>,
 }
 
 pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -78,6 +80,7 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
         verified: HashSet::new(),
         pending: 0,
         verdicts: mpsc::channel(MAX_PENDING_VERIFICATIONS),
+        handled: None,
     };
     let close = loop {
         match conn.run().await {
@@ -246,6 +249,11 @@ impl Incoming {
                 );
             }
         }
+        // Acknowledgements (XEP-0198, without resumption) once the stream is encrypted: the
+        // peer enables them after authenticating, and resends what a broken link never confirmed.
+        if self.wire.io.is_encrypted() {
+            features.append_child(Element::bare("sm", crate::sm::NS));
+        }
         self.wire.out.extend_from_slice(b"<stream:features>");
         for feature in features.children() {
             self.wire.send_element(feature);
@@ -299,7 +307,15 @@ impl Incoming {
             return Ok(());
         }
         if el.ns() == ns::CLIENT {
-            return self.stanza(el).await;
+            self.stanza(el).await?;
+            if let Some(handled) = &mut self.handled {
+                *handled = handled.wrapping_add(1);
+            }
+            return Ok(());
+        }
+        if el.ns() == crate::sm::NS {
+            self.acknowledgements(&el);
+            return Ok(());
         }
         Err(Some((
             "unsupported-stanza-type",
@@ -341,6 +357,25 @@ impl Incoming {
         self.sasl_domain = Some(domain);
         self.wire.parser.reset();
         self.stream_id = random_id();
+    }
+
+    /// `<enable/>` and `<r/>` (XEP-0198 §3, §4); resumption is not offered on server links.
+    fn acknowledgements(&mut self, el: &Element) {
+        let authenticated = self.sasl_domain.is_some() || !self.verified.is_empty();
+        let reply = match (el.name(), self.handled) {
+            ("enable", None) if authenticated && self.wire.io.is_encrypted() => {
+                self.handled = Some(0);
+                format!("<enabled xmlns='{}'/>", crate::sm::NS)
+            }
+            ("enable", _) => format!(
+                "<failed xmlns='{}'><unexpected-request xmlns='{}'/></failed>",
+                crate::sm::NS,
+                ns::STANZAS
+            ),
+            ("r", Some(h)) => format!("<a xmlns='{}' h='{h}'/>", crate::sm::NS),
+            _ => return,
+        };
+        self.wire.out.extend_from_slice(reply.as_bytes());
     }
 
     /// `<db:result/>`: the peer claims `from` and wants to send to `to` (XEP-0220 §2.1).

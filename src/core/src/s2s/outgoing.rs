@@ -2,6 +2,7 @@
 //! link, then feeding it from its queue; and the short-lived streams that ask an authoritative
 //! server to verify a dialback key.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,13 +60,15 @@ async fn link(
 ) {
     let cfg = server.config.s2s.clone();
     let mut shutdown = server.shutdown_signal();
+    // Stanzas to send before the queue's: those a broken connection never acknowledged.
+    let mut resend: VecDeque<Stanza> = VecDeque::new();
     loop {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(cfg.connect_timeout_secs);
         let mut backoff = Duration::from_millis(250);
-        let wire = loop {
+        let established = loop {
             match establish(&server, &local, &remote, deadline).await {
-                Ok(wire) => break Ok(wire),
+                Ok(done) => break Ok(done),
                 Err(e) if Instant::now() + backoff >= deadline => break Err(e),
                 Err(e) => {
                     tracing::info!(%local, %remote, reason = %e.reason, retry_in_ms = backoff.as_millis() as u64, "cannot reach remote server yet; retrying");
@@ -77,8 +80,8 @@ async fn link(
                 }
             }
         };
-        let wire = match wire {
-            Ok(wire) => wire,
+        let (wire, acks) = match established {
+            Ok(done) => done,
             Err(e) => {
                 tracing::warn!(%local, %remote, reason = %e.reason, waited_secs = started.elapsed().as_secs(), "giving up on remote server (s2s.connect_timeout_secs); bouncing what waited for it");
                 server.retire_link(&local, &remote, id);
@@ -88,19 +91,24 @@ async fn link(
                 } else {
                     Condition::RemoteServerNotFound
                 };
-                while let Some(st) = queue.recv().await {
-                    let err = StanzaError::new(condition)
-                        .with_text(format!("cannot reach {remote}: {}", e.reason));
+                let text = format!("cannot reach {remote}: {}", e.reason);
+                while let Some(st) = match resend.pop_front() {
+                    Some(st) => Some(st),
+                    None => queue.recv().await,
+                } {
+                    let err = StanzaError::new(condition).with_text(text.clone());
                     server.bounce(&st, err).await;
                 }
                 return;
             }
         };
-        tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), "server-to-server link established");
-        let ended = feed(&server, wire, &mut queue, &mut shutdown).await;
+        tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), acks, "server-to-server link established");
+        let mut sent = Sent::new(acks, std::mem::take(&mut resend));
+        let ended = feed(&server, wire, &mut queue, &mut sent, &mut shutdown).await;
+        resend = sent.unacknowledged();
         match ended {
-            Ended::Broken(e) if !queue.is_empty() => {
-                tracing::info!(%local, %remote, reason = %e.reason, "server-to-server link broke with stanzas waiting; reconnecting");
+            Ended::Broken(e) if !resend.is_empty() || !queue.is_empty() => {
+                tracing::info!(%local, %remote, reason = %e.reason, unacknowledged = resend.len(), "server-to-server link broke with stanzas waiting; reconnecting");
                 continue;
             }
             Ended::Broken(e) => {
@@ -121,11 +129,71 @@ async fn link(
     }
 }
 
+/// What an established link has written: with acknowledgements (XEP-0198 on the link), the
+/// stanzas not yet acknowledged, to send again on a new connection if this one breaks.
+struct Sent {
+    acks: bool,
+    /// Written, not acknowledged yet (oldest first).
+    unacked: VecDeque<Stanza>,
+    /// Stanzas written on this connection, modulo 2^32 (XEP-0198 counts).
+    count: u32,
+    /// `h` of the last acknowledgement.
+    acked: u32,
+    /// An `<r/>` is outstanding.
+    requested: bool,
+    /// To write before the queue's stanzas.
+    first: VecDeque<Stanza>,
+}
+
+impl Sent {
+    fn new(acks: bool, first: VecDeque<Stanza>) -> Self {
+        Sent {
+            acks,
+            unacked: VecDeque::new(),
+            count: 0,
+            acked: 0,
+            requested: false,
+            first,
+        }
+    }
+
+    fn write(&mut self, wire: &mut Wire, st: Stanza) {
+        wire.out.extend_from_slice(&st.to_client_bytes());
+        if self.acks {
+            self.count = self.count.wrapping_add(1);
+            self.unacked.push_back(st);
+        }
+    }
+
+    /// `<a h='…'/>`: drops what the peer confirms; an `h` beyond what was sent breaks the link.
+    fn acknowledged(&mut self, h: u32) -> Result<(), Broken> {
+        let newly = h.wrapping_sub(self.acked) as usize;
+        if newly > self.unacked.len() {
+            return Err(Broken::new(format!(
+                "the peer acknowledged {newly} stanzas, {} were outstanding",
+                self.unacked.len()
+            )));
+        }
+        self.unacked.drain(..newly);
+        self.acked = h;
+        self.requested = false;
+        Ok(())
+    }
+
+    /// Everything not known to have arrived, in order.
+    fn unacknowledged(self) -> VecDeque<Stanza> {
+        let mut all = self.unacked;
+        all.extend(self.first);
+        all
+    }
+}
+
 /// Writes queued stanzas to an established link until it is idle, breaks, or the server stops.
 async fn feed(
     server: &Arc<Server>,
     mut wire: Wire,
     queue: &mut mpsc::Receiver<Stanza>,
+    sent: &mut Sent,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended {
     let cfg = &server.config.s2s;
@@ -134,24 +202,39 @@ async fn feed(
     let mut last_stanza = Instant::now();
     let mut last_write = Instant::now();
     let ended = loop {
-        tokio::select! {
-            st = queue.recv() => {
-                let Some(st) = st else { break Ended::Idle };
-                wire.out.extend_from_slice(&st.to_client_bytes());
-                while wire.out.len() < WRITE_BATCH {
-                    match queue.try_recv() {
-                        Ok(st) => wire.out.extend_from_slice(&st.to_client_bytes()),
-                        Err(_) => break,
-                    }
+        while wire.out.len() < WRITE_BATCH
+            && let Some(st) = sent.first.pop_front()
+        {
+            sent.write(&mut wire, st);
+        }
+        if !wire.out.is_empty() {
+            while wire.out.len() < WRITE_BATCH {
+                match queue.try_recv() {
+                    Ok(st) => sent.write(&mut wire, st),
+                    Err(_) => break,
                 }
-                if let Err(e) = wire.flush().await {
-                    break Ended::Broken(Broken::new(format!("write failed: {e}")));
-                }
-                last_stanza = Instant::now();
-                last_write = last_stanza;
             }
+            if sent.acks && !sent.requested && !sent.unacked.is_empty() {
+                wire.out
+                    .extend_from_slice(format!("<r xmlns='{}'/>", crate::sm::NS).as_bytes());
+                sent.requested = true;
+            }
+            if let Err(e) = wire.flush().await {
+                break Ended::Broken(Broken::new(format!("write failed: {e}")));
+            }
+            last_stanza = Instant::now();
+            last_write = last_stanza;
+            if !sent.first.is_empty() {
+                continue;
+            }
+        }
+        tokio::select! {
+            st = queue.recv() => match st {
+                Some(st) => sent.write(&mut wire, st),
+                None => break Ended::Idle,
+            },
             read = wire.read_some() => match read {
-                Ok(true) => match drain_incoming(&mut wire) {
+                Ok(true) => match drain_incoming(&mut wire, sent) {
                     Ok(()) => {}
                     Err(e) => break Ended::Broken(e),
                 },
@@ -159,15 +242,27 @@ async fn feed(
                 Err(e) => break Ended::Broken(Broken::new(format!("connection error: {e}"))),
             },
             _ = sleep_until(last_write + keepalive) => {
-                // A whitespace keep-alive (RFC 6120 §4.6.1): keeps NATs open, and a dead peer
-                // shows up as a failed write.
-                wire.out.push(b' ');
+                // A whitespace keep-alive (RFC 6120 §4.6.1), or an ack request when stanzas
+                // wait for one: keeps NATs open, and a dead peer shows up as a failed write
+                // (or, with acks, as a request never answered: see below).
+                if sent.acks && !sent.unacked.is_empty() {
+                    if sent.requested {
+                        break Ended::Broken(Broken {
+                            reason: "the peer did not acknowledge stanzas within s2s.keepalive_secs".into(),
+                            timed_out: true,
+                        });
+                    }
+                    wire.out.extend_from_slice(format!("<r xmlns='{}'/>", crate::sm::NS).as_bytes());
+                    sent.requested = true;
+                } else {
+                    wire.out.push(b' ');
+                }
                 if let Err(e) = wire.flush().await {
                     break Ended::Broken(Broken::new(format!("keep-alive failed: {e}")));
                 }
                 last_write = Instant::now();
             }
-            _ = sleep_until(last_stanza + idle) => break Ended::Idle,
+            _ = sleep_until(last_stanza + idle), if sent.unacked.is_empty() => break Ended::Idle,
             _ = shutdown.changed() => break Ended::Idle,
         }
     };
@@ -178,9 +273,9 @@ async fn feed(
     ended
 }
 
-/// Handles what a peer says on a stream hearth initiated once it is established: nothing but
-/// keep-alives is expected; its end or an error ends the link.
-fn drain_incoming(wire: &mut Wire) -> Result<(), Broken> {
+/// Handles what a peer says on a stream hearth initiated once it is established: acks and
+/// keep-alives; its end or an error ends the link.
+fn drain_incoming(wire: &mut Wire, sent: &mut Sent) -> Result<(), Broken> {
     loop {
         match wire.parser.next_event() {
             Ok(None) => return Ok(()),
@@ -188,19 +283,57 @@ fn drain_incoming(wire: &mut Wire) -> Result<(), Broken> {
             Ok(Some(StreamEvent::Element(el))) if el.is("error", ns::STREAM) => {
                 return Err(Broken::new("the peer sent a stream error"));
             }
+            Ok(Some(StreamEvent::Element(el))) if el.is("a", crate::sm::NS) && sent.acks => {
+                let h = el.attr("h").and_then(|h| h.parse().ok()).ok_or_else(|| {
+                    Broken::new("the peer sent an acknowledgement without a valid h")
+                })?;
+                sent.acknowledged(h)?;
+            }
+            Ok(Some(StreamEvent::Element(el))) if el.is("r", crate::sm::NS) => {
+                // Nothing is received on this stream (no stanzas come back on it).
+                wire.out
+                    .extend_from_slice(format!("<a xmlns='{}' h='0'/>", crate::sm::NS).as_bytes());
+            }
             Ok(Some(_)) => {}
             Err(e) => return Err(Broken::new(format!("bad XML from the peer: {e}"))),
         }
     }
 }
 
-/// Connects to `remote`'s server and authenticates `local` to it.
+/// Connects to `remote`'s server, authenticates `local` to it and enables acknowledgements
+/// (XEP-0198) if the peer offers them: the link, and whether it has acks.
 async fn establish(
     server: &Arc<Server>,
     local: &str,
     remote: &str,
     deadline: Instant,
-) -> Result<Wire, Broken> {
+) -> Result<(Wire, bool), Broken> {
+    let (mut wire, features) = authenticate(server, local, remote, deadline).await?;
+    if features.get_child("sm", crate::sm::NS).is_none() {
+        return Ok((wire, false));
+    }
+    wire.out
+        .extend_from_slice(format!("<enable xmlns='{}'/>", crate::sm::NS).as_bytes());
+    flush(&mut wire).await?;
+    loop {
+        let el = wire.next_element(deadline).await?;
+        if el.is("enabled", crate::sm::NS) {
+            return Ok((wire, true));
+        }
+        if el.is("failed", crate::sm::NS) {
+            return Ok((wire, false));
+        }
+    }
+}
+
+/// Authenticates `local` to `remote`'s server: the link and the features of its
+/// authenticated stream (those before dialback, which does not restart the stream).
+async fn authenticate(
+    server: &Arc<Server>,
+    local: &str,
+    remote: &str,
+    deadline: Instant,
+) -> Result<(Wire, Element), Broken> {
     let (mut wire, stream_id, features) = open_secured(server, local, remote, deadline).await?;
     let policy = server.config.s2s.policy(remote);
     if policy == S2sAuth::Certificate {
@@ -217,7 +350,7 @@ async fn establish(
     });
     if offers_external && wire.io.is_encrypted() {
         match sasl_external(&mut wire, local, remote, deadline).await {
-            Ok(()) => return Ok(wire),
+            Ok(features) => return Ok((wire, features)),
             Err(e) if policy == S2sAuth::Certificate => return Err(e),
             Err(e) => {
                 tracing::debug!(%local, %remote, reason = %e.reason, "SASL EXTERNAL refused; trying dialback")
@@ -244,7 +377,7 @@ async fn establish(
             continue;
         }
         return match el.attr("type") {
-            Some("valid") => Ok(wire),
+            Some("valid") => Ok((wire, features)),
             Some("invalid") => Err(Broken::new(format!(
                 "{remote} refused hearth's dialback key"
             ))),
@@ -410,12 +543,13 @@ async fn restart(
     Ok((stream_id, features))
 }
 
+/// SASL EXTERNAL with hearth's certificate; the features of the restarted stream.
 async fn sasl_external(
     wire: &mut Wire,
     local: &str,
     remote: &str,
     deadline: Instant,
-) -> Result<(), Broken> {
+) -> Result<Element, Broken> {
     wire.out.extend_from_slice(
         format!(
             "<auth xmlns='{}' mechanism='EXTERNAL'>{}</auth>",
@@ -431,8 +565,8 @@ async fn sasl_external(
             "{remote} refused hearth's certificate for {local} (SASL EXTERNAL)"
         )));
     }
-    restart(wire, local, remote, deadline).await?;
-    Ok(())
+    let (_, features) = restart(wire, local, remote, deadline).await?;
+    Ok(features)
 }
 
 async fn flush(wire: &mut Wire) -> Result<(), Broken> {
