@@ -315,9 +315,9 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
         },
         Service {
             prefix: "_xmpp-server._tcp",
-            ports: Vec::new(),
+            ports: ports(&cfg.s2s.listen),
             missing: format!(
-                "other servers fall back to {domain}:5269; hearth does not federate yet, publish it once it does"
+                "other servers fall back to {domain} (A/AAAA) on port 5269; publish one if hearth runs on another host or port (see contrib/dns-zone.example)"
             ),
         },
     ];
@@ -370,6 +370,11 @@ async fn check_dns(r: &mut Report, cfg: &Config, dns_server: Option<SocketAddr>)
                 if service.prefix == "_xmpps-client._tcp" && service.ports.is_empty() =>
             {
                 r.ok(format!("no SRV record {name}, and no direct TLS listener"));
+            }
+            Answer::Missing if service.prefix == "_xmpp-server._tcp" && !cfg.s2s.enabled => {
+                r.ok(format!(
+                    "no SRV record {name}, and federation is off (s2s.enabled)"
+                ));
             }
             Answer::Missing => r.warn(format!("no SRV record {name}: {}", service.missing)),
             Answer::Failed(e) => {

@@ -374,7 +374,7 @@ pub const CORE_SPECS: &[Spec] = &[
         id: "RFC 6120",
         version: "",
         status: SupportStatus::Complete,
-        note: "c2s streams, STARTTLS required, SASL, resource binding; s2s not yet",
+        note: "c2s streams, STARTTLS required, SASL, resource binding; s2s streams with STARTTLS (required by default), SASL EXTERNAL, SRV resolution, one pooled link per domain pair",
     },
     Spec {
         id: "RFC 7590",
@@ -398,7 +398,19 @@ pub const CORE_SPECS: &[Spec] = &[
         id: "XEP-0198",
         version: "1.6.3",
         status: SupportStatus::Complete,
-        note: "acks and resumption; unacknowledged messages go to offline storage when a session is not resumed; resumable sessions are saved at shutdown and resumable after a restart",
+        note: "acks and resumption; unacknowledged messages go to offline storage when a session is not resumed; resumable sessions are saved at shutdown and resumable after a restart. On server links: acks without resumption, unacknowledged stanzas sent again on the next connection",
+    },
+    Spec {
+        id: "XEP-0178",
+        version: "1.2",
+        status: SupportStatus::Complete,
+        note: "SASL EXTERNAL between servers, offered and used when the certificate is valid for the domain (system roots, s2s.ca_file; DNS-ID names)",
+    },
+    Spec {
+        id: "XEP-0220",
+        version: "1.1.1",
+        status: SupportStatus::Complete,
+        note: "dialback as the fallback to certificates, keys by XEP-0185 (HMAC-SHA256 of a secret), verification on a separate stream, dialback errors; a certificate valid for the domain is accepted without asking back (XEP-0344)",
     },
     Spec {
         id: "XEP-0352",
@@ -428,7 +440,7 @@ pub const CORE_SPECS: &[Spec] = &[
         id: "XEP-0368",
         version: "1.1.0",
         status: SupportStatus::Complete,
-        note: "direct TLS on c2s.direct_tls_listen, ALPN xmpp-client",
+        note: "direct TLS on c2s.direct_tls_listen (ALPN xmpp-client) and s2s.direct_tls_listen (xmpp-server); _xmpps-server and _xmpp-server records tried in one order",
     },
     Spec {
         id: "XEP-0440",
