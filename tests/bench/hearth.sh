@@ -17,7 +17,8 @@ s2s_section() {
     printf '[s2s]\nenabled = false\n'
     return
   fi
-  printf '[s2s]\nlisten = ["%s:%s"]\nca_file = "%s"\n' "$BENCH_IP" "${BENCH_S2S_PORT:-5269}" "${BENCH_CA:-$BENCH_CERT}"
+  # No rate limiting on s2s, as the bench asks.
+  printf '[s2s]\nlisten = ["%s:%s"]\nca_file = "%s"\nmax_stanzas_per_second = 0\n' "$BENCH_IP" "${BENCH_S2S_PORT:-5269}" "${BENCH_CA:-$BENCH_CERT}"
   local peer
   for peer in ${BENCH_S2S_PEERS:-}; do
     printf '[s2s.peers."%s"]\naddress = "%s"\n' "${peer%%=*}" "${peer#*=}"

@@ -314,3 +314,101 @@ async fn stanzas_a_crashed_peer_never_acknowledged_are_sent_again() {
     }
     assert!(a.log().contains("unacknowledged=20"), "{}", a.log());
 }
+
+/// A dialback key as hearth derives it (XEP-0185), for a test that knows the secret.
+fn dialback_key(secret: &str, receiving: &str, originating: &str, stream_id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let mut mac = Hmac::<Sha256>::new_from_slice(&Sha256::digest(secret)).unwrap();
+    mac.update(format!("{receiving} {originating} {stream_id}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A raw stream to `b` authenticated as a.test by dialback (b asks `a`, which shares the
+/// test's secret).
+async fn raw_from_a(b: &TestServer) -> Raw {
+    let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "b.test").await;
+    raw.open().await;
+    let features = raw.starttls(&tls_connector(&b.cert_path(), &[])).await;
+    let id = attr(&features, "id").expect("stream id").to_string();
+    let key = dialback_key("shared-secret", "b.test", "a.test", &id);
+    raw.send(&format!(
+        "<db:result from='a.test' to='b.test'>{key}</db:result>"
+    ))
+    .await;
+    let r = raw.expect_stanza("<db:result").await;
+    assert!(r.contains("type='valid'"), "{r}");
+    raw
+}
+
+#[tokio::test]
+async fn a_flooding_server_is_read_more_slowly_and_limited_in_connections() {
+    let keys = "dialback_secret = \"shared-secret\"\nmax_stanzas_per_second = 40\nmax_connections_per_domain = 1\n";
+    let Pair { a, b, _a_files } = pair(keys, |_| String::new());
+    b.add_user("bob", "bobpass12");
+    let (mut bob, _) = login(&b, "bob", "bobpass12", "desk").await;
+    bob.send("<presence/>").await;
+    bob.sync().await;
+    let mut raw = raw_from_a(&b).await;
+    let started = Instant::now();
+    let mut flood = String::new();
+    for i in 0..200 {
+        flood.push_str(&format!(
+            "<message from='mallory@a.test/x' to='bob@b.test/desk' type='chat'><body>f{i}</body></message>"
+        ));
+    }
+    raw.send(&flood).await;
+    for i in 0..200 {
+        let got = bob.expect_stanza("<message").await;
+        assert!(got.contains(&format!("<body>f{i}</body>")), "{got}");
+    }
+    // A burst of 80, then 40 per second: the other 120 take three seconds.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2500), "{took:?}");
+    // A second connection for a.test is one too many.
+    let mut second = Raw::connect_as_server(b.s2s_addr, "a.test", "b.test").await;
+    second.open().await;
+    let features = second.starttls(&tls_connector(&b.cert_path(), &[])).await;
+    let id = attr(&features, "id").expect("stream id").to_string();
+    let key = dialback_key("shared-secret", "b.test", "a.test", &id);
+    second
+        .send(&format!(
+            "<db:result from='a.test' to='b.test'>{key}</db:result>"
+        ))
+        .await;
+    second.expect_stream_error("policy-violation").await;
+    drop(a);
+}
+
+#[tokio::test]
+async fn direct_tls_between_servers() {
+    let ip_b = "127.0.1.5";
+    let direct_b = format!("{ip_b}:{}", free_port(ip_b));
+    let a = TestServer::start_federating(
+        "a.test",
+        "",
+        &format!("[s2s.peers.\"b.test\"]\naddress = \"{direct_b}\"\ndirect_tls = true\n"),
+    );
+    let b = TestServer::start_federating(
+        "b.test",
+        &format!("direct_tls_listen = [\"{direct_b}\"]\n"),
+        &peer("a.test", &a),
+    );
+    a.add_user("alice", "alicepass1");
+    b.add_user("bob", "bobpass12");
+    let (mut alice, _) = login(&a, "alice", "alicepass1", "phone").await;
+    let (mut bob, _) = login(&b, "bob", "bobpass12", "desk").await;
+    alice
+        .send("<message to='bob@b.test/desk' type='chat'><body>straight to TLS</body></message>")
+        .await;
+    bob.expect("<body>straight to TLS</body>").await;
+    assert!(
+        a.log().contains(&format!("peer={direct_b}")),
+        "a used b's direct TLS port:\n{}",
+        a.log()
+    );
+}

@@ -30,7 +30,7 @@ pub struct TestServer {
     data_root: Option<PathBuf>,
 }
 
-fn free_port(ip: &str) -> u16 {
+pub fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))
         .expect("bind probe")
         .local_addr()

@@ -202,6 +202,12 @@ pub struct S2sConfig {
     pub max_queued_stanzas: usize,
     /// Incoming s2s connections open at once (all domains together).
     pub max_connections: usize,
+    /// Incoming connections authenticated for one remote domain at once.
+    pub max_connections_per_domain: usize,
+    /// Stanzas per second read from one incoming connection (bursts of twice that); beyond it
+    /// hearth reads more slowly, so a flooding server is slowed down, nothing is dropped.
+    /// 0: no limit.
+    pub max_stanzas_per_second: u32,
     /// Largest stanza accepted from another server, in bytes.
     pub max_stanza_size: usize,
     /// Domains never federated with (neither direction).
@@ -250,6 +256,8 @@ impl Default for S2sConfig {
             keepalive_secs: 60,
             max_queued_stanzas: 10_000,
             max_connections: 1_000,
+            max_connections_per_domain: 8,
+            max_stanzas_per_second: 500,
             max_stanza_size: 512 * 1024,
             blocked_domains: Vec::new(),
             peers: BTreeMap::new(),

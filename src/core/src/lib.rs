@@ -11,6 +11,7 @@ pub mod dns;
 pub mod jid;
 pub mod module;
 pub mod ns;
+pub mod rate;
 pub mod router;
 pub mod s2s;
 pub mod server;

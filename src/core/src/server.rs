@@ -138,7 +138,8 @@ impl Server {
     }
 
     /// Binds the listeners, starts the modules' workers and serves until SIGTERM/SIGINT. SIGHUP
-    /// reloads the TLS certificate without touching live sessions.
+    /// reloads the TLS certificate without touching live sessions; SIGUSR1 logs the state of
+    /// the server-to-server links.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let c2s_limit = Arc::new(Semaphore::new(self.config.c2s.max_connections));
         let s2s_limit = Arc::new(Semaphore::new(self.config.s2s.max_connections));
@@ -226,10 +227,11 @@ impl Server {
 
     async fn wait_for_signals(&self) {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::user_defined1()),
         ) else {
             tracing::error!("cannot install signal handlers; stop hearth with SIGKILL");
             return std::future::pending().await;
@@ -240,6 +242,7 @@ impl Server {
                     Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded; live sessions keep their connections"),
                     Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: certificate reload failed; still using the previous certificate"),
                 },
+                _ = usr1.recv() => self.s2s.log_status(),
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return }
             }

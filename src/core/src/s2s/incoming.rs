@@ -54,6 +54,10 @@ struct Incoming {
     verdicts: (mpsc::Sender<Verdict>, mpsc::Receiver<Verdict>),
     /// Stanzas handled since the peer enabled acknowledgements (XEP-0198), modulo 2^32.
     handled: Option<u32>,
+    /// Remote domains this connection counts for (`s2s.max_connections_per_domain`).
+    counted: HashSet<String>,
+    /// `s2s.max_stanzas_per_second`.
+    bucket: crate::rate::Bucket,
 }
 
 pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -81,6 +85,11 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
         pending: 0,
         verdicts: mpsc::channel(MAX_PENDING_VERIFICATIONS),
         handled: None,
+        counted: HashSet::new(),
+        bucket: crate::rate::Bucket::full(
+            2.0 * f64::from(cfg.max_stanzas_per_second),
+            std::time::Instant::now(),
+        ),
     };
     let close = loop {
         match conn.run().await {
@@ -106,6 +115,9 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
             }
         }
     };
+    for domain in &conn.counted {
+        conn.server.s2s.release_incoming(domain);
+    }
     let mut wire = conn.wire;
     match close {
         Some((condition, text)) => {
@@ -162,7 +174,7 @@ impl Incoming {
                 },
                 Some((remote, local, valid)) = self.verdicts.1.recv() => {
                     self.pending -= 1;
-                    self.dialback_verdict(remote, local, valid);
+                    self.dialback_verdict(remote, local, valid)?;
                 }
                 _ = sleep_until(last_read + silence) => {
                     return Err(Some(("connection-timeout", "no traffic on this stream".into())));
@@ -289,8 +301,7 @@ impl Incoming {
         let encrypted = self.wire.io.is_encrypted();
         let require = self.server.config.s2s.require_encryption;
         if el.is("auth", ns::SASL) {
-            self.sasl_external(&el);
-            return Ok(());
+            return self.sasl_external(&el);
         }
         if el.ns() == NS_DIALBACK {
             if require && !encrypted {
@@ -300,13 +311,14 @@ impl Incoming {
                 )));
             }
             match el.name() {
-                "result" => self.dialback_result(&el),
+                "result" => self.dialback_result(&el)?,
                 "verify" => self.dialback_verify(&el),
                 _ => {}
             }
             return Ok(());
         }
         if el.ns() == ns::CLIENT {
+            self.shape().await;
             self.stanza(el).await?;
             if let Some(handled) = &mut self.handled {
                 *handled = handled.wrapping_add(1);
@@ -323,14 +335,15 @@ impl Incoming {
         )))
     }
 
-    fn sasl_external(&mut self, el: &Element) {
+    fn sasl_external(&mut self, el: &Element) -> Result<(), Close> {
         let failure = |wire: &mut Wire, condition: &str| {
             wire.out.extend_from_slice(
                 format!("<failure xmlns='{}'><{condition}/></failure>", ns::SASL).as_bytes(),
             );
         };
         if el.attr("mechanism") != Some("EXTERNAL") || !self.wire.io.is_encrypted() {
-            return failure(&mut self.wire, "invalid-mechanism");
+            failure(&mut self.wire, "invalid-mechanism");
+            return Ok(());
         }
         let text = el.text();
         let authzid = match text.trim() {
@@ -342,14 +355,17 @@ impl Incoming {
                 .map(|s| s.to_ascii_lowercase()),
         };
         let Some(domain) = authzid.filter(|d| self.claimed.as_ref().is_none_or(|c| c == d)) else {
-            return failure(&mut self.wire, "invalid-authzid");
+            failure(&mut self.wire, "invalid-authzid");
+            return Ok(());
         };
         if self.server.config.s2s.policy(&domain) == S2sAuth::Refuse
             || !self.certificate_valid_for(&domain)
         {
             tracing::info!(peer = %self.wire.peer, %domain, "SASL EXTERNAL refused: certificate not valid for the domain");
-            return failure(&mut self.wire, "not-authorized");
+            failure(&mut self.wire, "not-authorized");
+            return Ok(());
         }
+        self.count(&domain)?;
         tracing::debug!(peer = %self.wire.peer, %domain, "remote server authenticated by certificate");
         self.wire
             .out
@@ -357,6 +373,40 @@ impl Incoming {
         self.sasl_domain = Some(domain);
         self.wire.parser.reset();
         self.stream_id = random_id();
+        Ok(())
+    }
+
+    /// Counts this connection for `remote` (once), refusing it beyond
+    /// `s2s.max_connections_per_domain`.
+    fn count(&mut self, remote: &str) -> Result<(), Close> {
+        if self.counted.contains(remote) {
+            return Ok(());
+        }
+        let max = self.server.config.s2s.max_connections_per_domain;
+        if !self.server.s2s.admit_incoming(remote, max) {
+            tracing::warn!(peer = %self.wire.peer, %remote, max, "too many connections from one server (s2s.max_connections_per_domain); refusing");
+            return Err(Some((
+                "policy-violation",
+                format!("too many connections from {remote}"),
+            )));
+        }
+        self.counted.insert(remote.to_string());
+        Ok(())
+    }
+
+    /// Waits while the peer sends faster than `s2s.max_stanzas_per_second` (reading stops
+    /// meanwhile, so TCP slows the peer down).
+    async fn shape(&mut self) {
+        let rate = f64::from(self.server.config.s2s.max_stanzas_per_second);
+        if rate == 0.0 {
+            return;
+        }
+        while !self
+            .bucket
+            .take(rate, 2.0 * rate, std::time::Instant::now())
+        {
+            tokio::time::sleep(self.bucket.until_next(rate)).await;
+        }
     }
 
     /// `<enable/>` and `<r/>` (XEP-0198 §3, §4); resumption is not offered on server links.
@@ -379,9 +429,9 @@ impl Incoming {
     }
 
     /// `<db:result/>`: the peer claims `from` and wants to send to `to` (XEP-0220 §2.1).
-    fn dialback_result(&mut self, el: &Element) {
+    fn dialback_result(&mut self, el: &Element) -> Result<(), Close> {
         let (Some(remote), Some(local)) = (el.attr("from"), el.attr("to")) else {
-            return;
+            return Ok(());
         };
         let (remote, local) = (remote.to_ascii_lowercase(), local.to_ascii_lowercase());
         let key = el.text();
@@ -398,10 +448,12 @@ impl Incoming {
             );
         };
         if !self.server.serves_domain(&local) {
-            return refuse(self, "item-not-found");
+            refuse(self, "item-not-found");
+            return Ok(());
         }
         if policy == S2sAuth::Refuse {
-            return refuse(self, "not-allowed");
+            refuse(self, "not-allowed");
+            return Ok(());
         }
         // A certificate valid for the domain proves it without asking back (XEP-0344 §2.4).
         if self.certificate_valid_for(&remote) {
@@ -409,10 +461,12 @@ impl Incoming {
         }
         if policy == S2sAuth::Certificate {
             tracing::info!(peer = %self.wire.peer, %remote, "dialback refused: s2s policy for this domain requires a valid certificate");
-            return refuse(self, "not-authorized");
+            refuse(self, "not-authorized");
+            return Ok(());
         }
         if key.is_empty() || self.pending >= MAX_PENDING_VERIFICATIONS {
-            return refuse(self, "policy-violation");
+            refuse(self, "policy-violation");
+            return Ok(());
         }
         self.pending += 1;
         let server = self.server.clone();
@@ -432,9 +486,18 @@ impl Incoming {
             };
             let _ = verdicts.send((remote, local, valid)).await;
         });
+        Ok(())
     }
 
-    fn dialback_verdict(&mut self, remote: String, local: String, valid: bool) {
+    fn dialback_verdict(
+        &mut self,
+        remote: String,
+        local: String,
+        valid: bool,
+    ) -> Result<(), Close> {
+        if valid {
+            self.count(&remote)?;
+        }
         let kind = if valid { "valid" } else { "invalid" };
         self.wire.out.extend_from_slice(
             format!(
@@ -450,6 +513,7 @@ impl Incoming {
         } else {
             tracing::info!(peer = %self.wire.peer, %remote, "dialback key not confirmed by the remote domain's server; stanzas from it are refused");
         }
+        Ok(())
     }
 
     /// `<db:verify/>`: another server asks whether a key is hearth's (XEP-0220 §2.3).

@@ -45,6 +45,8 @@ pub struct S2s {
     pub(crate) tls: pki::S2sTls,
     links: Mutex<HashMap<(String, String), Link>>,
     next_link_id: AtomicU64,
+    /// Authenticated incoming connections per remote domain.
+    incoming: Mutex<HashMap<String, usize>>,
     resolver: OnceLock<Option<Resolver<TokioRuntimeProvider>>>,
 }
 
@@ -52,6 +54,24 @@ pub struct S2s {
 struct Link {
     id: u64,
     queue: mpsc::Sender<Stanza>,
+    status: Arc<Mutex<LinkStatus>>,
+}
+
+/// What an outgoing link is doing, for the status report (SIGUSR1).
+#[derive(Debug, Clone)]
+pub(crate) struct LinkStatus {
+    pub state: &'static str,
+    pub since: std::time::Instant,
+    pub peer: Option<std::net::SocketAddr>,
+    pub acks: bool,
+    pub last_error: Option<String>,
+}
+
+impl LinkStatus {
+    pub fn set(&mut self, state: &'static str) {
+        self.state = state;
+        self.since = std::time::Instant::now();
+    }
 }
 
 impl S2s {
@@ -65,6 +85,7 @@ impl S2s {
             tls: pki::S2sTls::new(tls, cfg)?,
             links: Mutex::default(),
             next_link_id: AtomicU64::new(1),
+            incoming: Mutex::default(),
             resolver: OnceLock::new(),
         })
     }
@@ -105,9 +126,59 @@ impl S2s {
             .as_ref()
     }
 
-    /// Number of outgoing links (connected or connecting).
-    pub fn link_count(&self) -> usize {
-        self.links.lock().expect("links lock").len()
+    /// Counts an incoming connection authenticated for `domain`; `false` (not counted) when
+    /// `max` are open already.
+    fn admit_incoming(&self, domain: &str, max: usize) -> bool {
+        let mut incoming = self.incoming.lock().expect("incoming lock");
+        let open = incoming.entry(domain.to_string()).or_default();
+        if *open >= max {
+            return false;
+        }
+        *open += 1;
+        true
+    }
+
+    fn release_incoming(&self, domain: &str) {
+        let mut incoming = self.incoming.lock().expect("incoming lock");
+        if let Some(open) = incoming.get_mut(domain) {
+            *open -= 1;
+            if *open == 0 {
+                incoming.remove(domain);
+            }
+        }
+    }
+
+    /// Logs the state of every link (on SIGUSR1): outgoing links with their queue and last
+    /// error, and the incoming connections per domain.
+    pub fn log_status(&self) {
+        let links: Vec<_> = self
+            .links
+            .lock()
+            .expect("links lock")
+            .iter()
+            .map(|((local, remote), link)| {
+                let queued = link.queue.max_capacity() - link.queue.capacity();
+                let status = link.status.lock().expect("status lock").clone();
+                (local.clone(), remote.clone(), queued, status)
+            })
+            .collect();
+        tracing::info!(outgoing = links.len(), "server-to-server status");
+        for (local, remote, queued, status) in links {
+            tracing::info!(
+                %local,
+                %remote,
+                state = status.state,
+                for_secs = status.since.elapsed().as_secs(),
+                peer = ?status.peer,
+                acks = status.acks,
+                queued,
+                last_error = status.last_error.as_deref().unwrap_or("none"),
+                "outgoing link"
+            );
+        }
+        for (remote, open) in self.incoming.lock().expect("incoming lock").iter() {
+            tracing::info!(%remote, connections = open, "incoming from");
+        }
     }
 }
 
@@ -153,18 +224,28 @@ impl Server {
                     _ => {
                         let id = self.s2s.next_link_id.fetch_add(1, Ordering::Relaxed);
                         let (tx, rx) = mpsc::channel(cfg.max_queued_stanzas.max(1));
-                        links.insert(
-                            key.clone(),
-                            Link {
-                                id,
-                                queue: tx.clone(),
-                            },
-                        );
+                        let status = Arc::new(Mutex::new(LinkStatus {
+                            state: "connecting",
+                            since: std::time::Instant::now(),
+                            peer: None,
+                            acks: false,
+                            last_error: None,
+                        }));
+                        let link = Link {
+                            id,
+                            queue: tx.clone(),
+                            status: status.clone(),
+                        };
+                        links.insert(key.clone(), link);
+                        let (local, remote) = key.clone();
                         tokio::spawn(outgoing::run_link(
                             self.clone(),
-                            id,
-                            key.0.clone(),
-                            key.1.clone(),
+                            outgoing::LinkId {
+                                id,
+                                local,
+                                remote,
+                                status,
+                            },
                             rx,
                         ));
                         tx

@@ -43,21 +43,28 @@ enum Ended {
 /// which may start links, so its future type would otherwise contain itself.
 pub(super) fn run_link(
     server: Arc<Server>,
-    id: u64,
-    local: String,
-    remote: String,
+    link: LinkId,
     queue: mpsc::Receiver<Stanza>,
 ) -> futures_util::future::BoxFuture<'static, ()> {
-    Box::pin(link(server, id, local, remote, queue))
+    Box::pin(run(server, link, queue))
 }
 
-async fn link(
-    server: Arc<Server>,
-    id: u64,
-    local: String,
-    remote: String,
-    mut queue: mpsc::Receiver<Stanza>,
-) {
+/// Which link a task runs, and where it reports its state.
+pub(super) struct LinkId {
+    pub id: u64,
+    pub local: String,
+    pub remote: String,
+    pub status: Arc<std::sync::Mutex<super::LinkStatus>>,
+}
+
+async fn run(server: Arc<Server>, link: LinkId, mut queue: mpsc::Receiver<Stanza>) {
+    let LinkId {
+        id,
+        local,
+        remote,
+        status,
+    } = link;
+    let report = |f: &dyn Fn(&mut super::LinkStatus)| f(&mut status.lock().expect("status lock"));
     let cfg = server.config.s2s.clone();
     let mut shutdown = server.shutdown_signal();
     // Stanzas to send before the queue's: those a broken connection never acknowledged.
@@ -72,6 +79,10 @@ async fn link(
                 Err(e) if Instant::now() + backoff >= deadline => break Err(e),
                 Err(e) => {
                     tracing::info!(%local, %remote, reason = %e.reason, retry_in_ms = backoff.as_millis() as u64, "cannot reach remote server yet; retrying");
+                    report(&|s| {
+                        s.set("retrying");
+                        s.last_error = Some(e.reason.clone());
+                    });
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => break Err(Broken::new("the server is shutting down")),
@@ -103,12 +114,21 @@ async fn link(
             }
         };
         tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), acks, "server-to-server link established");
+        report(&|s| {
+            s.set("up");
+            s.peer = Some(wire.peer);
+            s.acks = acks;
+        });
         let mut sent = Sent::new(acks, std::mem::take(&mut resend));
         let ended = feed(&server, wire, &mut queue, &mut sent, &mut shutdown).await;
         resend = sent.unacknowledged();
         match ended {
             Ended::Broken(e) if !resend.is_empty() || !queue.is_empty() => {
                 tracing::info!(%local, %remote, reason = %e.reason, unacknowledged = resend.len(), "server-to-server link broke with stanzas waiting; reconnecting");
+                report(&|s| {
+                    s.set("connecting");
+                    s.last_error = Some(e.reason.clone());
+                });
                 continue;
             }
             Ended::Broken(e) => {

@@ -10,7 +10,6 @@ mod invite;
 mod moderate;
 mod occupancy;
 mod owner;
-mod rate;
 mod register;
 mod relay;
 mod room;
@@ -297,7 +296,7 @@ impl Muc {
         let bucket = room
             .buckets
             .entry(sender.to_bare())
-            .or_insert_with(|| rate::Bucket::full(occupant * 2.0, now));
+            .or_insert_with(|| hearth_core::rate::Bucket::full(occupant * 2.0, now));
         if !bucket.take(occupant, occupant * 2.0, now) {
             return Err(refused("each occupant may send", occupant));
         }

@@ -318,8 +318,8 @@ pub struct Room {
     pub vcard: Option<String>,
     pub avatar_hash: Option<String>,
     /// Flood limits (see `rate.rs`): the room's, and each sender's by bare JID.
-    pub room_bucket: super::rate::Bucket,
-    pub buckets: HashMap<Jid, super::rate::Bucket>,
+    pub room_bucket: hearth_core::rate::Bucket,
+    pub buckets: HashMap<Jid, hearth_core::rate::Bucket>,
     /// Requests relayed to occupants, by the id the room gave them (`relay.rs`).
     pub pending_iqs: HashMap<String, super::relay::PendingIq>,
     /// Taken out of the service (unloaded when idle, or destroyed) while someone waited for
@@ -341,7 +341,7 @@ impl Room {
             vcard: None,
             avatar_hash: None,
             // Full: the limits are on rates, not on a room's first messages.
-            room_bucket: super::rate::Bucket::full(f64::MAX, std::time::Instant::now()),
+            room_bucket: hearth_core::rate::Bucket::full(f64::MAX, std::time::Instant::now()),
             buckets: HashMap::new(),
             pending_iqs: HashMap::new(),
             gone: false,

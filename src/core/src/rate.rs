@@ -1,5 +1,5 @@
-//! Flood limits: a token bucket per occupant and one per room, so one noisy client cannot
-//! drown a room and a room cannot take the server's whole attention.
+//! Flood limits as token buckets: per MUC occupant and room (one noisy client cannot drown a
+//! room, nor a room the server), per incoming server-to-server stream.
 
 use std::time::Instant;
 
@@ -29,6 +29,11 @@ impl Bucket {
         } else {
             false
         }
+    }
+
+    /// How long until a token is there at `rate`, as of the last `take`.
+    pub fn until_next(&self, rate: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(((1.0 - self.tokens) / rate).max(0.0))
     }
 }
 
