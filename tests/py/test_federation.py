@@ -37,23 +37,28 @@ pytestmark = pytest.mark.skipif(
 
 
 class Zone(BaseResolver):
-    """SRV and A records of the two test domains; every other name does not exist."""
+    """SRV and A records of the test domains (TTL 1 s: tests move a server); every other name
+    does not exist."""
 
-    records = {}
-    for domain, host, muc in ((PROSODY_DOMAIN, PROSODY_HOST, "rooms"),
-                              (EJABBERD_DOMAIN, EJABBERD_HOST, "conference"),
-                              (HEARTH_DOMAIN, HEARTH_HOST, "conference")):
-        records[(f"_xmpp-server._tcp.{domain}.", "SRV")] = SRV(0, 0, S2S_PORT, f"{domain}.")
-        records[(f"{domain}.", "A")] = A(host)
+    def __init__(self):
+        self.records = {}
+        for domain, host, muc in ((PROSODY_DOMAIN, PROSODY_HOST, "rooms"),
+                                  (EJABBERD_DOMAIN, EJABBERD_HOST, "conference"),
+                                  (HEARTH_DOMAIN, HEARTH_HOST, "conference")):
+            self.records[(f"_xmpp-server._tcp.{domain}.", "SRV")] = SRV(0, 0, S2S_PORT, f"{domain}.")
+            self.move(domain, muc, host)
+
+    def move(self, domain, muc, host):
+        self.records[(f"{domain}.", "A")] = A(host)
         # The MUC service has no SRV record: its A record, port 5269.
-        records[(f"{muc}.{domain}.", "A")] = A(host)
+        self.records[(f"{muc}.{domain}.", "A")] = A(host)
 
     def resolve(self, request, handler):
         reply = request.reply()
         qname, qtype = str(request.q.qname).lower(), QTYPE[request.q.qtype]
         rdata = self.records.get((qname, qtype))
         if rdata is not None:
-            reply.add_answer(RR(qname, request.q.qtype, rdata=rdata, ttl=5))
+            reply.add_answer(RR(qname, request.q.qtype, rdata=rdata, ttl=1))
         elif not any(name == qname for name, _ in self.records):
             reply.header.rcode = RCODE.NXDOMAIN
         return reply
@@ -244,6 +249,15 @@ modules:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def move_to(server, host):
+    """Restarts `server` on another address (its config rewritten) and updates its DNS records."""
+    server.stop()
+    server.config.write_text(server.config.read_text().replace(f'"{server.host}"', f'"{host}"'))
+    server.host = host
+    server.zone.move(server.domain, server.muc.split(".")[0], host)
+    server.start()
+
+
 def self_signed(certs, domain, muc):
     """A self-signed certificate for `domain` and its MUC service: (certificate, key) paths."""
     certs.mkdir(parents=True)
@@ -285,7 +299,8 @@ def federation(request, hearth_server):
     peer_class, program = PEERS[request.param]
     if shutil.which(program) is None:
         pytest.skip(f"{request.param} is not installed (tests/py/install-deps.sh installs it)")
-    dns = DNSServer(Zone(), address=DNS_HOST, port=53)
+    zone = Zone()
+    dns = DNSServer(zone, address=DNS_HOST, port=53)
     dns.start_thread()
     workdir = tempfile.mkdtemp(prefix="hearth-fed-")
     os.chmod(workdir, 0o755)
@@ -297,6 +312,7 @@ def federation(request, hearth_server):
                         host=HEARTH_HOST, s2s=(f'listen = ["{HEARTH_HOST}:{S2S_PORT}"]\n'
                                                f'dns_server = "{DNS_HOST}:53"\n'
                                                "connect_timeout_secs = 10\n"))
+        peer.zone = zone
         yield hearth, peer
     finally:
         for srv in (hearth, peer):
@@ -320,11 +336,18 @@ def run_logged(federation, scenario):
         raise
 
 
+async def wait_for_log(server, needle, since=0, secs=15):
+    """Waits until `needle` appears in `server`'s log after offset `since`."""
+    deadline = time.monotonic() + secs
+    while needle not in server.log()[since:]:
+        assert time.monotonic() < deadline, f"{needle!r} not logged within {secs} s"
+        await asyncio.sleep(0.1)
+
+
 async def logged_in(server, jid, pw, muc=False):
     c = Client(server, jid, pw)
-    if muc:
-        for plugin in ("xep_0045", "xep_0004"):
-            c.register_plugin(plugin)
+    for plugin in ("xep_0313", "xep_0280", "xep_0191") + (("xep_0045", "xep_0004") if muc else ()):
+        c.register_plugin(plugin)
     assert await c.login(), f"{jid} could not log in"
     return c
 
@@ -351,6 +374,23 @@ def test_chat_both_ways(federation):
             await bob.plugin["xep_0199"].send_ping(HEARTH_DOMAIN, timeout=15)
             info = await bob.plugin["xep_0030"].get_info(jid=HEARTH_DOMAIN, timeout=15)
             assert "urn:xmpp:ping" in info["disco_info"]["features"]
+            # Federated messages are archived (both directions) and carbon-copied.
+            bodies = []
+            async for msg in alice.plugin["xep_0313"].iterate(with_jid=bob_jid, rsm={"max": 10}):
+                bodies.append(msg["mam_result"]["forwarded"]["stanza"]["body"])
+            assert bodies == ["hello peer", "hello hearth"]
+            await alice.plugin["xep_0280"].enable(timeout=15)
+            laptop = Client(hearth, alice_jid, alice_pw, resource="laptop")
+            laptop.register_plugin("xep_0280")
+            assert await laptop.login()
+            await laptop.plugin["xep_0280"].enable(timeout=15)
+            carbons = asyncio.Queue()
+            laptop.add_event_handler("carbon_received", carbons.put_nowait)
+            bob.send_message(mto=f"{alice_jid}/py", mbody="to your phone", mtype="chat")
+            await next_item(alice.messages, lambda m: m["body"] == "to your phone", what="the message")
+            got = await next_item(carbons, what="its carbon copy on the laptop")
+            assert got["carbon_received"]["body"] == "to your phone"
+            await laptop.close()
         finally:
             await alice.close()
             await bob.close()
@@ -445,9 +485,14 @@ def test_peer_restarted_mid_conversation_gets_what_was_sent_meanwhile(federation
             peer.stop()
             # Sent while the peer is down: the link waits and reconnects (within
             # connect_timeout_secs), the peer stores it offline for bob.
+            since = len(hearth.log())
             alice.send_message(mto=bob_jid, mbody="while you were away", mtype="chat")
             await asyncio.sleep(1)
             peer.start()
+            # bob logs in once the message is there: ejabberd drops one that arrives while
+            # its user's session is being set up.
+            await wait_for_log(hearth, f"link established local={HEARTH_DOMAIN} remote={peer.domain}", since)
+            await asyncio.sleep(0.5)
             bob = await logged_in(peer, bob_jid, bob_pw)
             got = await next_item(bob.messages, lambda m: m["body"] == "while you were away",
                                   what="the message sent while the peer was down")
@@ -477,5 +522,56 @@ def test_a_server_that_stays_down_gets_the_senders_a_bounce(federation):
         finally:
             await alice.close()
             peer.start()
+
+    run_logged(federation, scenario())
+
+
+def test_blocking_a_contact_on_another_server(federation):
+    hearth, peer = federation
+    alice_jid, alice_pw = hearth.new_account("blockalice")
+    bob_jid, bob_pw = peer.new_account("blockbob")
+
+    async def scenario():
+        alice = await logged_in(hearth, alice_jid, alice_pw)
+        bob = await logged_in(peer, bob_jid, bob_pw)
+        try:
+            await alice.plugin["xep_0191"].block([bob_jid], timeout=15)
+            bob.send_message(mto=f"{alice_jid}/py", mbody="let me in", mtype="chat")
+            err = await next_item(bob.messages, lambda m: m["type"] == "error",
+                                  what="the error for a blocked sender on the other server")
+            assert err["error"]["condition"] == "service-unavailable"
+            await alice.plugin["xep_0191"].unblock([bob_jid], timeout=15)
+            bob.send_message(mto=f"{alice_jid}/py", mbody="now?", mtype="chat")
+            await next_item(alice.messages, lambda m: m["body"] == "now?", what="the message after unblocking")
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run_logged(federation, scenario())
+
+
+def test_a_peer_that_moves_to_another_address_is_found_again(federation):
+    """Last in the module: the peer stays on its new address."""
+    hearth, peer = federation
+    alice_jid, alice_pw = hearth.new_account("movealice")
+    bob_jid, bob_pw = peer.new_account("movebob")
+
+    async def scenario():
+        alice = await logged_in(hearth, alice_jid, alice_pw)
+        bob = await logged_in(peer, bob_jid, bob_pw)
+        try:
+            alice.send_message(mto=bob_jid, mbody="at the old address", mtype="chat")
+            await next_item(bob.messages, lambda m: m["body"] == "at the old address", what="the first message")
+            await bob.close()
+            # Same domain, new address: only DNS says so. hearth asks DNS again on every
+            # attempt, so it follows without a restart or a config change.
+            move_to(peer, "127.0.0.44" if peer.host != "127.0.0.44" else "127.0.0.45")
+            bob = await logged_in(peer, bob_jid, bob_pw)
+            alice.send_message(mto=f"{bob_jid}/py", mbody="at the new address", mtype="chat")
+            await next_item(bob.messages, lambda m: m["body"] == "at the new address",
+                            what="the message after the move")
+        finally:
+            await alice.close()
+            await bob.close()
 
     run_logged(federation, scenario())
