@@ -26,8 +26,10 @@ use crate::stanza::{Condition, Stanza, StanzaError};
 use crate::streams::xml_escape;
 use crate::transport::Transport;
 
-/// Longest wait for one TCP connection attempt (the next address is tried after it).
+/// Longest wait for one TCP connection attempt.
 const TCP_ATTEMPT: Duration = Duration::from_secs(10);
+/// Delay before the next address is tried while an attempt is still pending (RFC 8305 §5).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// Stanzas written before the link flushes, if more are waiting.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -451,22 +453,8 @@ async fn open_secured(
 ) -> Result<(Wire, String, Element), Broken> {
     let mut failures = Vec::new();
     for endpoint in endpoints(server, remote).await? {
-        for addr in addresses(server, &endpoint).await {
-            if Instant::now() >= deadline {
-                break;
-            }
-            let attempt = (Instant::now() + TCP_ATTEMPT).min(deadline);
-            let tcp = match tokio::time::timeout_at(attempt, TcpStream::connect(addr)).await {
-                Ok(Ok(tcp)) => tcp,
-                Ok(Err(e)) => {
-                    failures.push(format!("{addr}: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    failures.push(format!("{addr}: no answer"));
-                    continue;
-                }
-            };
+        let mut untried = happy_eyeballs_order(addresses(server, &endpoint).await);
+        while let Some((tcp, addr)) = connect_first(&mut untried, deadline, &mut failures).await {
             let _ = tcp.set_nodelay(true);
             match negotiate(server, tcp, addr, &endpoint, local, remote, deadline).await {
                 Ok(done) => return Ok(done),
@@ -482,6 +470,56 @@ async fn open_secured(
         reason: failures.join("; "),
         timed_out,
     })
+}
+
+/// RFC 8305 order: IPv6 and IPv4 addresses alternating, starting with IPv6.
+fn happy_eyeballs_order(addrs: Vec<SocketAddr>) -> VecDeque<SocketAddr> {
+    let (mut v6, mut v4): (VecDeque<_>, VecDeque<_>) =
+        addrs.into_iter().partition(SocketAddr::is_ipv6);
+    let mut ordered = VecDeque::with_capacity(v6.len() + v4.len());
+    while !v6.is_empty() || !v4.is_empty() {
+        ordered.extend(v6.pop_front());
+        ordered.extend(v4.pop_front());
+    }
+    ordered
+}
+
+/// Connects to the first of `untried` that answers, starting the next attempt every
+/// [`ATTEMPT_DELAY`] (or as soon as one fails) while earlier ones are still pending (RFC 8305
+/// "happy eyeballs": a dead IPv6 route costs a quarter second, not a timeout). Attempts not
+/// started stay in `untried` for the caller's next try.
+async fn connect_first(
+    untried: &mut VecDeque<SocketAddr>,
+    deadline: Instant,
+    failures: &mut Vec<String>,
+) -> Option<(TcpStream, SocketAddr)> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let mut running = FuturesUnordered::new();
+    let mut next_start = Instant::now();
+    loop {
+        if running.is_empty() && untried.is_empty() || Instant::now() >= deadline {
+            return None;
+        }
+        tokio::select! {
+            Some((addr, result)) = running.next(), if !running.is_empty() => match result {
+                Ok(Ok(tcp)) => return Some((tcp, addr)),
+                Ok(Err(e)) => {
+                    failures.push(format!("{addr}: {e}"));
+                    next_start = Instant::now();
+                }
+                Err(_) => failures.push(format!("{addr}: no answer")),
+            },
+            _ = sleep_until(next_start), if !untried.is_empty() => {
+                let addr = untried.pop_front().expect("checked: not empty");
+                let attempt = (Instant::now() + TCP_ATTEMPT).min(deadline);
+                running.push(async move {
+                    (addr, tokio::time::timeout_at(attempt, TcpStream::connect(addr)).await)
+                });
+                next_start = Instant::now() + ATTEMPT_DELAY;
+            }
+            _ = sleep_until(deadline) => return None,
+        }
+    }
 }
 
 async fn negotiate(
@@ -643,5 +681,66 @@ async fn addresses(server: &Server, endpoint: &Endpoint) -> Vec<SocketAddr> {
             .map(|ip| SocketAddr::new(ip, endpoint.port))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_alternate_families_starting_with_ipv6() {
+        let a: Vec<SocketAddr> = [
+            "10.0.0.1:1",
+            "10.0.0.2:1",
+            "[::1]:1",
+            "[::2]:1",
+            "10.0.0.3:1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let order: Vec<String> = happy_eyeballs_order(a)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "[::1]:1",
+                "10.0.0.1:1",
+                "[::2]:1",
+                "10.0.0.2:1",
+                "10.0.0.3:1"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_address_does_not_hold_up_the_next_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = listener.local_addr().unwrap();
+        // TEST-NET-1: nothing answers (or the route is refused at once).
+        let silent: SocketAddr = "192.0.2.1:5269".parse().unwrap();
+        let mut untried = VecDeque::from([silent, good]);
+        let mut failures = Vec::new();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        let (_, addr) = connect_first(&mut untried, deadline, &mut failures)
+            .await
+            .expect("the second address answers");
+        assert_eq!(addr, good);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(untried.is_empty());
+        // Nothing left to try.
+        assert!(
+            connect_first(&mut untried, deadline, &mut failures)
+                .await
+                .is_none()
+        );
     }
 }
