@@ -412,3 +412,104 @@ async fn direct_tls_between_servers() {
         a.log()
     );
 }
+
+/// A stand-in for another server, accepting hearth's outgoing stream: STARTTLS, then it offers
+/// `features` and answers dialback as valid without checking.
+async fn fake_peer_accepts(
+    listener: &tokio::net::TcpListener,
+    domain: &str,
+    features: &str,
+) -> tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut tcp, _) = listener.accept().await.unwrap();
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams' from='{domain}' id='s1' version='1.0'>"
+    );
+    let read_until = async |io: &mut (dyn tokio::io::AsyncRead + Unpin + Send), needle: &str| {
+        let mut got = String::new();
+        let mut buf = [0u8; 4096];
+        while !got.contains(needle) {
+            let n = io.read(&mut buf).await.unwrap();
+            assert!(n > 0, "hearth closed the connection; got {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        got
+    };
+    read_until(&mut tcp, "<stream:stream").await;
+    tcp.write_all(format!("{header}<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>").as_bytes()).await.unwrap();
+    read_until(&mut tcp, "<starttls").await;
+    tcp.write_all(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![domain.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let mut tls = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+        .accept(tcp)
+        .await
+        .unwrap();
+    read_until(&mut tls, "<stream:stream").await;
+    tls.write_all(format!("{header}<stream:features>{features}<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>").as_bytes()).await.unwrap();
+    let got = read_until(&mut tls, "</db:result>").await;
+    assert_eq!(
+        got.contains("<bidi xmlns='urn:xmpp:bidi'/>"),
+        features.contains("bidi"),
+        "hearth asks for a bidirectional stream exactly when offered: {got}"
+    );
+    tls.write_all(format!("<db:result from='{domain}' to='a.test' type='valid'/>").as_bytes())
+        .await
+        .unwrap();
+    tls
+}
+
+#[tokio::test]
+async fn a_bidirectional_stream_carries_the_peers_stanzas_back() {
+    use tokio::io::AsyncWriteExt;
+    let ip = "127.0.1.6";
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let fake = listener.local_addr().unwrap();
+    let a = TestServer::start_federating(
+        "a.test",
+        "",
+        &format!("[s2s.peers.\"fake.test\"]\naddress = \"{fake}\"\n"),
+    );
+    a.add_user("alice", "alicepass1");
+    let (mut alice, _) = login(&a, "alice", "alicepass1", "phone").await;
+    alice
+        .send("<message to='bob@fake.test' type='chat' id='b1'><body>there?</body></message>")
+        .await;
+    let mut tls = fake_peer_accepts(
+        &listener,
+        "fake.test",
+        "<bidi xmlns='urn:xmpp:features:bidi'/>",
+    )
+    .await;
+    // The answer comes back on hearth's own connection.
+    tls.write_all(b"<message from='bob@fake.test/x' to='alice@a.test/phone' type='chat'><body>here, same wire</body></message>")
+        .await
+        .unwrap();
+    let got = alice.expect_stanza("<message").await;
+    assert!(
+        got.contains("<body>here, same wire</body>") && got.contains("from='bob@fake.test/x'"),
+        "{got}"
+    );
+    // Only the stream's domain pair: anything else ends the link.
+    tls.write_all(b"<message from='eve@elsewhere.test/x' to='alice@a.test/phone' type='chat'><body>spoof</body></message>")
+        .await
+        .unwrap();
+    alice.expect_silence(500).await;
+    assert!(a.log().contains("outside the domain pair"), "{}", a.log());
+}

@@ -101,7 +101,7 @@ s2s_secure_auth = false
 authentication = "internal_plain"
 storage = "internal"
 unbound = {{ hoststxt = "{self.dir}/hosts" }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "carbons"; "pep" }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "s2s_bidi"; "disco"; "ping"; "carbons"; "pep" }}
 VirtualHost "{self.domain}"
 Component "rooms.{self.domain}" "muc"
   restrict_room_creation = false
@@ -396,7 +396,13 @@ def test_chat_both_ways(federation):
             await bob.close()
 
     run_logged(federation, scenario())
-    assert "remote server authenticated by dialback" in hearth.log()
+    log = hearth.log()
+    assert f"link established local={HEARTH_DOMAIN} remote={peer.domain}" in log
+    assert "remote server authenticated by dialback" in log
+    if isinstance(peer, Prosody):
+        # Prosody offers bidirectional streams (XEP-0288) and hearth asks for them. (Prosody
+        # still opens its own connection: checking hearth's dialback key made one.)
+        assert "bidi=true" in log
 
 
 def test_presence_subscription_across_servers(federation):

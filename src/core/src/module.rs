@@ -407,6 +407,12 @@ pub const CORE_SPECS: &[Spec] = &[
         note: "SASL EXTERNAL between servers, offered and used when the certificate is valid for the domain (system roots, s2s.ca_file; DNS-ID names)",
     },
     Spec {
+        id: "XEP-0288",
+        version: "1.0.1",
+        status: SupportStatus::Partial,
+        note: "requested on hearth's outgoing streams when offered (Prosody), the peer's stanzas taken back on them; not offered on incoming streams",
+    },
+    Spec {
         id: "XEP-0220",
         version: "1.1.1",
         status: SupportStatus::Complete,

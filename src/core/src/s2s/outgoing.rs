@@ -17,6 +17,10 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::NS_DIALBACK;
+
+/// XEP-0288 stream feature and request.
+const NS_BIDI_FEATURE: &str = "urn:xmpp:features:bidi";
+const NS_BIDI: &str = "urn:xmpp:bidi";
 use super::wire::{Broken, Wire};
 use crate::config::S2sAuth;
 use crate::dns::{Endpoint, ServerEndpoints};
@@ -93,7 +97,7 @@ async fn run(server: Arc<Server>, link: LinkId, mut queue: mpsc::Receiver<Stanza
                 }
             }
         };
-        let (wire, acks) = match established {
+        let (wire, mode) = match established {
             Ok(done) => done,
             Err(e) => {
                 tracing::warn!(%local, %remote, reason = %e.reason, waited_secs = started.elapsed().as_secs(), "giving up on remote server (s2s.connect_timeout_secs); bouncing what waited for it");
@@ -115,14 +119,20 @@ async fn run(server: Arc<Server>, link: LinkId, mut queue: mpsc::Receiver<Stanza
                 return;
             }
         };
-        tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), acks, "server-to-server link established");
+        tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), acks = mode.acks, bidi = mode.bidi, "server-to-server link established");
         report(&|s| {
             s.set("up");
             s.peer = Some(wire.peer);
-            s.acks = acks;
+            s.acks = mode.acks;
         });
-        let mut sent = Sent::new(acks, std::mem::take(&mut resend));
-        let ended = feed(&server, wire, &mut queue, &mut sent, &mut shutdown).await;
+        let mut sent = Sent::new(mode.acks, std::mem::take(&mut resend));
+        let peer = Peer {
+            local: &local,
+            remote: &remote,
+            bidi: mode.bidi,
+            received: 0,
+        };
+        let ended = feed(&server, wire, &mut queue, &mut sent, peer, &mut shutdown).await;
         resend = sent.unacknowledged();
         match ended {
             Ended::Broken(e) if !resend.is_empty() || !queue.is_empty() => {
@@ -216,6 +226,7 @@ async fn feed(
     mut wire: Wire,
     queue: &mut mpsc::Receiver<Stanza>,
     sent: &mut Sent,
+    mut peer: Peer<'_>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended {
     let cfg = &server.config.s2s;
@@ -256,10 +267,15 @@ async fn feed(
                 None => break Ended::Idle,
             },
             read = wire.read_some() => match read {
-                Ok(true) => match drain_incoming(&mut wire, sent) {
-                    Ok(()) => {}
-                    Err(e) => break Ended::Broken(e),
-                },
+                Ok(true) => {
+                    let stanzas = match drain_incoming(&mut wire, sent, &peer) {
+                        Ok(stanzas) => stanzas,
+                        Err(e) => break Ended::Broken(e),
+                    };
+                    if let Err(e) = peer.deliver(server, stanzas).await {
+                        break Ended::Broken(e);
+                    }
+                }
                 Ok(false) => break Ended::Broken(Broken::new("the peer closed the connection")),
                 Err(e) => break Ended::Broken(Broken::new(format!("connection error: {e}"))),
             },
@@ -295,12 +311,50 @@ async fn feed(
     ended
 }
 
-/// Handles what a peer says on a stream hearth initiated once it is established: acks and
-/// keep-alives; its end or an error ends the link.
-fn drain_incoming(wire: &mut Wire, sent: &mut Sent) -> Result<(), Broken> {
+/// The other end of an established link, and what it may send back on it.
+struct Peer<'a> {
+    local: &'a str,
+    remote: &'a str,
+    bidi: bool,
+    /// Stanzas received on this stream (XEP-0198 `h` for the peer's ack requests).
+    received: u32,
+}
+
+impl Peer<'_> {
+    /// Routes the stanzas the peer sent back on a bidirectional stream: only from its domain
+    /// to this link's (XEP-0288 §2.2), like those of an incoming stream.
+    async fn deliver(&mut self, server: &Arc<Server>, stanzas: Vec<Element>) -> Result<(), Broken> {
+        for el in stanzas {
+            let stanza = Stanza::from_element(el)
+                .map_err(|e| Broken::new(format!("the peer sent a bad stanza: {e}")))?;
+            let addressed = stanza.from().is_some_and(|f| f.domain() == self.remote)
+                && stanza.to().is_some_and(|t| t.domain() == self.local);
+            if !addressed {
+                return Err(Broken::new(
+                    "the peer sent a stanza outside the domain pair of this bidirectional stream",
+                ));
+            }
+            server
+                .process_from_remote(stanza, self.remote.to_string())
+                .await;
+            self.received = self.received.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+
+/// Handles what a peer says on a stream hearth initiated once it is established: acks,
+/// keep-alives, and on a bidirectional stream its stanzas (returned, to be routed); its end or
+/// an error ends the link.
+fn drain_incoming(
+    wire: &mut Wire,
+    sent: &mut Sent,
+    peer: &Peer<'_>,
+) -> Result<Vec<Element>, Broken> {
+    let mut stanzas = Vec::new();
     loop {
         match wire.parser.next_event() {
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(stanzas),
             Ok(Some(StreamEvent::End)) => return Err(Broken::new("the peer closed its stream")),
             Ok(Some(StreamEvent::Element(el))) if el.is("error", ns::STREAM) => {
                 return Err(Broken::new("the peer sent a stream error"));
@@ -312,9 +366,20 @@ fn drain_incoming(wire: &mut Wire, sent: &mut Sent) -> Result<(), Broken> {
                 sent.acknowledged(h)?;
             }
             Ok(Some(StreamEvent::Element(el))) if el.is("r", crate::sm::NS) => {
-                // Nothing is received on this stream (no stanzas come back on it).
-                wire.out
-                    .extend_from_slice(format!("<a xmlns='{}' h='0'/>", crate::sm::NS).as_bytes());
+                // Counted when routed; those still in `stanzas` are routed before this is sent.
+                let h = peer.received.wrapping_add(stanzas.len() as u32);
+                wire.out.extend_from_slice(
+                    format!("<a xmlns='{}' h='{h}'/>", crate::sm::NS).as_bytes(),
+                );
+            }
+            Ok(Some(StreamEvent::Element(el))) if el.ns() == ns::CLIENT && peer.bidi => {
+                stanzas.push(el);
+            }
+            Ok(Some(StreamEvent::Element(el))) if el.ns() == ns::CLIENT => {
+                return Err(Broken::new(format!(
+                    "the peer sent <{}/> on a stream hearth initiated (not bidirectional)",
+                    el.name()
+                )));
             }
             Ok(Some(_)) => {}
             Err(e) => return Err(Broken::new(format!("bad XML from the peer: {e}"))),
@@ -329,34 +394,49 @@ async fn establish(
     local: &str,
     remote: &str,
     deadline: Instant,
-) -> Result<(Wire, bool), Broken> {
-    let (mut wire, features) = authenticate(server, local, remote, deadline).await?;
+) -> Result<(Wire, Mode), Broken> {
+    let (mut wire, features, bidi) = authenticate(server, local, remote, deadline).await?;
+    let mut mode = Mode { acks: false, bidi };
     if features.get_child("sm", crate::sm::NS).is_none() {
-        return Ok((wire, false));
+        return Ok((wire, mode));
     }
     wire.out
         .extend_from_slice(format!("<enable xmlns='{}'/>", crate::sm::NS).as_bytes());
     flush(&mut wire).await?;
     loop {
         let el = wire.next_element(deadline).await?;
-        if el.is("enabled", crate::sm::NS) {
-            return Ok((wire, true));
-        }
-        if el.is("failed", crate::sm::NS) {
-            return Ok((wire, false));
+        if el.is("enabled", crate::sm::NS) || el.is("failed", crate::sm::NS) {
+            mode.acks = el.name() == "enabled";
+            return Ok((wire, mode));
         }
     }
 }
 
-/// Authenticates `local` to `remote`'s server: the link and the features of its
-/// authenticated stream (those before dialback, which does not restart the stream).
+/// What an established link does besides carrying hearth's stanzas.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// The peer acknowledges stanzas (XEP-0198).
+    acks: bool,
+    /// The peer may send its stanzas back on this stream (XEP-0288).
+    bidi: bool,
+}
+
+/// Authenticates `local` to `remote`'s server: the link, the features of its authenticated
+/// stream (those before dialback, which does not restart the stream), and whether the stream
+/// is bidirectional (XEP-0288: asked for, before authenticating, when offered).
 async fn authenticate(
     server: &Arc<Server>,
     local: &str,
     remote: &str,
     deadline: Instant,
-) -> Result<(Wire, Element), Broken> {
+) -> Result<(Wire, Element, bool), Broken> {
     let (mut wire, stream_id, features) = open_secured(server, local, remote, deadline).await?;
+    let bidi = wire.io.is_encrypted() && features.get_child("bidi", NS_BIDI_FEATURE).is_some();
+    if bidi {
+        // Sent with what follows: XEP-0288 §2.2, before SASL or dialback.
+        wire.out
+            .extend_from_slice(format!("<bidi xmlns='{NS_BIDI}'/>").as_bytes());
+    }
     let policy = server.config.s2s.policy(remote);
     if policy == S2sAuth::Certificate {
         // Only certificates count for this domain, in both directions.
@@ -372,7 +452,7 @@ async fn authenticate(
     });
     if offers_external && wire.io.is_encrypted() {
         match sasl_external(&mut wire, local, remote, deadline).await {
-            Ok(features) => return Ok((wire, features)),
+            Ok(features) => return Ok((wire, features, bidi)),
             Err(e) if policy == S2sAuth::Certificate => return Err(e),
             Err(e) => {
                 tracing::debug!(%local, %remote, reason = %e.reason, "SASL EXTERNAL refused; trying dialback")
@@ -399,7 +479,7 @@ async fn authenticate(
             continue;
         }
         return match el.attr("type") {
-            Some("valid") => Ok((wire, features)),
+            Some("valid") => Ok((wire, features, bidi)),
             Some("invalid") => Err(Broken::new(format!(
                 "{remote} refused hearth's dialback key"
             ))),
