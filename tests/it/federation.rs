@@ -74,7 +74,7 @@ async fn a_burst_of_messages_crosses_the_link_in_order() {
         );
         assert!(got.contains("from='alice@a.test/phone'"), "{got}");
     }
-    // And back, over b's own link to a.
+    // And back, on the same connection: a asked for a bidirectional stream (XEP-0288).
     bob.send(
         "<message to='alice@a.test/phone' type='chat' id='r1'><body>got them</body></message>",
     )
@@ -82,10 +82,44 @@ async fn a_burst_of_messages_crosses_the_link_in_order() {
     let got = alice.expect_stanza("<message").await;
     assert!(got.contains("from='bob@b.test/desk'"), "{got}");
     assert!(a.log().contains("server-to-server link established"));
+    let log_b = b.log();
     assert!(
-        b.log().contains("remote server authenticated by dialback"),
-        "{}",
-        b.log()
+        log_b.contains("remote server authenticated by dialback"),
+        "{log_b}"
+    );
+    assert!(
+        log_b.contains("now carries hearth's stanzas too"),
+        "{log_b}"
+    );
+    assert!(
+        !log_b.contains("server-to-server link established"),
+        "{log_b}"
+    );
+    // The sysadmin's view of the links (SIGUSR1).
+    for server in [&a, &b] {
+        server.signal("USR1");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = |log: &str, remote: &str| -> String {
+        log.lines()
+            .find(|l| l.contains("outgoing link") && l.contains(&format!("remote={remote}")))
+            .unwrap_or_else(|| panic!("no status of the link to {remote}:\n{log}"))
+            .to_string()
+    };
+    let line = status(&a.log(), "b.test");
+    assert!(
+        line.contains("state=\"up\"") && line.contains("acks=true"),
+        "{line}"
+    );
+    assert!(line.contains("queued=0"), "{line}");
+    let log_b = b.log();
+    let line = status(&log_b, "a.test");
+    assert!(line.contains("the peer's bidirectional stream"), "{line}");
+    assert!(
+        log_b.lines().any(|l| l.contains("incoming from")
+            && l.contains("remote=a.test")
+            && l.contains("connections=1")),
+        "{log_b}"
     );
 }
 

@@ -409,8 +409,8 @@ pub const CORE_SPECS: &[Spec] = &[
     Spec {
         id: "XEP-0288",
         version: "1.0.1",
-        status: SupportStatus::Partial,
-        note: "requested on hearth's outgoing streams when offered (Prosody), the peer's stanzas taken back on them; not offered on incoming streams",
+        status: SupportStatus::Complete,
+        note: "offered on incoming streams (which then carry hearth's stanzas for the authenticated pairs, with acks when the peer enables them) and requested on outgoing ones when offered (Prosody, hearth)",
     },
     Spec {
         id: "XEP-0220",

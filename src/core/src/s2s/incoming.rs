@@ -15,8 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
+use super::acks::Sent;
 use super::wire::Wire;
-use super::{NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER};
+use super::{NS_BIDI, NS_BIDI_FEATURE, NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER};
 use crate::config::S2sAuth;
 use crate::ns;
 use crate::server::Server;
@@ -58,6 +59,20 @@ struct Incoming {
     counted: HashSet<String>,
     /// `s2s.max_stanzas_per_second`.
     bucket: crate::rate::Bucket,
+    /// The domain the stream was opened to.
+    local: Option<String>,
+    /// The peer asked for a bidirectional stream (XEP-0288).
+    bidi: bool,
+    /// Once this stream carries hearth's stanzas too: the pool's links it serves (id, local,
+    /// remote), their shared queue, and what was written.
+    outbound: Option<Outbound>,
+}
+
+/// hearth's side of a bidirectional incoming stream.
+struct Outbound {
+    links: Vec<(u64, String, String)>,
+    queue: (mpsc::Sender<Stanza>, mpsc::Receiver<Stanza>),
+    sent: Sent,
 }
 
 pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -90,6 +105,9 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
             2.0 * f64::from(cfg.max_stanzas_per_second),
             std::time::Instant::now(),
         ),
+        local: None,
+        bidi: false,
+        outbound: None,
     };
     let close = loop {
         match conn.run().await {
@@ -117,6 +135,9 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
     };
     for domain in &conn.counted {
         conn.server.s2s.release_incoming(domain);
+    }
+    if let Some(outbound) = conn.outbound.take() {
+        hand_back(&conn.server, outbound).await;
     }
     let mut wire = conn.wire;
     match close {
@@ -172,6 +193,7 @@ impl Incoming {
                     Ok(true) => last_read = Instant::now(),
                     _ => return Err(None),
                 },
+                Some(st) = recv(&mut self.outbound) => self.write_outbound(st),
                 Some((remote, local, valid)) = self.verdicts.1.recv() => {
                     self.pending -= 1;
                     self.dialback_verdict(remote, local, valid)?;
@@ -238,6 +260,9 @@ impl Incoming {
                 starttls.append_child(Element::bare("required", ns::TLS));
             }
             features.append_child(starttls);
+        }
+        if self.sasl_domain.is_none() && self.wire.io.is_encrypted() && !self.bidi {
+            features.append_child(Element::bare("bidi", NS_BIDI_FEATURE));
         }
         if self.sasl_domain.is_none() {
             if let Some(remote) = &self.claimed
@@ -326,7 +351,14 @@ impl Incoming {
             return Ok(());
         }
         if el.ns() == crate::sm::NS {
-            self.acknowledgements(&el);
+            return self.acknowledgements(&el);
+        }
+        if el.is("bidi", NS_BIDI)
+            && encrypted
+            && self.sasl_domain.is_none()
+            && self.verified.is_empty()
+        {
+            self.bidi = true;
             return Ok(());
         }
         Err(Some((
@@ -367,6 +399,9 @@ impl Incoming {
         }
         self.count(&domain)?;
         tracing::debug!(peer = %self.wire.peer, %domain, "remote server authenticated by certificate");
+        if let Some(local) = self.local.clone() {
+            self.adopt(&local, &domain);
+        }
         self.wire
             .out
             .extend_from_slice(format!("<success xmlns='{}'/>", ns::SASL).as_bytes());
@@ -410,11 +445,26 @@ impl Incoming {
     }
 
     /// `<enable/>` and `<r/>` (XEP-0198 §3, §4); resumption is not offered on server links.
-    fn acknowledgements(&mut self, el: &Element) {
+    fn acknowledgements(&mut self, el: &Element) -> Result<(), Close> {
         let authenticated = self.sasl_domain.is_some() || !self.verified.is_empty();
+        if el.name() == "a" {
+            // For what hearth sent on a bidirectional stream.
+            let h = el.attr("h").and_then(|h| h.parse().ok());
+            if let (Some(h), Some(outbound)) = (h, self.outbound.as_mut()) {
+                outbound
+                    .sent
+                    .acknowledged(h)
+                    .map_err(|e| Some(("undefined-condition", e.reason)))?;
+            }
+            return Ok(());
+        }
         let reply = match (el.name(), self.handled) {
             ("enable", None) if authenticated && self.wire.io.is_encrypted() => {
                 self.handled = Some(0);
+                // A peer that acknowledges stanzas is asked to, for hearth's on this stream.
+                if let Some(outbound) = self.outbound.as_mut() {
+                    outbound.sent.start_acks();
+                }
                 format!("<enabled xmlns='{}'/>", crate::sm::NS)
             }
             ("enable", _) => format!(
@@ -423,9 +473,50 @@ impl Incoming {
                 ns::STANZAS
             ),
             ("r", Some(h)) => format!("<a xmlns='{}' h='{h}'/>", crate::sm::NS),
-            _ => return,
+            _ => return Ok(()),
         };
         self.wire.out.extend_from_slice(reply.as_bytes());
+        Ok(())
+    }
+
+    /// On a bidirectional stream, a newly authenticated pair becomes the pool's link from
+    /// `local` to `remote`, unless hearth has one already.
+    fn adopt(&mut self, local: &str, remote: &str) {
+        if !self.bidi {
+            return;
+        }
+        let max = self.server.config.s2s.max_queued_stanzas.max(1);
+        let acks = self.handled.is_some();
+        let outbound = self.outbound.get_or_insert_with(|| Outbound {
+            links: Vec::new(),
+            queue: mpsc::channel(max),
+            sent: Sent::new(acks, Default::default()),
+        });
+        if let Some(id) = self
+            .server
+            .s2s
+            .adopt(local, remote, &outbound.queue.0, self.wire.peer)
+        {
+            tracing::debug!(peer = %self.wire.peer, %local, %remote, "the peer's bidirectional stream now carries hearth's stanzas too");
+            outbound
+                .links
+                .push((id, local.to_string(), remote.to_string()));
+        }
+    }
+
+    /// Writes a stanza hearth routes to the peer (and what else waits, up to a batch).
+    fn write_outbound(&mut self, st: Stanza) {
+        let Some(outbound) = self.outbound.as_mut() else {
+            return;
+        };
+        outbound.sent.write(&mut self.wire, st);
+        while self.wire.out.len() < 64 * 1024 {
+            match outbound.queue.1.try_recv() {
+                Ok(st) => outbound.sent.write(&mut self.wire, st),
+                Err(_) => break,
+            }
+        }
+        outbound.sent.request(&mut self.wire);
     }
 
     /// `<db:result/>`: the peer claims `from` and wants to send to `to` (XEP-0220 §2.1).
@@ -509,6 +600,7 @@ impl Incoming {
         );
         if valid {
             tracing::debug!(peer = %self.wire.peer, %remote, %local, "remote server authenticated by dialback");
+            self.adopt(&local, &remote);
             self.verified.insert((remote, local));
         } else {
             tracing::info!(peer = %self.wire.peer, %remote, "dialback key not confirmed by the remote domain's server; stanzas from it are refused");
@@ -580,5 +672,39 @@ impl Incoming {
         }
         self.server.process_from_remote(stanza, remote).await;
         Ok(())
+    }
+}
+
+async fn recv(outbound: &mut Option<Outbound>) -> Option<Stanza> {
+    match outbound {
+        Some(o) => o.queue.1.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The stream ends: its links leave the pool, and what it did not deliver for certain (not
+/// acknowledged, or still queued) is routed again, through a link of hearth's own.
+async fn hand_back(server: &Arc<Server>, outbound: Outbound) {
+    let Outbound {
+        links,
+        queue: (_, mut queue),
+        sent,
+    } = outbound;
+    for (id, local, remote) in &links {
+        server.retire_link(local, remote, *id);
+    }
+    queue.close();
+    let mut again = sent.unacknowledged();
+    while let Ok(st) = queue.try_recv() {
+        again.push_back(st);
+    }
+    if !again.is_empty() {
+        tracing::debug!(
+            count = again.len(),
+            "a bidirectional stream closed with stanzas for its peer: routing them again"
+        );
+    }
+    for st in again {
+        server.send_remote(st).await;
     }
 }

@@ -27,6 +27,7 @@ use crate::config::{S2sAuth, S2sConfig};
 use crate::server::Server;
 use crate::stanza::{Condition, Stanza, StanzaError};
 
+mod acks;
 mod incoming;
 mod outgoing;
 mod pki;
@@ -37,6 +38,9 @@ pub(crate) use incoming::serve as serve_incoming;
 pub const NS_SERVER: &str = "jabber:server";
 pub const NS_DIALBACK: &str = "jabber:server:dialback";
 const NS_DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+/// XEP-0288 stream feature and request.
+const NS_BIDI_FEATURE: &str = "urn:xmpp:features:bidi";
+const NS_BIDI: &str = "urn:xmpp:bidi";
 
 /// The federation state of a running server.
 pub struct S2s {
@@ -124,6 +128,37 @@ impl S2s {
                 }
             })
             .as_ref()
+    }
+
+    /// Makes an incoming bidirectional stream (XEP-0288) the link for (local, remote): stanzas
+    /// for `remote` then go out through `queue`. `None` when a link is there already (it stays).
+    fn adopt(
+        &self,
+        local: &str,
+        remote: &str,
+        queue: &mpsc::Sender<Stanza>,
+        peer: std::net::SocketAddr,
+    ) -> Option<u64> {
+        let mut links = self.links.lock().expect("links lock");
+        let key = (local.to_string(), remote.to_string());
+        if links.get(&key).is_some_and(|l| !l.queue.is_closed()) {
+            return None;
+        }
+        let id = self.next_link_id.fetch_add(1, Ordering::Relaxed);
+        let status = LinkStatus {
+            state: "up (the peer's bidirectional stream)",
+            since: std::time::Instant::now(),
+            peer: Some(peer),
+            acks: false,
+            last_error: None,
+        };
+        let link = Link {
+            id,
+            queue: queue.clone(),
+            status: Arc::new(Mutex::new(status)),
+        };
+        links.insert(key, link);
+        Some(id)
     }
 
     /// Counts an incoming connection authenticated for `domain`; `false` (not counted) when
@@ -268,7 +303,7 @@ impl Server {
     }
 
     /// Removes link `id` from the pool (if it is still the one there).
-    fn retire_link(&self, local: &str, remote: &str, id: u64) {
+    pub(crate) fn retire_link(&self, local: &str, remote: &str, id: u64) {
         let mut links = self.s2s.links.lock().expect("links lock");
         let key = (local.to_string(), remote.to_string());
         if links.get(&key).is_some_and(|l| l.id == id) {

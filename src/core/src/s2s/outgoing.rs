@@ -16,12 +16,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::NS_DIALBACK;
-
-/// XEP-0288 stream feature and request.
-const NS_BIDI_FEATURE: &str = "urn:xmpp:features:bidi";
-const NS_BIDI: &str = "urn:xmpp:bidi";
+use super::acks::Sent;
 use super::wire::{Broken, Wire};
+use super::{NS_BIDI, NS_BIDI_FEATURE, NS_DIALBACK};
 use crate::config::S2sAuth;
 use crate::dns::{Endpoint, ServerEndpoints};
 use crate::ns;
@@ -161,65 +158,6 @@ async fn run(server: Arc<Server>, link: LinkId, mut queue: mpsc::Receiver<Stanza
     }
 }
 
-/// What an established link has written: with acknowledgements (XEP-0198 on the link), the
-/// stanzas not yet acknowledged, to send again on a new connection if this one breaks.
-struct Sent {
-    acks: bool,
-    /// Written, not acknowledged yet (oldest first).
-    unacked: VecDeque<Stanza>,
-    /// Stanzas written on this connection, modulo 2^32 (XEP-0198 counts).
-    count: u32,
-    /// `h` of the last acknowledgement.
-    acked: u32,
-    /// An `<r/>` is outstanding.
-    requested: bool,
-    /// To write before the queue's stanzas.
-    first: VecDeque<Stanza>,
-}
-
-impl Sent {
-    fn new(acks: bool, first: VecDeque<Stanza>) -> Self {
-        Sent {
-            acks,
-            unacked: VecDeque::new(),
-            count: 0,
-            acked: 0,
-            requested: false,
-            first,
-        }
-    }
-
-    fn write(&mut self, wire: &mut Wire, st: Stanza) {
-        wire.out.extend_from_slice(&st.to_client_bytes());
-        if self.acks {
-            self.count = self.count.wrapping_add(1);
-            self.unacked.push_back(st);
-        }
-    }
-
-    /// `<a h='…'/>`: drops what the peer confirms; an `h` beyond what was sent breaks the link.
-    fn acknowledged(&mut self, h: u32) -> Result<(), Broken> {
-        let newly = h.wrapping_sub(self.acked) as usize;
-        if newly > self.unacked.len() {
-            return Err(Broken::new(format!(
-                "the peer acknowledged {newly} stanzas, {} were outstanding",
-                self.unacked.len()
-            )));
-        }
-        self.unacked.drain(..newly);
-        self.acked = h;
-        self.requested = false;
-        Ok(())
-    }
-
-    /// Everything not known to have arrived, in order.
-    fn unacknowledged(self) -> VecDeque<Stanza> {
-        let mut all = self.unacked;
-        all.extend(self.first);
-        all
-    }
-}
-
 /// Writes queued stanzas to an established link until it is idle, breaks, or the server stops.
 async fn feed(
     server: &Arc<Server>,
@@ -247,11 +185,7 @@ async fn feed(
                     Err(_) => break,
                 }
             }
-            if sent.acks && !sent.requested && !sent.unacked.is_empty() {
-                wire.out
-                    .extend_from_slice(format!("<r xmlns='{}'/>", crate::sm::NS).as_bytes());
-                sent.requested = true;
-            }
+            sent.request(&mut wire);
             if let Err(e) = wire.flush().await {
                 break Ended::Broken(Broken::new(format!("write failed: {e}")));
             }
@@ -272,6 +206,10 @@ async fn feed(
                         Ok(stanzas) => stanzas,
                         Err(e) => break Ended::Broken(e),
                     };
+                    // Traffic either way keeps the link open.
+                    if !stanzas.is_empty() {
+                        last_stanza = Instant::now();
+                    }
                     if let Err(e) = peer.deliver(server, stanzas).await {
                         break Ended::Broken(e);
                     }
@@ -290,8 +228,7 @@ async fn feed(
                             timed_out: true,
                         });
                     }
-                    wire.out.extend_from_slice(format!("<r xmlns='{}'/>", crate::sm::NS).as_bytes());
-                    sent.requested = true;
+                    sent.request(&mut wire);
                 } else {
                     wire.out.push(b' ');
                 }
