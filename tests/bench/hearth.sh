@@ -66,7 +66,7 @@ CONF
     echo "provisioning=hearth user add --stdin (PBKDF2 on all cores)"
     echo "archiving=MAM (XEP-0313) of every 1:1 message by default, in SQLite with an FTS5 body index"
     [ "${BENCH_S2S:-}" != 1 ] ||
-      echo "s2s=STARTTLS required; certificate authentication (SASL EXTERNAL, peer certificate verified against BENCH_CA), dialback allowed as fallback but not used; one outgoing link per domain pair (no bidi); peer address from BENCH_S2S_PEERS (s2s.peers)"
+      echo "s2s=STARTTLS required; certificate authentication (SASL EXTERNAL, peer certificate verified against BENCH_CA), dialback allowed as fallback but not used; one link per domain pair, bidirectional streams (XEP-0288) offered and requested (when both sides connect at once each keeps its own); acks (XEP-0198) on the links; peer address from BENCH_S2S_PEERS (s2s.peers)"
     ;;
   *) echo "unknown command $1" >&2; exit 2 ;;
 esac
