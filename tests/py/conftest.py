@@ -33,9 +33,10 @@ def free_port(host=HOST):
 
 
 class Server:
-    def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None):
+    def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None, tls=None):
         """`s2s`: the `[s2s]` section's lines (default: a free port on `host`, and
-        remote.example as a server that is down)."""
+        remote.example as a server that is down). `tls`: (certificate chain, key) files to use
+        instead of the self-signed certificate; clients trust the chain's last certificate."""
         self.binary = binary
         self.dir = pathlib.Path(workdir)
         self.domain = domain
@@ -60,9 +61,10 @@ class Server:
             # The tests log in (and fail to) many times from one address.
             "[auth]\nmax_failures_per_ip = 0\n"
             "[modules.register]\nallow_registration = true\n"
+            + (f'[tls]\ncertificate = "{tls[0]}"\nkey = "{tls[1]}"\n' if tls else "")
         )
         self.log_path = self.dir / "hearth.log"
-        self.cert = str(self.dir / "data" / "tls" / "selfsigned.crt")
+        self.cert = tls[0] if tls else str(self.dir / "data" / "tls" / "selfsigned.crt")
         self._names = itertools.count(1)
         self._start()
 

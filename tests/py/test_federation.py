@@ -65,15 +65,17 @@ class Zone(BaseResolver):
 
 
 class Prosody:
-    """A Prosody instance for pros.test with its own config, certificate and data."""
+    """A Prosody instance for pros.test with its own config, certificate and data. With `ca`,
+    its certificate is from that CA and it accepts only certificates from it (no dialback)."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, ca=None):
         self.dir = pathlib.Path(workdir)
         self.host, self.domain, self.muc = PROSODY_HOST, PROSODY_DOMAIN, f"rooms.{PROSODY_DOMAIN}"
         self.port = free_port(PROSODY_HOST)
         self.tls_port = free_port(PROSODY_HOST)
         certs = self.dir / "certs"
-        self.cert, key = self_signed(certs, self.domain, self.muc)
+        self.cert, key = self_signed(certs, self.domain, self.muc, ca)
+        trust = f'cafile = "{ca[0]}";' if ca else ""
         # libunbound serves .test itself (RFC 6761: every name NXDOMAIN) and refuses loopback
         # name servers, so Prosody finds hearth through a hosts file: no SRV record, the domain
         # on 5269.
@@ -94,10 +96,10 @@ s2s_ports = {{ {S2S_PORT} }}
 http_ports = {{ }}
 https_ports = {{ }}
 certificates = "{certs}"
-ssl = {{ certificate = "{self.cert}", key = "{key}" }}
+ssl = {{ certificate = "{self.cert}", key = "{key}"; {trust} }}
 c2s_require_encryption = true
 s2s_require_encryption = true
-s2s_secure_auth = false
+s2s_secure_auth = {"true" if ca else "false"}
 authentication = "internal_plain"
 storage = "internal"
 unbound = {{ hoststxt = "{self.dir}/hosts" }}
@@ -145,16 +147,17 @@ Component "rooms.{self.domain}" "muc"
 
 
 class Ejabberd:
-    """An ejabberd node for ejab.test with its own config, certificate and Mnesia spool."""
+    """An ejabberd node for ejab.test with its own config, certificate and Mnesia spool. With
+    `ca`, its certificate is from that CA and it accepts only certificates from it."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, ca=None):
         self.dir = pathlib.Path(workdir)
         self.host, self.domain, self.muc = EJABBERD_HOST, EJABBERD_DOMAIN, f"conference.{EJABBERD_DOMAIN}"
         self.port = free_port(self.host)
         self.tls_port = free_port(self.host)
         self.http_port = free_port(self.host)
         self.dist_port = free_port(self.host)
-        cert, key = self_signed(self.dir / "certs", self.domain, self.muc)
+        cert, key = self_signed(self.dir / "certs", self.domain, self.muc, ca)
         self.cert = cert
         (self.dir / "cert+key.pem").write_text(pathlib.Path(cert).read_text() + pathlib.Path(key).read_text())
         for sub in ("spool", "logs", "home"):
@@ -182,6 +185,7 @@ listen:
   - {{port: {S2S_PORT}, ip: "{self.host}", module: ejabberd_s2s_in}}
   - {{port: {self.http_port}, ip: "{self.host}", module: ejabberd_http, request_handlers: {{/api: mod_http_api}}}}
 s2s_use_starttls: required
+{f'ca_file: "{ca[0]}"' if ca else ""}
 s2s_dns_timeout: 2
 outgoing_s2s_families: [ipv4]
 auth_method: internal
@@ -201,7 +205,7 @@ modules:
   mod_offline: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
-  mod_s2s_dialback: {{}}
+{"" if ca else "  mod_s2s_dialback: {}"}
 """)
         subprocess.run(["chown", "-R", "ejabberd:ejabberd", str(self.dir)], check=True)
         self.proc = None
@@ -258,15 +262,35 @@ def move_to(server, host):
     server.start()
 
 
-def self_signed(certs, domain, muc):
-    """A self-signed certificate for `domain` and its MUC service: (certificate, key) paths."""
-    certs.mkdir(parents=True)
+def self_signed(certs, domain, muc, ca=None):
+    """A certificate for `domain` and its MUC service: (certificate, key) paths. Self-signed,
+    or with `ca` = (CA certificate, CA key) signed by that CA (the file then holds the chain)."""
+    certs.mkdir(parents=True, exist_ok=True)
     cert, key = str(certs / f"{domain}.crt"), str(certs / f"{domain}.key")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "30", "-subj", f"/CN={domain}",
-         "-addext", f"subjectAltName=DNS:{domain},DNS:{muc}", "-keyout", key, "-out", cert],
-        check=True, capture_output=True)
+    names = f"subjectAltName=DNS:{domain},DNS:{muc}"
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key]
+    if ca is None:
+        subprocess.run(["openssl", "req", "-x509", *newkey, "-days", "30", "-subj", f"/CN={domain}",
+                        "-addext", names, "-out", cert], check=True, capture_output=True)
+        return cert, key
+    csr = str(certs / f"{domain}.csr")
+    subprocess.run(["openssl", "req", "-new", *newkey, "-subj", f"/CN={domain}", "-out", csr],
+                   check=True, capture_output=True)
+    ext = certs / f"{domain}.ext"
+    ext.write_text(f"{names}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+                    "-days", "30", "-extfile", str(ext), "-out", cert], check=True, capture_output=True)
+    pathlib.Path(cert).write_text(pathlib.Path(cert).read_text() + pathlib.Path(ca[0]).read_text())
+    return cert, key
+
+
+def private_ca(certs):
+    """A private CA: (certificate, key) paths."""
+    certs.mkdir(parents=True, exist_ok=True)
+    cert, key = str(certs / "ca.crt"), str(certs / "ca.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "30", "-subj", "/CN=hearth federation test CA", "-keyout", key,
+                    "-out", cert], check=True, capture_output=True)
     return cert, key
 
 
@@ -295,10 +319,15 @@ PEERS = {"prosody": (Prosody, "prosody"), "ejabberd": (Ejabberd, "erl")}
 
 @pytest.fixture(scope="module", params=list(PEERS))
 def federation(request, hearth_server):
-    """(hearth for hearth.test, the peer server), federating through the test DNS."""
-    peer_class, program = PEERS[request.param]
+    """(hearth for hearth.test, the peer server), federating through the test DNS and
+    authenticating each other with dialback (self-signed certificates)."""
+    yield from federated(request.param, hearth_server, certificates=False)
+
+
+def federated(name, hearth_server, certificates):
+    peer_class, program = PEERS[name]
     if shutil.which(program) is None:
-        pytest.skip(f"{request.param} is not installed (tests/py/install-deps.sh installs it)")
+        pytest.skip(f"{name} is not installed (tests/py/install-deps.sh installs it)")
     zone = Zone()
     dns = DNSServer(zone, address=DNS_HOST, port=53)
     dns.start_thread()
@@ -306,12 +335,18 @@ def federation(request, hearth_server):
     os.chmod(workdir, 0o755)
     peer = hearth = None
     try:
-        peer = peer_class(os.path.join(workdir, request.param))
+        ca = private_ca(pathlib.Path(workdir) / "ca") if certificates else None
+        peer = peer_class(os.path.join(workdir, name), ca=ca)
         os.mkdir(os.path.join(workdir, "hearth"))
+        s2s = (f'listen = ["{HEARTH_HOST}:{S2S_PORT}"]\n'
+               f'dns_server = "{DNS_HOST}:53"\n'
+               "connect_timeout_secs = 10\n")
+        tls = None
+        if ca:
+            s2s += f'ca_file = "{ca[0]}"\nauthentication = "certificate"\n'
+            tls = self_signed(pathlib.Path(workdir) / "hearth-certs", HEARTH_DOMAIN, f"conference.{HEARTH_DOMAIN}", ca)
         hearth = Server(hearth_server.binary, os.path.join(workdir, "hearth"), domain=HEARTH_DOMAIN,
-                        host=HEARTH_HOST, s2s=(f'listen = ["{HEARTH_HOST}:{S2S_PORT}"]\n'
-                                               f'dns_server = "{DNS_HOST}:53"\n'
-                                               "connect_timeout_secs = 10\n"))
+                        host=HEARTH_HOST, s2s=s2s, tls=tls)
         peer.zone = zone
         yield hearth, peer
     finally:

@@ -2,9 +2,17 @@
 //! peer has not confirmed yet, to send again on another connection if this one breaks.
 
 use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::wire::{Broken, Wire};
 use crate::stanza::Stanza;
+
+/// Stanzas waiting for an ack that make hearth ask for one at once; fewer wait [`ACK_DELAY`]
+/// (at a few stanzas a second, one request per stanza would double the traffic).
+const ACK_BATCH: usize = 64;
+const ACK_DELAY: Duration = Duration::from_millis(500);
 
 /// What an established link has written: with acknowledgements (XEP-0198 on the link), the
 /// stanzas not yet acknowledged, to send again on a new connection if this one breaks.
@@ -20,6 +28,8 @@ pub(super) struct Sent {
     pub requested: bool,
     /// To write before the queue's stanzas.
     pub first: VecDeque<Stanza>,
+    /// When to ask for an ack for what waits (see [`Sent::after_write`]).
+    pub due: Option<Instant>,
 }
 
 impl Sent {
@@ -31,6 +41,7 @@ impl Sent {
             acked: 0,
             requested: false,
             first,
+            due: None,
         }
     }
 
@@ -53,10 +64,24 @@ impl Sent {
 
     /// Writes an ack request if stanzas wait for one and none is outstanding.
     pub fn request(&mut self, wire: &mut Wire) {
+        self.due = None;
         if self.acks && !self.requested && !self.unacked.is_empty() {
             wire.out
                 .extend_from_slice(format!("<r xmlns='{}'/>", crate::sm::NS).as_bytes());
             self.requested = true;
+        }
+    }
+
+    /// After a write: asks for an ack at once when [`ACK_BATCH`] stanzas wait for one, else
+    /// sets `due` (the caller calls [`Sent::request`] then).
+    pub fn after_write(&mut self, wire: &mut Wire) {
+        if !self.acks || self.requested || self.unacked.is_empty() {
+            return;
+        }
+        if self.unacked.len() >= ACK_BATCH {
+            self.request(wire);
+        } else if self.due.is_none() {
+            self.due = Some(Instant::now() + ACK_DELAY);
         }
     }
 

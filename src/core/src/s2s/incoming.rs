@@ -63,6 +63,9 @@ struct Incoming {
     local: Option<String>,
     /// The peer asked for a bidirectional stream (XEP-0288).
     bidi: bool,
+    /// Between hearth's stream header and a SASL success (after which the stream restarts):
+    /// when stanzas may be written.
+    open: bool,
     /// Once this stream carries hearth's stanzas too: the pool's links it serves (id, local,
     /// remote), their shared queue, and what was written.
     outbound: Option<Outbound>,
@@ -107,6 +110,7 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
         ),
         local: None,
         bidi: false,
+        open: false,
         outbound: None,
     };
     let close = loop {
@@ -165,6 +169,9 @@ impl Incoming {
         let mut shutdown = self.server.shutdown_signal();
         // A peer keeps its stream busy or sends keep-alives; silence this long means it is gone.
         let silence = Duration::from_secs(cfg.idle_timeout_secs.saturating_mul(2).max(60));
+        // Until it authenticates, a stream has as long as a client has to log in.
+        let handshake_deadline =
+            Instant::now() + Duration::from_secs(self.server.config.c2s.handshake_timeout_secs);
         let mut last_read = Instant::now();
         loop {
             loop {
@@ -188,18 +195,31 @@ impl Incoming {
                 return Err(None);
             }
             self.wire.parser.idle_shrink();
+            let authenticated = self.sasl_domain.is_some() || !self.verified.is_empty();
+            let deadline = if authenticated {
+                last_read + silence
+            } else {
+                handshake_deadline.min(last_read + silence)
+            };
+            let ack_due = self.outbound.as_ref().and_then(|o| o.sent.due);
             tokio::select! {
                 read = self.wire.read_some() => match read {
                     Ok(true) => last_read = Instant::now(),
                     _ => return Err(None),
                 },
-                Some(st) = recv(&mut self.outbound) => self.write_outbound(st),
+                _ = sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {
+                    if let Some(outbound) = self.outbound.as_mut() {
+                        outbound.sent.request(&mut self.wire);
+                    }
+                }
+                Some(st) = recv(&mut self.outbound), if self.open => self.write_outbound(st),
                 Some((remote, local, valid)) = self.verdicts.1.recv() => {
                     self.pending -= 1;
                     self.dialback_verdict(remote, local, valid)?;
                 }
-                _ = sleep_until(last_read + silence) => {
-                    return Err(Some(("connection-timeout", "no traffic on this stream".into())));
+                _ = sleep_until(deadline) => {
+                    let why = if authenticated { "no traffic on this stream" } else { "authentication took too long" };
+                    return Err(Some(("connection-timeout", why.into())));
                 }
                 _ = shutdown.changed() => {
                     return Err(Some(("system-shutdown", "the server is shutting down".into())));
@@ -247,6 +267,7 @@ impl Incoming {
             )));
         }
         self.send_features();
+        self.open = true;
         Ok(())
     }
 
@@ -406,6 +427,7 @@ impl Incoming {
             .out
             .extend_from_slice(format!("<success xmlns='{}'/>", ns::SASL).as_bytes());
         self.sasl_domain = Some(domain);
+        self.open = false;
         self.wire.parser.reset();
         self.stream_id = random_id();
         Ok(())
@@ -516,7 +538,7 @@ impl Incoming {
                 Err(_) => break,
             }
         }
-        outbound.sent.request(&mut self.wire);
+        outbound.sent.after_write(&mut self.wire);
     }
 
     /// `<db:result/>`: the peer claims `from` and wants to send to `to` (XEP-0220 §2.1).

@@ -116,7 +116,7 @@ async fn run(server: Arc<Server>, link: LinkId, mut queue: mpsc::Receiver<Stanza
                 return;
             }
         };
-        tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), acks = mode.acks, bidi = mode.bidi, "server-to-server link established");
+        tracing::info!(%local, %remote, peer = %wire.peer, secs = started.elapsed().as_secs_f32(), auth = mode.auth, acks = mode.acks, bidi = mode.bidi, "server-to-server link established");
         report(&|s| {
             s.set("up");
             s.peer = Some(wire.peer);
@@ -147,12 +147,21 @@ async fn run(server: Arc<Server>, link: LinkId, mut queue: mpsc::Receiver<Stanza
         }
         server.retire_link(&local, &remote, id);
         queue.close();
-        // What arrived while the link was closing goes to a new link.
-        while let Some(st) = queue.recv().await {
-            if *shutdown.borrow() {
-                break;
+        // What arrived while the link was closing goes to a new link; when the server stops,
+        // what is not known to have arrived goes back to its senders instead.
+        let stopping = *shutdown.borrow();
+        while let Some(st) = match resend.pop_front() {
+            Some(st) => Some(st),
+            None => queue.recv().await,
+        } {
+            if stopping {
+                let err = StanzaError::new(Condition::RemoteServerTimeout).with_text(format!(
+                    "not delivered to {remote}: the server is shutting down"
+                ));
+                server.bounce(&st, err).await;
+            } else {
+                Box::pin(server.send_remote(st)).await;
             }
-            Box::pin(server.send_remote(st)).await;
         }
         return;
     }
@@ -185,7 +194,7 @@ async fn feed(
                     Err(_) => break,
                 }
             }
-            sent.request(&mut wire);
+            sent.after_write(&mut wire);
             if let Err(e) = wire.flush().await {
                 break Ended::Broken(Broken::new(format!("write failed: {e}")));
             }
@@ -195,11 +204,18 @@ async fn feed(
                 continue;
             }
         }
+        let ack_due = sent.due;
         tokio::select! {
             st = queue.recv() => match st {
                 Some(st) => sent.write(&mut wire, st),
                 None => break Ended::Idle,
             },
+            _ = sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {
+                sent.request(&mut wire);
+                if let Err(e) = wire.flush().await {
+                    break Ended::Broken(Broken::new(format!("write failed: {e}")));
+                }
+            }
             read = wire.read_some() => match read {
                 Ok(true) => {
                     let stanzas = match drain_incoming(&mut wire, sent, &peer) {
@@ -332,8 +348,12 @@ async fn establish(
     remote: &str,
     deadline: Instant,
 ) -> Result<(Wire, Mode), Broken> {
-    let (mut wire, features, bidi) = authenticate(server, local, remote, deadline).await?;
-    let mut mode = Mode { acks: false, bidi };
+    let (mut wire, features, bidi, auth) = authenticate(server, local, remote, deadline).await?;
+    let mut mode = Mode {
+        acks: false,
+        bidi,
+        auth,
+    };
     if features.get_child("sm", crate::sm::NS).is_none() {
         return Ok((wire, mode));
     }
@@ -356,17 +376,20 @@ struct Mode {
     acks: bool,
     /// The peer may send its stanzas back on this stream (XEP-0288).
     bidi: bool,
+    /// How hearth authenticated: `certificate` (SASL EXTERNAL) or `dialback`.
+    auth: &'static str,
 }
 
 /// Authenticates `local` to `remote`'s server: the link, the features of its authenticated
-/// stream (those before dialback, which does not restart the stream), and whether the stream
-/// is bidirectional (XEP-0288: asked for, before authenticating, when offered).
+/// stream (those before dialback, which does not restart the stream), whether the stream is
+/// bidirectional (XEP-0288: asked for, before authenticating, when offered), and how hearth
+/// was authenticated.
 async fn authenticate(
     server: &Arc<Server>,
     local: &str,
     remote: &str,
     deadline: Instant,
-) -> Result<(Wire, Element, bool), Broken> {
+) -> Result<(Wire, Element, bool, &'static str), Broken> {
     let (mut wire, stream_id, features) = open_secured(server, local, remote, deadline).await?;
     let bidi = wire.io.is_encrypted() && features.get_child("bidi", NS_BIDI_FEATURE).is_some();
     if bidi {
@@ -389,7 +412,7 @@ async fn authenticate(
     });
     if offers_external && wire.io.is_encrypted() {
         match sasl_external(&mut wire, local, remote, deadline).await {
-            Ok(features) => return Ok((wire, features, bidi)),
+            Ok(features) => return Ok((wire, features, bidi, "certificate")),
             Err(e) if policy == S2sAuth::Certificate => return Err(e),
             Err(e) => {
                 tracing::debug!(%local, %remote, reason = %e.reason, "SASL EXTERNAL refused; trying dialback")
@@ -416,7 +439,7 @@ async fn authenticate(
             continue;
         }
         return match el.attr("type") {
-            Some("valid") => Ok((wire, features, bidi)),
+            Some("valid") => Ok((wire, features, bidi, "dialback")),
             Some("invalid") => Err(Broken::new(format!(
                 "{remote} refused hearth's dialback key"
             ))),
