@@ -72,6 +72,16 @@ pub(crate) struct LinkStatus {
 }
 
 impl LinkStatus {
+    fn new(state: &'static str, peer: Option<std::net::SocketAddr>) -> Self {
+        LinkStatus {
+            state,
+            since: std::time::Instant::now(),
+            peer,
+            acks: false,
+            last_error: None,
+        }
+    }
+
     pub fn set(&mut self, state: &'static str) {
         self.state = state;
         self.since = std::time::Instant::now();
@@ -145,13 +155,7 @@ impl S2s {
             return None;
         }
         let id = self.next_link_id.fetch_add(1, Ordering::Relaxed);
-        let status = LinkStatus {
-            state: "up (the peer's bidirectional stream)",
-            since: std::time::Instant::now(),
-            peer: Some(peer),
-            acks: false,
-            last_error: None,
-        };
+        let status = LinkStatus::new("up (the peer's bidirectional stream)", Some(peer));
         let link = Link {
             id,
             queue: queue.clone(),
@@ -259,13 +263,7 @@ impl Server {
                     _ => {
                         let id = self.s2s.next_link_id.fetch_add(1, Ordering::Relaxed);
                         let (tx, rx) = mpsc::channel(cfg.max_queued_stanzas.max(1));
-                        let status = Arc::new(Mutex::new(LinkStatus {
-                            state: "connecting",
-                            since: std::time::Instant::now(),
-                            peer: None,
-                            acks: false,
-                            last_error: None,
-                        }));
+                        let status = Arc::new(Mutex::new(LinkStatus::new("connecting", None)));
                         let link = Link {
                             id,
                             queue: tx.clone(),
