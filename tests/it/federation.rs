@@ -549,3 +549,19 @@ async fn a_bidirectional_stream_carries_the_peers_stanzas_back() {
     alice.expect_silence(500).await;
     assert!(a.log().contains("outside the domain pair"), "{}", a.log());
 }
+
+#[tokio::test]
+async fn a_server_that_does_not_authenticate_is_cut_off() {
+    // The limit clients have to log in applies to other servers' streams too.
+    let b = TestServer::start_federating("b.test", "", "handshake_timeout_secs = 2\n");
+    let mut raw = Raw::connect_as_server(b.s2s_addr, "a.test", "b.test").await;
+    raw.open().await;
+    raw.starttls(&tls_connector(&b.cert_path(), &[])).await;
+    let started = Instant::now();
+    raw.expect_stream_error("connection-timeout").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
