@@ -31,11 +31,16 @@ pub struct TestServer {
 }
 
 pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .expect("bind probe")
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>(ip)[0]
+}
+
+/// `N` distinct ports free on `ip`: all probes stay bound until every port is chosen, so the
+/// kernel cannot hand out the same one twice.
+pub fn free_ports<const N: usize>(ip: &str) -> [u16; N] {
+    let probes: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind((ip, 0)).expect("bind probe"))
+        .collect();
+    std::array::from_fn(|i| probes[i].local_addr().unwrap().port())
 }
 
 impl TestServer {
@@ -54,9 +59,10 @@ impl TestServer {
     pub fn start_federating(domain: &str, s2s_keys: &str, extra: &str) -> Self {
         let host = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
         let ip = format!("127.0.0.{host}");
-        let addr: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
-        let tls_addr: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
-        let s2s_addr: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
+        let [port, tls_port, s2s_port] = free_ports(&ip);
+        let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let tls_addr: SocketAddr = format!("{ip}:{tls_port}").parse().unwrap();
+        let s2s_addr: SocketAddr = format!("{ip}:{s2s_port}").parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("hearth.toml");
         let base = format!(

@@ -26,10 +26,17 @@ DOMAIN = "localhost"
 LOG_TAIL_LINES = 80
 
 
-def free_port(host=HOST):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_ports(count, host=HOST):
+    """`count` distinct ports free on `host` (all probes stay bound until each is chosen, so
+    the kernel cannot hand out one twice)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for s in probes:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in probes]
+    finally:
+        for s in probes:
+            s.close()
 
 
 class Server:
@@ -41,11 +48,10 @@ class Server:
         self.dir = pathlib.Path(workdir)
         self.domain = domain
         self.host = host
-        self.port = free_port(host)
-        self.tls_port = free_port(host)
+        self.port, self.tls_port, s2s_port = free_ports(3, host)
         if s2s is None:
             s2s = (
-                f'listen = ["{host}:{free_port(host)}"]\n'
+                f'listen = ["{host}:{s2s_port}"]\n'
                 # remote.example is a server that is down: nothing listens on port 9.
                 "connect_timeout_secs = 2\n"
                 '[s2s.peers."remote.example"]\naddress = "127.0.0.1:9"\n'

@@ -23,7 +23,7 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, SRV, A
 from dnslib.server import BaseResolver, DNSServer
 
-from conftest import Server
+from conftest import Server, free_ports
 from test_slixmpp import Client, next_item, run
 
 DNS_HOST = "127.0.0.40"
@@ -71,8 +71,7 @@ class Prosody:
     def __init__(self, workdir, ca=None):
         self.dir = pathlib.Path(workdir)
         self.host, self.domain, self.muc = PROSODY_HOST, PROSODY_DOMAIN, f"rooms.{PROSODY_DOMAIN}"
-        self.port = free_port(PROSODY_HOST)
-        self.tls_port = free_port(PROSODY_HOST)
+        self.port, self.tls_port = free_ports(2, PROSODY_HOST)
         certs = self.dir / "certs"
         self.cert, key = self_signed(certs, self.domain, self.muc, ca)
         trust = f'cafile = "{ca[0]}";' if ca else ""
@@ -153,10 +152,7 @@ class Ejabberd:
     def __init__(self, workdir, ca=None):
         self.dir = pathlib.Path(workdir)
         self.host, self.domain, self.muc = EJABBERD_HOST, EJABBERD_DOMAIN, f"conference.{EJABBERD_DOMAIN}"
-        self.port = free_port(self.host)
-        self.tls_port = free_port(self.host)
-        self.http_port = free_port(self.host)
-        self.dist_port = free_port(self.host)
+        self.port, self.tls_port, self.http_port, self.dist_port = free_ports(4, self.host)
         cert, key = self_signed(self.dir / "certs", self.domain, self.muc, ca)
         self.cert = cert
         (self.dir / "cert+key.pem").write_text(pathlib.Path(cert).read_text() + pathlib.Path(key).read_text())
@@ -292,12 +288,6 @@ def private_ca(certs):
                     "-nodes", "-days", "30", "-subj", "/CN=hearth federation test CA", "-keyout", key,
                     "-out", cert], check=True, capture_output=True)
     return cert, key
-
-
-def free_port(host):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_port(host, port, proc, log_tail, secs=30):
