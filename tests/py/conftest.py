@@ -40,10 +40,11 @@ def free_ports(count, host=HOST):
 
 
 class Server:
-    def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None, tls=None):
+    def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None, tls=None, extra=""):
         """`s2s`: the `[s2s]` section's lines (default: a free port on `host`, and
         remote.example as a server that is down). `tls`: (certificate chain, key) files to use
-        instead of the self-signed certificate; clients trust the chain's last certificate."""
+        instead of the self-signed certificate; clients trust the chain's last certificate.
+        `extra`: more config sections, appended."""
         self.binary = binary
         self.dir = pathlib.Path(workdir)
         self.domain = domain
@@ -68,6 +69,7 @@ class Server:
             "[auth]\nmax_failures_per_ip = 0\n"
             "[modules.register]\nallow_registration = true\n"
             + (f'[tls]\ncertificate = "{tls[0]}"\nkey = "{tls[1]}"\n' if tls else "")
+            + extra
         )
         self.log_path = self.dir / "hearth.log"
         self.cert = tls[0] if tls else str(self.dir / "data" / "tls" / "selfsigned.crt")

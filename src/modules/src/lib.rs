@@ -8,6 +8,7 @@ pub mod caps;
 pub mod carbons;
 pub mod conversion;
 pub mod disco;
+pub mod extdisco;
 pub mod mam;
 pub mod message;
 pub mod muc;
@@ -29,6 +30,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<message::Message>()?;
     reg.load::<offline::Offline>()?;
     reg.load::<disco::Disco>()?;
+    reg.load::<extdisco::ExtDisco>()?;
     reg.load::<version::Version>()?;
     reg.load::<ping::Ping>()?;
     reg.load::<register::Register>()?;

@@ -1,0 +1,101 @@
+"""STUN/TURN discovery (XEP-0215) against a real coturn (Debian's package, started here with
+`use-auth-secret`): the TURN credentials hearth hands out make an allocation that coturn
+accepts (`turnutils_uclient`), and stop working once they expire."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import Server, free_ports
+from test_slixmpp import Client, run
+
+NS = "urn:xmpp:extdisco:2"
+TURN_HOST = "127.0.0.50"
+HEARTH_HOST = "127.0.0.51"
+SECRET = "hearth-test-turn-secret"
+
+pytestmark = pytest.mark.skipif(shutil.which("turnserver") is None,
+                                reason="needs Debian's coturn (tests/py/install-deps.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def turn(hearth_server):
+    """(hearth with two TURN services, one with one-second credentials; coturn's port)."""
+    (port,) = free_ports(1, TURN_HOST)
+    workdir = tempfile.mkdtemp(prefix="hearth-turn-")
+    log = open(os.path.join(workdir, "turnserver.log"), "w")
+    coturn = subprocess.Popen(
+        ["turnserver", "-n", f"--listening-ip={TURN_HOST}", f"--listening-port={port}",
+         f"--relay-ip={TURN_HOST}", "--use-auth-secret", f"--static-auth-secret={SECRET}",
+         "--realm=hearth.test", "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers",
+         "--log-file=stdout", "--simple-log", "--min-port=49000", "--max-port=49200"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    services = "".join(
+        f'[[modules.extdisco.services]]\ntype = "{kind}"\nhost = "{host}"\nport = {port}\n{more}'
+        for kind, host, more in (
+            ("stun", TURN_HOST, ""),
+            ("turn", TURN_HOST, f'secret = "{SECRET}"\n'),
+            ("turn", "short.turn.test", f'secret = "{SECRET}"\ncredentials_lifetime_secs = 1\n'),
+        ))
+    os.mkdir(os.path.join(workdir, "hearth"))
+    hearth = Server(hearth_server.binary, os.path.join(workdir, "hearth"), host=HEARTH_HOST, extra=services)
+    try:
+        yield hearth, port
+    finally:
+        hearth.stop()
+        coturn.terminate()
+        coturn.wait(timeout=10)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def ask(client, payload):
+    iq = client.Iq(stype="get", sto=client.hearth.domain)
+    iq.append(ET.fromstring(payload))
+    result = await iq.send(timeout=15)
+    return [dict(s.attrib) for s in result.xml.iter(f"{{{NS}}}service")]
+
+
+def allocate(port, service):
+    """A TURN allocation with `service`'s credentials (turnutils_uclient's exit status)."""
+    return subprocess.run(
+        ["turnutils_uclient", "-y", "-n", "2", "-m", "1", "-u", service["username"],
+         "-w", service["password"], "-p", str(port), TURN_HOST],
+        capture_output=True, text=True, timeout=60).returncode
+
+
+def test_turn_credentials_work_with_coturn_and_expire(turn):
+    hearth, port = turn
+    jid, pw = hearth.new_account("caller")
+
+    async def scenario():
+        c = Client(hearth, jid, pw)
+        assert await c.login()
+        try:
+            info = await c.plugin["xep_0030"].get_info(jid=hearth.domain, timeout=15)
+            assert NS in info["disco_info"]["features"]
+            services = await ask(c, f"<services xmlns='{NS}'/>")
+            assert [(s["type"], s["host"]) for s in services] == [
+                ("stun", TURN_HOST), ("turn", TURN_HOST), ("turn", "short.turn.test")]
+            stun, turn_service = services[0], services[1]
+            assert "username" not in stun and int(stun["port"]) == port
+            assert turn_service["username"].endswith(f":{jid}") and turn_service["restricted"] == "1"
+            only_turn = await ask(c, f"<services xmlns='{NS}' type='turn'/>")
+            assert {s["type"] for s in only_turn} == {"turn"}
+            short = await ask(c, f"<credentials xmlns='{NS}'><service type='turn' host='short.turn.test'/></credentials>")
+            assert len(short) == 1 and short[0]["host"] == "short.turn.test"
+            return turn_service, short[0]
+        finally:
+            await c.close()
+
+    good, short = run(scenario())
+    assert allocate(port, good) == 0, "coturn refused the credentials hearth handed out"
+    time.sleep(2)
+    assert allocate(port, short) != 0, "coturn accepted expired credentials"
+    wrong = dict(good, password="AAAA" + good["password"][4:])
+    assert allocate(port, wrong) != 0
