@@ -143,6 +143,8 @@ pub struct Registrations {
     pub features: Vec<(DiscoScope, String)>,
     pub identities: Vec<(DiscoScope, Identity)>,
     pub disco_items: Vec<DiscoItem>,
+    /// Data forms extending disco#info (XEP-0128), such as contact addresses (XEP-0157).
+    pub disco_forms: Vec<(DiscoScope, Element)>,
     pub(crate) stream_features: Vec<(FeaturePhase, Element)>,
     pub(crate) bind2_inline: Vec<(String, InlineFn)>,
     pub(crate) session_state: Vec<(&'static str, StateExportFn, StateImportFn)>,
@@ -323,6 +325,12 @@ impl<'a> Registrar<'a> {
         });
     }
 
+    /// Adds a data form (`<x xmlns='jabber:x:data' type='result'/>` with a FORM_TYPE) to the
+    /// disco#info of `scope` (XEP-0128).
+    pub fn disco_form(&mut self, scope: DiscoScope, form: Element) {
+        self.regs.disco_forms.push((scope, form));
+    }
+
     pub fn stream_feature(&mut self, phase: FeaturePhase, el: Element) {
         self.regs.stream_features.push((phase, el));
     }
@@ -361,6 +369,10 @@ impl<'a> Registrar<'a> {
     /// Disco identities registered so far.
     pub fn identities(&self) -> &[(DiscoScope, Identity)] {
         &self.regs.identities
+    }
+
+    pub fn disco_forms(&self) -> &[(DiscoScope, Element)] {
+        &self.regs.disco_forms
     }
 
     pub fn finish(self) -> Registrations {

@@ -79,6 +79,14 @@ impl Server {
             .map(|(_, i)| i)
     }
 
+    pub fn disco_forms(&self, scope: DiscoScope) -> impl Iterator<Item = &Element> {
+        self.regs
+            .disco_forms
+            .iter()
+            .filter(move |(s, _)| *s == scope)
+            .map(|(_, f)| f)
+    }
+
     pub fn disco_items(&self) -> &[crate::module::DiscoItem] {
         &self.regs.disco_items
     }

@@ -136,7 +136,12 @@ pub fn server_ver(reg: &Registrar) -> String {
         .iter()
         .filter(|(s, _)| *s == DiscoScope::Host)
         .map(|(_, f)| f.as_str());
-    ver(&crate::disco::info_result(identities, features))
+    let forms = reg
+        .disco_forms()
+        .iter()
+        .filter(|(s, _)| *s == DiscoScope::Host)
+        .map(|(_, f)| f);
+    ver(&crate::disco::info_result(identities, features, forms))
 }
 
 #[cfg(test)]

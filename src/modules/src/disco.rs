@@ -86,10 +86,12 @@ fn no_node(iq: &Stanza) -> Result<(), StanzaError> {
     }
 }
 
-/// A disco#info result from identities and features, sorted and de-duplicated.
+/// A disco#info result from identities and features, sorted and de-duplicated, and extension
+/// forms (XEP-0128).
 pub fn info_result<'a>(
     identities: impl Iterator<Item = &'a hearth_core::module::Identity>,
     features: impl Iterator<Item = &'a str>,
+    forms: impl Iterator<Item = &'a Element>,
 ) -> Element {
     let mut q = query(DISCO_INFO, None);
     for id in identities {
@@ -112,12 +114,19 @@ pub fn info_result<'a>(
                 .build(),
         );
     }
+    for form in forms {
+        q.append_child(form.clone());
+    }
     q
 }
 
 fn host_info(cx: &Context, iq: &Stanza) -> IqResult {
     let s = &cx.server;
-    let mut info = info_result(s.identities(DiscoScope::Host), s.features(DiscoScope::Host));
+    let mut info = info_result(
+        s.identities(DiscoScope::Host),
+        s.features(DiscoScope::Host),
+        s.disco_forms(DiscoScope::Host),
+    );
     // The node of the server's own entity caps (XEP-0115 §6.2) names this same information.
     if let Some(node) = iq.iq_payload().and_then(|q| q.attr("node")) {
         if node != format!("{}#{}", crate::caps::SERVER_NODE, crate::caps::ver(&info)) {
@@ -172,5 +181,6 @@ async fn account_info(cx: &Context, iq: &Stanza) -> IqResult {
     Ok(Some(info_result(
         s.identities(DiscoScope::Account),
         s.features(DiscoScope::Account),
+        s.disco_forms(DiscoScope::Account),
     )))
 }

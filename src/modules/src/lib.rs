@@ -6,6 +6,7 @@ use hearth_core::module::Registrar;
 pub mod blocking;
 pub mod caps;
 pub mod carbons;
+pub mod contact;
 pub mod conversion;
 pub mod disco;
 pub mod extdisco;
@@ -31,6 +32,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<offline::Offline>()?;
     reg.load::<disco::Disco>()?;
     reg.load::<extdisco::ExtDisco>()?;
+    reg.load::<contact::Contact>()?;
     reg.load::<version::Version>()?;
     reg.load::<ping::Ping>()?;
     reg.load::<register::Register>()?;

@@ -1,6 +1,7 @@
-"""STUN/TURN discovery (XEP-0215) against a real coturn (Debian's package, started here with
-`use-auth-secret`): the TURN credentials hearth hands out make an allocation that coturn
-accepts (`turnutils_uclient`), and stop working once they expire."""
+"""Services the server tells its users about: STUN/TURN (XEP-0215) against a real coturn
+(Debian's package, started here with `use-auth-secret`: the TURN credentials hearth hands out
+make an allocation that coturn accepts, `turnutils_uclient`, and stop working once they
+expire), and contact addresses (XEP-0157) in the server's disco#info."""
 
 import os
 import shutil
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.skipif(shutil.which("turnserver") is None,
 
 @pytest.fixture(scope="module")
 def turn(hearth_server):
-    """(hearth with two TURN services, one with one-second credentials; coturn's port)."""
+    """(hearth with two TURN services, one with one-second credentials, and contact addresses;
+    coturn's port)."""
     (port,) = free_ports(1, TURN_HOST)
     workdir = tempfile.mkdtemp(prefix="hearth-turn-")
     log = open(os.path.join(workdir, "turnserver.log"), "w")
@@ -42,8 +44,11 @@ def turn(hearth_server):
             ("turn", TURN_HOST, f'secret = "{SECRET}"\n'),
             ("turn", "short.turn.test", f'secret = "{SECRET}"\ncredentials_lifetime_secs = 1\n'),
         ))
+    contact = ('[modules.contact]\nabuse = ["mailto:abuse@example.com", "xmpp:abuse@example.com"]\n'
+               'support = ["https://example.com/help"]\n')
     os.mkdir(os.path.join(workdir, "hearth"))
-    hearth = Server(hearth_server.binary, os.path.join(workdir, "hearth"), host=HEARTH_HOST, extra=services)
+    hearth = Server(hearth_server.binary, os.path.join(workdir, "hearth"), host=HEARTH_HOST,
+                    extra=services + contact)
     try:
         yield hearth, port
     finally:
@@ -99,3 +104,30 @@ def test_turn_credentials_work_with_coturn_and_expire(turn):
     assert allocate(port, short) != 0, "coturn accepted expired credentials"
     wrong = dict(good, password="AAAA" + good["password"][4:])
     assert allocate(port, wrong) != 0
+
+
+def test_contact_addresses_in_server_info(turn):
+    hearth, _ = turn
+    jid, pw = hearth.new_account("curious")
+
+    async def scenario():
+        c = Client(hearth, jid, pw)
+        assert await c.login()
+        try:
+            info = await c.plugin["xep_0030"].get_info(jid=hearth.domain, timeout=15)
+            forms = info.xml.findall(".//{jabber:x:data}x")
+            fields = {f.get("var"): [v.text for v in f.findall("{jabber:x:data}value")]
+                      for form in forms for f in form.findall("{jabber:x:data}field")}
+            assert fields["FORM_TYPE"] == ["http://jabber.org/network/serverinfo"]
+            assert fields["abuse-addresses"] == ["mailto:abuse@example.com", "xmpp:abuse@example.com"]
+            assert fields["support-addresses"] == ["https://example.com/help"]
+            assert "admin-addresses" not in fields
+            # The server's caps hash covers the form: its node answers with the same info.
+            node = [c_ for f in c.stream_features for c_ in f.iter("{http://jabber.org/protocol/caps}c")][-1]
+            again = await c.plugin["xep_0030"].get_info(
+                jid=hearth.domain, node=f"{node.get('node')}#{node.get('ver')}", timeout=15)
+            assert again.xml.findall(".//{jabber:x:data}x")
+        finally:
+            await c.close()
+
+    run(scenario())

@@ -1,0 +1,88 @@
+//! XEP-0157: Contact Addresses for XMPP Services. Where users and other servers' admins report
+//! abuse or ask for help, from the configuration, in the server's disco#info (XEP-0128 form).
+
+use std::sync::Arc;
+
+use hearth_core::module::{DiscoScope, Module, Registrar, Spec, SupportStatus};
+use hearth_core::stanza::ncname;
+use minidom::Element;
+use serde::Deserialize;
+
+const NS_DATA: &str = "jabber:x:data";
+const FORM_TYPE: &str = "http://jabber.org/network/serverinfo";
+
+pub struct Contact;
+
+/// Addresses as URIs: `mailto:abuse@example.com`, `xmpp:admin@example.com`,
+/// `https://example.com/support`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub abuse: Vec<String>,
+    pub admin: Vec<String>,
+    pub feedback: Vec<String>,
+    pub sales: Vec<String>,
+    pub security: Vec<String>,
+    pub status: Vec<String>,
+    pub support: Vec<String>,
+}
+
+impl Module for Contact {
+    const NAME: &'static str = "contact";
+    const SPECS: &'static [Spec] = &[Spec {
+        id: "XEP-0157",
+        version: "1.1.1",
+        status: SupportStatus::Complete,
+        note: "the seven address kinds from modules.contact, in the server's disco#info",
+    }];
+    type Config = Config;
+
+    fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
+        if let Some(form) = form(&cfg) {
+            reg.disco_form(DiscoScope::Host, form);
+        }
+        Ok(Arc::new(Contact))
+    }
+}
+
+/// The serverinfo form, or `None` when no address is configured.
+fn form(cfg: &Config) -> Option<Element> {
+    let kinds = [
+        ("abuse", &cfg.abuse),
+        ("admin", &cfg.admin),
+        ("feedback", &cfg.feedback),
+        ("sales", &cfg.sales),
+        ("security", &cfg.security),
+        ("status", &cfg.status),
+        ("support", &cfg.support),
+    ];
+    if kinds.iter().all(|(_, addresses)| addresses.is_empty()) {
+        return None;
+    }
+    let field = |var: String, values: &[String], hidden: bool| {
+        let mut f = Element::builder("field", NS_DATA)
+            .attr(ncname("var"), var)
+            .build();
+        if hidden {
+            hearth_core::stanza::set_attr(&mut f, "type", Some("hidden".into()));
+        }
+        for v in values {
+            f.append_child(
+                Element::builder("value", NS_DATA)
+                    .append(v.as_str())
+                    .build(),
+            );
+        }
+        f
+    };
+    let mut x = Element::builder("x", NS_DATA)
+        .attr(ncname("type"), "result")
+        .build();
+    x.append_child(field("FORM_TYPE".into(), &[FORM_TYPE.into()], true));
+    for (kind, addresses) in kinds {
+        if !addresses.is_empty() {
+            x.append_child(field(format!("{kind}-addresses"), addresses, false));
+        }
+    }
+    Some(x)
+}
