@@ -64,27 +64,15 @@ impl Server {
     }
 
     pub fn features(&self, scope: DiscoScope) -> impl Iterator<Item = &str> {
-        self.regs
-            .features
-            .iter()
-            .filter(move |(s, _)| *s == scope)
-            .map(|(_, f)| f.as_str())
+        of(&self.regs.features, scope).map(String::as_str)
     }
 
     pub fn identities(&self, scope: DiscoScope) -> impl Iterator<Item = &Identity> {
-        self.regs
-            .identities
-            .iter()
-            .filter(move |(s, _)| *s == scope)
-            .map(|(_, i)| i)
+        of(&self.regs.identities, scope)
     }
 
     pub fn disco_forms(&self, scope: DiscoScope) -> impl Iterator<Item = &Element> {
-        self.regs
-            .disco_forms
-            .iter()
-            .filter(move |(s, _)| *s == scope)
-            .map(|(_, f)| f)
+        of(&self.regs.disco_forms, scope)
     }
 
     pub fn disco_items(&self) -> &[crate::module::DiscoItem] {
@@ -92,11 +80,7 @@ impl Server {
     }
 
     pub fn stream_features(&self, phase: FeaturePhase) -> impl Iterator<Item = &Element> {
-        self.regs
-            .stream_features
-            .iter()
-            .filter(move |(p, _)| *p == phase)
-            .map(|(_, e)| e)
+        of(&self.regs.stream_features, phase)
     }
 
     /// Names of the loaded modules, in load order.
@@ -256,6 +240,11 @@ impl Server {
             }
         }
     }
+}
+
+/// The registrations made for `key` (a disco scope, a stream feature phase).
+fn of<K: PartialEq + Copy, T>(items: &[(K, T)], key: K) -> impl Iterator<Item = &T> {
+    items.iter().filter(move |(k, _)| *k == key).map(|(_, t)| t)
 }
 
 async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
