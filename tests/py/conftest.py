@@ -133,14 +133,19 @@ class Server:
         return f"{prefix}{next(self._names)}"
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._log_file.close()
+
+
+def terminate(proc, secs=20):
+    """SIGTERM, then SIGKILL if `proc` has not exited within `secs`."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=secs)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def pytest_configure(config):

@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, SRV, A
 from dnslib.server import BaseResolver, DNSServer
 
-from conftest import Server, free_ports
+from conftest import Server, free_ports, terminate
 from test_slixmpp import Client, next_item, run
 
 DNS_HOST = "127.0.0.40"
@@ -123,13 +122,7 @@ Component "rooms.{self.domain}" "muc"
         wait_port(self.host, S2S_PORT, self.proc, self.log_tail)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         self._stdout.close()
 
     def new_account(self, name, password="prosody-pass1"):
@@ -226,13 +219,7 @@ modules:
             wait_port(self.host, port, self.proc, self.log_tail, secs=60)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 30)
         self._stdout.close()
 
     def new_account(self, name, password="ejabberd-pass1"):

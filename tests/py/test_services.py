@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import Server, free_ports
+from conftest import Server, free_ports, terminate
 from test_slixmpp import Client, run
 
 NS = "urn:xmpp:extdisco:2"
@@ -53,8 +53,7 @@ def turn(hearth_server):
         yield hearth, port
     finally:
         hearth.stop()
-        coturn.terminate()
-        coturn.wait(timeout=10)
+        terminate(coturn, 10)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
