@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import types
 import urllib.request
 
 import pytest
@@ -356,6 +357,26 @@ async def wait_for_log(server, needle, since=0, secs=15):
         await asyncio.sleep(0.1)
 
 
+def with_users(federation, name, scenario, muc=False):
+    """Runs `scenario(u)` with u.alice logged in on hearth and u.bob on the peer (fresh accounts
+    named after `name`; a scenario that logs bob in again sets u.bob), closing both after it."""
+    hearth, peer = federation
+    u = types.SimpleNamespace()
+    u.alice_jid, u.alice_pw = hearth.new_account(f"{name}alice")
+    u.bob_jid, u.bob_pw = peer.new_account(f"{name}bob")
+
+    async def logged_in_pair():
+        u.alice = await logged_in(hearth, u.alice_jid, u.alice_pw, muc)
+        u.bob = await logged_in(peer, u.bob_jid, u.bob_pw, muc)
+        try:
+            await scenario(u)
+        finally:
+            await u.alice.close()
+            await u.bob.close()
+
+    run_logged(federation, logged_in_pair())
+
+
 async def logged_in(server, jid, pw, muc=False):
     c = Client(server, jid, pw)
     for plugin in ("xep_0313", "xep_0280", "xep_0191") + (("xep_0045", "xep_0004") if muc else ()):
@@ -366,48 +387,41 @@ async def logged_in(server, jid, pw, muc=False):
 
 def test_chat_both_ways(federation):
     hearth, peer = federation
-    alice_jid, alice_pw = hearth.new_account("alice")
-    bob_jid, bob_pw = peer.new_account("bob")
 
-    async def scenario():
-        alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(peer, bob_jid, bob_pw)
-        try:
-            alice.send_message(mto=f"{bob_jid}/py", mbody="hello peer", mtype="chat")
-            got = await next_item(bob.messages, lambda m: m["body"] == "hello peer",
-                                  what="hearth's message at the peer")
-            assert got["from"] == f"{alice_jid}/py"
-            bob.send_message(mto=f"{alice_jid}/py", mbody="hello hearth", mtype="chat")
-            got = await next_item(alice.messages, lambda m: m["body"] == "hello hearth",
-                                  what="the peer's message at hearth")
-            assert got["from"] == f"{bob_jid}/py"
-            # IQs both ways: ping of the remote server, disco of the remote account.
-            await alice.plugin["xep_0199"].send_ping(peer.domain, timeout=15)
-            await bob.plugin["xep_0199"].send_ping(HEARTH_DOMAIN, timeout=15)
-            info = await bob.plugin["xep_0030"].get_info(jid=HEARTH_DOMAIN, timeout=15)
-            assert "urn:xmpp:ping" in info["disco_info"]["features"]
-            # Federated messages are archived (both directions) and carbon-copied.
-            bodies = []
-            async for msg in alice.plugin["xep_0313"].iterate(with_jid=bob_jid, rsm={"max": 10}):
-                bodies.append(msg["mam_result"]["forwarded"]["stanza"]["body"])
-            assert bodies == ["hello peer", "hello hearth"]
-            await alice.plugin["xep_0280"].enable(timeout=15)
-            laptop = Client(hearth, alice_jid, alice_pw, resource="laptop")
-            laptop.register_plugin("xep_0280")
-            assert await laptop.login()
-            await laptop.plugin["xep_0280"].enable(timeout=15)
-            carbons = asyncio.Queue()
-            laptop.add_event_handler("carbon_received", carbons.put_nowait)
-            bob.send_message(mto=f"{alice_jid}/py", mbody="to your phone", mtype="chat")
-            await next_item(alice.messages, lambda m: m["body"] == "to your phone", what="the message")
-            got = await next_item(carbons, what="its carbon copy on the laptop")
-            assert got["carbon_received"]["body"] == "to your phone"
-            await laptop.close()
-        finally:
-            await alice.close()
-            await bob.close()
+    async def scenario(u):
+        alice, bob, alice_jid, bob_jid = u.alice, u.bob, u.alice_jid, u.bob_jid
+        alice.send_message(mto=f"{bob_jid}/py", mbody="hello peer", mtype="chat")
+        got = await next_item(bob.messages, lambda m: m["body"] == "hello peer",
+                              what="hearth's message at the peer")
+        assert got["from"] == f"{alice_jid}/py"
+        bob.send_message(mto=f"{alice_jid}/py", mbody="hello hearth", mtype="chat")
+        got = await next_item(alice.messages, lambda m: m["body"] == "hello hearth",
+                              what="the peer's message at hearth")
+        assert got["from"] == f"{bob_jid}/py"
+        # IQs both ways: ping of the remote server, disco of the remote account.
+        await alice.plugin["xep_0199"].send_ping(peer.domain, timeout=15)
+        await bob.plugin["xep_0199"].send_ping(HEARTH_DOMAIN, timeout=15)
+        info = await bob.plugin["xep_0030"].get_info(jid=HEARTH_DOMAIN, timeout=15)
+        assert "urn:xmpp:ping" in info["disco_info"]["features"]
+        # Federated messages are archived (both directions) and carbon-copied.
+        bodies = []
+        async for msg in alice.plugin["xep_0313"].iterate(with_jid=bob_jid, rsm={"max": 10}):
+            bodies.append(msg["mam_result"]["forwarded"]["stanza"]["body"])
+        assert bodies == ["hello peer", "hello hearth"]
+        await alice.plugin["xep_0280"].enable(timeout=15)
+        laptop = Client(hearth, alice_jid, u.alice_pw, resource="laptop")
+        laptop.register_plugin("xep_0280")
+        assert await laptop.login()
+        await laptop.plugin["xep_0280"].enable(timeout=15)
+        carbons = asyncio.Queue()
+        laptop.add_event_handler("carbon_received", carbons.put_nowait)
+        bob.send_message(mto=f"{alice_jid}/py", mbody="to your phone", mtype="chat")
+        await next_item(alice.messages, lambda m: m["body"] == "to your phone", what="the message")
+        got = await next_item(carbons, what="its carbon copy on the laptop")
+        assert got["carbon_received"]["body"] == "to your phone"
+        await laptop.close()
 
-    run_logged(federation, scenario())
+    with_users(federation, "", scenario)
     log = hearth.log()
     assert f"link established local={HEARTH_DOMAIN} remote={peer.domain}" in log
     assert "remote server authenticated by dialback" in log
@@ -418,108 +432,85 @@ def test_chat_both_ways(federation):
 
 
 def test_presence_subscription_across_servers(federation):
-    hearth, peer = federation
-    alice_jid, alice_pw = hearth.new_account("subalice")
-    bob_jid, bob_pw = peer.new_account("subbob")
+    async def scenario(u):
+        alice, bob, alice_jid, bob_jid = u.alice, u.bob, u.alice_jid, u.bob_jid
+        alice.send_presence(pto=bob_jid, ptype="subscribe")
+        await next_item(bob.subscriptions, lambda p: p["type"] == "subscribe",
+                        what="alice's subscription request at the peer")
+        bob.send_presence(pto=alice_jid, ptype="subscribed")
+        bob.send_presence(pto=alice_jid, ptype="subscribe")
+        await next_item(alice.subscriptions, lambda p: p["type"] == "subscribed",
+                        what="bob's approval at hearth")
+        await next_item(alice.presences, lambda p: p["from"].bare == bob_jid,
+                        what="bob's presence after the approval")
+        await next_item(alice.subscriptions, lambda p: p["type"] == "subscribe",
+                        what="bob's own request at hearth")
+        alice.send_presence(pto=bob_jid, ptype="subscribed")
+        await next_item(bob.presences, lambda p: p["from"].bare == alice_jid,
+                        what="alice's presence at the peer")
+        roster = await alice.roster_from_server()
+        assert roster[bob_jid]["subscription"] == "both"
+        # A status change reaches the remote contact (slixmpp names the event after <show/>).
+        bob.add_event_handler("presence_away", bob.presences.put_nowait)
+        alice.send_presence(pshow="away")
+        await next_item(bob.presences, lambda p: p["from"].bare == alice_jid and p["show"] == "away",
+                        what="alice's new status at the peer")
 
-    async def scenario():
-        alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(peer, bob_jid, bob_pw)
-        try:
-            alice.send_presence(pto=bob_jid, ptype="subscribe")
-            await next_item(bob.subscriptions, lambda p: p["type"] == "subscribe",
-                            what="alice's subscription request at the peer")
-            bob.send_presence(pto=alice_jid, ptype="subscribed")
-            bob.send_presence(pto=alice_jid, ptype="subscribe")
-            await next_item(alice.subscriptions, lambda p: p["type"] == "subscribed",
-                            what="bob's approval at hearth")
-            await next_item(alice.presences, lambda p: p["from"].bare == bob_jid,
-                            what="bob's presence after the approval")
-            await next_item(alice.subscriptions, lambda p: p["type"] == "subscribe",
-                            what="bob's own request at hearth")
-            alice.send_presence(pto=bob_jid, ptype="subscribed")
-            await next_item(bob.presences, lambda p: p["from"].bare == alice_jid,
-                            what="alice's presence at the peer")
-            roster = await alice.roster_from_server()
-            assert roster[bob_jid]["subscription"] == "both"
-            # A status change reaches the remote contact (slixmpp names the event after <show/>).
-            bob.add_event_handler("presence_away", bob.presences.put_nowait)
-            alice.send_presence(pshow="away")
-            await next_item(bob.presences, lambda p: p["from"].bare == alice_jid and p["show"] == "away",
-                            what="alice's new status at the peer")
-        finally:
-            await alice.close()
-            await bob.close()
-
-    run_logged(federation, scenario())
+    with_users(federation, "sub", scenario)
 
 
 def test_rooms_on_each_server_with_occupants_from_both(federation):
-    hearth, peer = federation
-    alice_jid, alice_pw = hearth.new_account("mucalice")
-    bob_jid, bob_pw = peer.new_account("mucbob")
+    _, peer = federation
 
-    async def scenario():
-        alice = await logged_in(hearth, alice_jid, alice_pw, muc=True)
-        bob = await logged_in(peer, bob_jid, bob_pw, muc=True)
-        try:
-            # Each room is created by a local user (hearth lets only its own users create rooms)
-            # and joined by the other server's user.
-            for room, first, second in ((f"lobby@{peer.muc}", bob, alice),
-                                        (f"hall@conference.{HEARTH_DOMAIN}", alice, bob)):
-                nick1, nick2 = ("Alice", "Bob") if first is alice else ("Bob", "Alice")
-                muc = first.plugin["xep_0045"]
-                await muc.join_muc_wait(room, nick1, maxstanzas=0, timeout=15)
-                # The creator accepts the default configuration, which unlocks the room.
-                await muc.set_room_config(room, await muc.get_room_config(room, timeout=15), timeout=15)
-                await second.plugin["xep_0045"].join_muc_wait(room, nick2, maxstanzas=0, timeout=15)
-                first.send_message(mto=room, mbody=f"welcome to {room}", mtype="groupchat")
-                got = await next_item(second.messages, lambda m: m["body"] == f"welcome to {room}",
-                                      what=f"the groupchat message in {room}")
-                assert got["from"] == f"{room}/{nick1}"
-                second.send_message(mto=room, mbody="thanks", mtype="groupchat")
-                got = await next_item(first.messages, lambda m: m["body"] == "thanks" and m["from"].bare == room,
-                                      what=f"the answer in {room}")
-                assert got["from"].resource == nick2
-        finally:
-            await alice.close()
-            await bob.close()
+    async def scenario(u):
+        alice, bob, alice_jid, bob_jid = u.alice, u.bob, u.alice_jid, u.bob_jid
+        # Each room is created by a local user (hearth lets only its own users create rooms)
+        # and joined by the other server's user.
+        for room, first, second in ((f"lobby@{peer.muc}", bob, alice),
+                                    (f"hall@conference.{HEARTH_DOMAIN}", alice, bob)):
+            nick1, nick2 = ("Alice", "Bob") if first is alice else ("Bob", "Alice")
+            muc = first.plugin["xep_0045"]
+            await muc.join_muc_wait(room, nick1, maxstanzas=0, timeout=15)
+            # The creator accepts the default configuration, which unlocks the room.
+            await muc.set_room_config(room, await muc.get_room_config(room, timeout=15), timeout=15)
+            await second.plugin["xep_0045"].join_muc_wait(room, nick2, maxstanzas=0, timeout=15)
+            first.send_message(mto=room, mbody=f"welcome to {room}", mtype="groupchat")
+            got = await next_item(second.messages, lambda m: m["body"] == f"welcome to {room}",
+                                  what=f"the groupchat message in {room}")
+            assert got["from"] == f"{room}/{nick1}"
+            second.send_message(mto=room, mbody="thanks", mtype="groupchat")
+            got = await next_item(first.messages, lambda m: m["body"] == "thanks" and m["from"].bare == room,
+                                  what=f"the answer in {room}")
+            assert got["from"].resource == nick2
 
-    run_logged(federation, scenario())
+    with_users(federation, "muc", scenario, muc=True)
 
 
 def test_peer_restarted_mid_conversation_gets_what_was_sent_meanwhile(federation):
     hearth, peer = federation
-    alice_jid, alice_pw = hearth.new_account("restartalice")
-    bob_jid, bob_pw = peer.new_account("restartbob")
 
-    async def scenario():
-        alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(peer, bob_jid, bob_pw)
-        try:
-            alice.send_message(mto=bob_jid, mbody="before", mtype="chat")
-            await next_item(bob.messages, lambda m: m["body"] == "before", what="the first message")
-            await bob.close()
-            peer.stop()
-            # Sent while the peer is down: the link waits and reconnects (within
-            # connect_timeout_secs), the peer stores it offline for bob.
-            since = len(hearth.log())
-            alice.send_message(mto=bob_jid, mbody="while you were away", mtype="chat")
-            await asyncio.sleep(1)
-            peer.start()
-            # bob logs in once the message is there: ejabberd drops one that arrives while
-            # its user's session is being set up.
-            await wait_for_log(hearth, f"link established local={HEARTH_DOMAIN} remote={peer.domain}", since)
-            await asyncio.sleep(0.5)
-            bob = await logged_in(peer, bob_jid, bob_pw)
-            got = await next_item(bob.messages, lambda m: m["body"] == "while you were away",
-                                  what="the message sent while the peer was down")
-            assert got["from"].bare == alice_jid
-        finally:
-            await alice.close()
-            await bob.close()
+    async def scenario(u):
+        alice, bob, alice_jid, bob_jid = u.alice, u.bob, u.alice_jid, u.bob_jid
+        alice.send_message(mto=bob_jid, mbody="before", mtype="chat")
+        await next_item(bob.messages, lambda m: m["body"] == "before", what="the first message")
+        await bob.close()
+        peer.stop()
+        # Sent while the peer is down: the link waits and reconnects (within
+        # connect_timeout_secs), the peer stores it offline for bob.
+        since = len(hearth.log())
+        alice.send_message(mto=bob_jid, mbody="while you were away", mtype="chat")
+        await asyncio.sleep(1)
+        peer.start()
+        # bob logs in once the message is there: ejabberd drops one that arrives while
+        # its user's session is being set up.
+        await wait_for_log(hearth, f"link established local={HEARTH_DOMAIN} remote={peer.domain}", since)
+        await asyncio.sleep(0.5)
+        bob = u.bob = await logged_in(peer, bob_jid, u.bob_pw)
+        got = await next_item(bob.messages, lambda m: m["body"] == "while you were away",
+                              what="the message sent while the peer was down")
+        assert got["from"].bare == alice_jid
 
-    run_logged(federation, scenario())
+    with_users(federation, "restart", scenario)
 
 
 def test_a_server_that_stays_down_gets_the_senders_a_bounce(federation):
@@ -545,51 +536,35 @@ def test_a_server_that_stays_down_gets_the_senders_a_bounce(federation):
 
 
 def test_blocking_a_contact_on_another_server(federation):
-    hearth, peer = federation
-    alice_jid, alice_pw = hearth.new_account("blockalice")
-    bob_jid, bob_pw = peer.new_account("blockbob")
+    async def scenario(u):
+        alice, bob, alice_jid, bob_jid = u.alice, u.bob, u.alice_jid, u.bob_jid
+        await alice.plugin["xep_0191"].block([bob_jid], timeout=15)
+        bob.send_message(mto=f"{alice_jid}/py", mbody="let me in", mtype="chat")
+        err = await next_item(bob.messages, lambda m: m["type"] == "error",
+                              what="the error for a blocked sender on the other server")
+        assert err["error"]["condition"] == "service-unavailable"
+        await alice.plugin["xep_0191"].unblock([bob_jid], timeout=15)
+        bob.send_message(mto=f"{alice_jid}/py", mbody="now?", mtype="chat")
+        await next_item(alice.messages, lambda m: m["body"] == "now?", what="the message after unblocking")
 
-    async def scenario():
-        alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(peer, bob_jid, bob_pw)
-        try:
-            await alice.plugin["xep_0191"].block([bob_jid], timeout=15)
-            bob.send_message(mto=f"{alice_jid}/py", mbody="let me in", mtype="chat")
-            err = await next_item(bob.messages, lambda m: m["type"] == "error",
-                                  what="the error for a blocked sender on the other server")
-            assert err["error"]["condition"] == "service-unavailable"
-            await alice.plugin["xep_0191"].unblock([bob_jid], timeout=15)
-            bob.send_message(mto=f"{alice_jid}/py", mbody="now?", mtype="chat")
-            await next_item(alice.messages, lambda m: m["body"] == "now?", what="the message after unblocking")
-        finally:
-            await alice.close()
-            await bob.close()
-
-    run_logged(federation, scenario())
+    with_users(federation, "block", scenario)
 
 
 def test_a_peer_that_moves_to_another_address_is_found_again(federation):
     """Last in the module: the peer stays on its new address."""
-    hearth, peer = federation
-    alice_jid, alice_pw = hearth.new_account("movealice")
-    bob_jid, bob_pw = peer.new_account("movebob")
+    _, peer = federation
 
-    async def scenario():
-        alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(peer, bob_jid, bob_pw)
-        try:
-            alice.send_message(mto=bob_jid, mbody="at the old address", mtype="chat")
-            await next_item(bob.messages, lambda m: m["body"] == "at the old address", what="the first message")
-            await bob.close()
-            # Same domain, new address: only DNS says so. hearth asks DNS again on every
-            # attempt, so it follows without a restart or a config change.
-            move_to(peer, "127.0.0.44" if peer.host != "127.0.0.44" else "127.0.0.45")
-            bob = await logged_in(peer, bob_jid, bob_pw)
-            alice.send_message(mto=f"{bob_jid}/py", mbody="at the new address", mtype="chat")
-            await next_item(bob.messages, lambda m: m["body"] == "at the new address",
-                            what="the message after the move")
-        finally:
-            await alice.close()
-            await bob.close()
+    async def scenario(u):
+        alice, bob, alice_jid, bob_jid = u.alice, u.bob, u.alice_jid, u.bob_jid
+        alice.send_message(mto=bob_jid, mbody="at the old address", mtype="chat")
+        await next_item(bob.messages, lambda m: m["body"] == "at the old address", what="the first message")
+        await bob.close()
+        # Same domain, new address: only DNS says so. hearth asks DNS again on every
+        # attempt, so it follows without a restart or a config change.
+        move_to(peer, "127.0.0.44" if peer.host != "127.0.0.44" else "127.0.0.45")
+        bob = u.bob = await logged_in(peer, bob_jid, u.bob_pw)
+        alice.send_message(mto=f"{bob_jid}/py", mbody="at the new address", mtype="chat")
+        await next_item(bob.messages, lambda m: m["body"] == "at the new address",
+                        what="the message after the move")
 
-    run_logged(federation, scenario())
+    with_users(federation, "move", scenario)

@@ -8,7 +8,7 @@ module's are set up, and these servers use the same addresses as test_federation
 
 import pytest
 
-from test_federation import PEERS, federated, logged_in, next_item, pytestmark, run_logged  # noqa: F401
+from test_federation import PEERS, federated, next_item, pytestmark, with_users  # noqa: F401
 
 
 @pytest.fixture(scope="module", params=list(PEERS))
@@ -20,23 +20,15 @@ def certified(request, hearth_server):
 
 def test_certificates_only_both_ways(certified):
     """Messages both ways with SASL EXTERNAL on both sides and dialback refused everywhere."""
-    hearth, peer = certified
-    alice_jid, alice_pw = hearth.new_account("certalice")
-    bob_jid, bob_pw = peer.new_account("certbob")
+    hearth, _ = certified
 
-    async def scenario():
-        alice = await logged_in(hearth, alice_jid, alice_pw)
-        bob = await logged_in(peer, bob_jid, bob_pw)
-        try:
-            alice.send_message(mto=f"{bob_jid}/py", mbody="signed and sealed", mtype="chat")
-            await next_item(bob.messages, lambda m: m["body"] == "signed and sealed", what="hearth's message")
-            bob.send_message(mto=f"{alice_jid}/py", mbody="delivered", mtype="chat")
-            await next_item(alice.messages, lambda m: m["body"] == "delivered", what="the peer's message")
-        finally:
-            await alice.close()
-            await bob.close()
+    async def scenario(u):
+        u.alice.send_message(mto=f"{u.bob_jid}/py", mbody="signed and sealed", mtype="chat")
+        await next_item(u.bob.messages, lambda m: m["body"] == "signed and sealed", what="hearth's message")
+        u.bob.send_message(mto=f"{u.alice_jid}/py", mbody="delivered", mtype="chat")
+        await next_item(u.alice.messages, lambda m: m["body"] == "delivered", what="the peer's message")
 
-    run_logged(certified, scenario())
+    with_users(certified, "cert", scenario)
     log = hearth.log()
     established = [l for l in log.splitlines() if "link established" in l]
     assert established and all("certificate" in l for l in established), established
