@@ -44,6 +44,9 @@ $(s2s_section)
 listen = ["$BENCH_IP:$BENCH_PORT"]
 direct_tls_listen = []
 max_connections = 30000
+[http]
+listen = []
+internal_listen = []
 [auth]
 max_failures_per_ip = 0
 max_failures_per_account = 0

@@ -26,6 +26,10 @@ pub struct TestServer {
     pub tls_addr: SocketAddr,
     /// The server-to-server listener (STARTTLS).
     pub s2s_addr: SocketAddr,
+    /// The HTTPS listener (WebSocket, BOSH, upload).
+    pub http_addr: SocketAddr,
+    /// `/health` and `/metrics`.
+    pub internal_addr: SocketAddr,
     pub domain: String,
     data_root: Option<PathBuf>,
 }
@@ -59,17 +63,27 @@ impl TestServer {
     pub fn start_federating(domain: &str, s2s_keys: &str, extra: &str) -> Self {
         let host = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
         let ip = format!("127.0.0.{host}");
-        let [port, tls_port, s2s_port] = free_ports(&ip);
+        let [port, tls_port, s2s_port, http_port, internal_port] = free_ports(&ip);
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let tls_addr: SocketAddr = format!("{ip}:{tls_port}").parse().unwrap();
         let s2s_addr: SocketAddr = format!("{ip}:{s2s_port}").parse().unwrap();
+        let http_addr: SocketAddr = format!("{ip}:{http_port}").parse().unwrap();
+        let internal_addr: SocketAddr = format!("{ip}:{internal_port}").parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("hearth.toml");
         let base = format!(
             "domain = \"{domain}\"\ndata_dir = \"{}\"\n[log]\nlevel = \"debug\"\n[s2s]\nlisten = [\"{s2s_addr}\"]\n{s2s_keys}\n[c2s]\nlisten = [\"{addr}\"]\ndirect_tls_listen = [\"{tls_addr}\"]\n",
             dir.path().join("data").display()
         );
-        let text = format!("{base}{extra}");
+        // The HTTP listeners go into the test's own [http] section if it has one.
+        let http = format!(
+            "[http]\nlisten = [\"{http_addr}\"]\ninternal_listen = [\"{internal_addr}\"]\n"
+        );
+        let text = if extra.contains("[http]\n") {
+            format!("{base}{}", extra.replacen("[http]\n", &http, 1))
+        } else {
+            format!("{base}{extra}\n{http}")
+        };
         std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(dir.path().join("hearth.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hearth"))
@@ -86,6 +100,8 @@ impl TestServer {
             addr,
             tls_addr,
             s2s_addr,
+            http_addr,
+            internal_addr,
             domain: domain.to_string(),
             data_root: None,
         };
@@ -116,6 +132,8 @@ impl TestServer {
             addr: old.addr,
             tls_addr: old.tls_addr,
             s2s_addr: old.s2s_addr,
+            http_addr: old.http_addr,
+            internal_addr: old.internal_addr,
             domain: old.domain.clone(),
             data_root: Some(old.dir.path().to_path_buf()),
         };

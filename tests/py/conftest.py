@@ -49,7 +49,7 @@ class Server:
         self.dir = pathlib.Path(workdir)
         self.domain = domain
         self.host = host
-        self.port, self.tls_port, s2s_port = free_ports(3, host)
+        self.port, self.tls_port, s2s_port, self.http_port, self.internal_port = free_ports(5, host)
         if s2s is None:
             s2s = (
                 f'listen = ["{host}:{s2s_port}"]\n'
@@ -69,12 +69,26 @@ class Server:
             "[auth]\nmax_failures_per_ip = 0\n"
             "[modules.register]\nallow_registration = true\n"
             + (f'[tls]\ncertificate = "{tls[0]}"\nkey = "{tls[1]}"\n' if tls else "")
-            + extra
+            + self._with_http(extra)
         )
         self.log_path = self.dir / "hearth.log"
         self.cert = tls[0] if tls else str(self.dir / "data" / "tls" / "selfsigned.crt")
         self._names = itertools.count(1)
         self._start()
+
+    def _with_http(self, extra):
+        """`extra` with the HTTP listeners in its `[http]` section (added if it has none)."""
+        http = (
+            f'[http]\nlisten = ["{self.host}:{self.http_port}"]\n'
+            f'internal_listen = ["{self.host}:{self.internal_port}"]\n'
+        )
+        if "[http]\n" in extra:
+            return extra.replace("[http]\n", http, 1)
+        return extra + "\n" + http
+
+    @property
+    def base_url(self):
+        return f"https://{self.host}:{self.http_port}"
 
     def _start(self):
         self._log_file = open(self.log_path, "a")

@@ -119,6 +119,20 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
     } else {
         Transport::Plain(tcp)
     };
+    run(server, io, peer, direct_tls).await;
+}
+
+/// Serves a stream carried by a web binding (WebSocket, BOSH): it arrived over HTTPS (or from a
+/// TLS-terminating proxy), so it counts as encrypted and STARTTLS is not offered.
+pub(crate) async fn serve_bridged(
+    server: Arc<Server>,
+    pipe: crate::transport::Pipe,
+    peer: SocketAddr,
+) {
+    run(server, Transport::Pipe(Box::new(pipe)), peer, true).await;
+}
+
+async fn run(server: Arc<Server>, io: Transport, peer: SocketAddr, secure: bool) {
     let c2s = &server.config.c2s;
     let limits = hearth_xml::Limits {
         max_stanza_size: c2s.max_stanza_size,
@@ -145,7 +159,7 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
         held: Held::default(),
         sasl2: None,
     };
-    if direct_tls {
+    if secure {
         conn.secured(&io);
     }
     conn.run(io).await;

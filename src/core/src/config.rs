@@ -35,6 +35,8 @@ pub struct Config {
     pub s2s: S2sConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
     /// `[modules.<name>]` sections, each deserialized by its module into its own typed config.
     #[serde(default)]
     pub modules: BTreeMap<String, toml::Table>,
@@ -325,6 +327,69 @@ impl Default for AuthConfig {
     }
 }
 
+/// The built-in web server: WebSocket (RFC 7395) and BOSH (XEP-0206) for browser clients,
+/// host-meta (XEP-0156), and what modules serve over HTTP (file upload).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// HTTPS listeners, with the XMPP certificate.
+    pub listen: Vec<SocketAddr>,
+    /// Plain HTTP listeners for a reverse proxy that terminates TLS in front of hearth. Bind
+    /// them to loopback: what arrives here is treated as encrypted (logins are allowed).
+    pub plain_listen: Vec<SocketAddr>,
+    /// The address clients use, without a trailing slash, such as `https://chat.example.org`
+    /// behind a reverse proxy. Unset: `https://DOMAIN:PORT` with the first HTTPS listener's port.
+    pub external_url: Option<String>,
+    /// Listeners for `/health` and `/metrics` (Prometheus), kept off the public ports.
+    pub internal_listen: Vec<SocketAddr>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (for login throttling and logs).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Web origins allowed to call hearth from a browser (CORS); `["*"]` allows every site.
+    pub cors_origins: Vec<String>,
+    /// Most HTTP connections open at once.
+    pub max_connections: usize,
+    /// Serve XMPP over WebSocket at `/xmpp-websocket`.
+    pub websocket: bool,
+    /// Serve XMPP over BOSH at `/http-bind`.
+    pub bosh: bool,
+    /// Longest a BOSH request is held waiting for something to send, in seconds.
+    pub bosh_max_wait_secs: u64,
+    /// Seconds without a request after which a BOSH session is considered gone.
+    pub bosh_inactivity_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["[::]:5443".parse().expect("literal")],
+            plain_listen: Vec::new(),
+            external_url: None,
+            internal_listen: vec!["127.0.0.1:5280".parse().expect("literal")],
+            trusted_proxies: Vec::new(),
+            cors_origins: vec!["*".into()],
+            max_connections: 10_000,
+            websocket: true,
+            bosh: true,
+            bosh_max_wait_secs: 60,
+            bosh_inactivity_secs: 60,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The base URL clients are given (host-meta, upload slots).
+    pub fn base_url(&self, domain: &str) -> String {
+        match &self.external_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => match self.listen.first() {
+                Some(a) if a.port() == 443 => format!("https://{domain}"),
+                Some(a) => format!("https://{domain}:{}", a.port()),
+                None => format!("https://{domain}"),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -402,6 +467,16 @@ impl Config {
                 );
             }
         }
+        if let Some(url) = &self.http.external_url {
+            anyhow::ensure!(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "http.external_url must start with https:// (or http://), not {url:?}"
+            );
+        }
+        anyhow::ensure!(
+            self.http.bosh_max_wait_secs >= 1 && self.http.bosh_inactivity_secs >= 2,
+            "http.bosh_max_wait_secs must be at least 1 and http.bosh_inactivity_secs at least 2"
+        );
         anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
         anyhow::ensure!(
             self.c2s.max_attributes >= 8,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod csi;
 pub mod datetime;
 pub mod dns;
+pub mod http;
 pub mod jid;
 pub mod module;
 pub mod ns;

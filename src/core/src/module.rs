@@ -150,6 +150,10 @@ pub struct Registrations {
     pub(crate) session_state: Vec<(&'static str, StateExportFn, StateImportFn)>,
     pub specs: Vec<(&'static str, Spec)>,
     pub loaded: Vec<&'static str>,
+    /// Routes served by the built-in web server (file upload); the server state is theirs.
+    pub(crate) http_routes: Vec<axum::Router<Arc<Server>>>,
+    /// What `/metrics` reports besides the core's figures.
+    pub(crate) metrics: prometheus_client::registry::Registry,
 }
 
 pub struct Registrar<'a> {
@@ -329,6 +333,17 @@ impl<'a> Registrar<'a> {
     /// disco#info of `scope` (XEP-0128).
     pub fn disco_form(&mut self, scope: DiscoScope, form: Element) {
         self.regs.disco_forms.push((scope, form));
+    }
+
+    /// Serves `router`'s routes on the HTTP listeners (`[http]`), beside WebSocket and BOSH.
+    /// Paths should start with the module's name (`/upload/...`).
+    pub fn http_routes(&mut self, router: axum::Router<Arc<Server>>) {
+        self.regs.http_routes.push(router);
+    }
+
+    /// Where a module registers its Prometheus metrics (names start with `hearth_`).
+    pub fn metrics(&mut self) -> &mut prometheus_client::registry::Registry {
+        &mut self.regs.metrics
     }
 
     pub fn stream_feature(&mut self, phase: FeaturePhase, el: Element) {

@@ -168,6 +168,7 @@ impl Server {
     /// A stanza from a bound client. The stream layer has already stamped `from` with the
     /// session's full JID, so a client can never speak for someone else.
     pub async fn process_from_client(self: &Arc<Self>, session: &Arc<Session>, stanza: Stanza) {
+        self.stanzas.count(false, stanza.kind());
         if let Some(err) = invalid(&stanza) {
             self.bounce(&stanza, err).await;
             return;
@@ -190,6 +191,7 @@ impl Server {
     /// A stanza from another server, its `from` domain authenticated by the s2s stream. It is
     /// delivered like any stanza addressed here; the sender's server already did its side.
     pub async fn process_from_remote(self: &Arc<Self>, stanza: Stanza, remote: String) {
+        self.stanzas.count(true, stanza.kind());
         if let Some(err) = invalid(&stanza) {
             self.bounce(&stanza, err).await;
             return;

@@ -23,6 +23,7 @@ pub struct Server {
     pub(crate) regs: Registrations,
     pub(crate) resumable: crate::sm::Resumable,
     pub started: Instant,
+    pub(crate) stanzas: crate::http::metrics::StanzaCounts,
     shutdown: watch::Sender<bool>,
 }
 
@@ -50,6 +51,7 @@ impl Server {
             regs,
             resumable: Default::default(),
             started: Instant::now(),
+            stanzas: Default::default(),
             shutdown: watch::channel(false).0,
         }))
     }
@@ -164,6 +166,7 @@ impl Server {
                 listeners.push((l, direct_tls, peers, limit.clone()));
             }
         }
+        let http = crate::http::bind(&self).await?;
         // After binding (a port in use fails before saved sessions are taken out of the
         // database) and before accepting: a client that connected at once waits in the
         // backlog until its session is back.
@@ -186,6 +189,7 @@ impl Server {
                 limit,
             ));
         }
+        http.spawn();
         notify_ready();
         self.wait_for_signals().await;
         let goodbyes = self.regs.on_shutdown.iter().map(|f| f(self.clone()));
@@ -247,7 +251,7 @@ fn of<K: PartialEq + Copy, T>(items: &[(K, T)], key: K) -> impl Iterator<Item = 
     items.iter().filter(move |(k, _)| *k == key).map(|(_, t)| t)
 }
 
-async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+pub(crate) async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

@@ -125,6 +125,7 @@ struct Inner {
     resolver: Arc<Resolver>,
     starttls: TlsAcceptor,
     direct: TlsAcceptor,
+    https: TlsAcceptor,
 }
 
 /// One explicit provider: ring builds faster than aws-lc-rs and needs no cmake, and with an
@@ -175,12 +176,14 @@ impl Tls {
         let resolver = Arc::new(Resolver(ArcSwap::from_pointee(loaded)));
         let no_auth = Arc::new(rustls::server::NoClientAuth);
         let starttls = server_config(&provider, &resolver, no_auth.clone(), &[])?;
-        let direct = server_config(&provider, &resolver, no_auth, &[ALPN_XMPP_CLIENT])?;
+        let direct = server_config(&provider, &resolver, no_auth.clone(), &[ALPN_XMPP_CLIENT])?;
+        let https = server_config(&provider, &resolver, no_auth, &[b"http/1.1"])?;
         Ok(Self {
             inner: Arc::new(Inner {
                 source,
                 starttls: TlsAcceptor::from(Arc::new(starttls)),
                 direct: TlsAcceptor::from(Arc::new(direct)),
+                https: TlsAcceptor::from(Arc::new(https)),
                 provider,
                 resolver,
             }),
@@ -217,6 +220,11 @@ impl Tls {
     /// protocols is refused by the handshake (RFC 7301), one offering none is accepted.
     pub fn direct_tls_acceptor(&self) -> TlsAcceptor {
         self.inner.direct.clone()
+    }
+
+    /// For the HTTPS listeners: ALPN `http/1.1` (WebSocket upgrades need HTTP/1.1).
+    pub fn https_acceptor(&self) -> TlsAcceptor {
+        self.inner.https.clone()
     }
 
     /// (tls-exporter, tls-server-end-point) for a finished server handshake.

@@ -43,6 +43,7 @@ pub use roster::{RosterItem, Subscription};
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// SCRAM credentials for one hash function (RFC 5802 §3): the server never stores the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,53 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long storage calls take, from the caller's side (queueing included), for `/metrics`.
+#[derive(Default)]
+pub struct Latency {
+    pub read: LatencyHistogram,
+    pub write: LatencyHistogram,
+}
+
+/// Counts of durations at or below each of [`LatencyHistogram::BOUNDS`], plus their sum.
+#[derive(Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LatencyHistogram::BOUNDS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Upper bounds of the buckets, in seconds.
+    pub const BOUNDS: [f64; 10] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ];
+
+    fn record(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = Self::BOUNDS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, [(upper bound, count in that bucket)]), the last bucket
+    /// unbounded (`f64::INFINITY`).
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let count = self.count.load(Ordering::Relaxed);
+        let mut buckets: Vec<(f64, u64)> = Self::BOUNDS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)))
+            .collect();
+        let bounded: u64 = buckets.iter().map(|(_, n)| n).sum();
+        buckets.push((f64::INFINITY, count.saturating_sub(bounded)));
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (sum, count, buckets)
+    }
+}
+
 enum Backend {
     Sqlite(sqlite::SqliteBackend),
 }
@@ -109,6 +157,13 @@ impl Store {
         Ok(Store {
             backend: Arc::new(backend),
         })
+    }
+
+    /// How long reads and writes have taken since the store was opened.
+    pub fn latency(&self) -> &Latency {
+        match &*self.backend {
+            Backend::Sqlite(db) => &db.latency,
+        }
     }
 
     /// Commits the writes already queued and stops the writer; later writes fail.

@@ -54,6 +54,13 @@ pub struct S2s {
     resolver: OnceLock<Option<Resolver<TokioRuntimeProvider>>>,
 }
 
+pub(crate) struct S2sCounts {
+    /// The state of each outgoing link.
+    pub outgoing_by_state: Vec<&'static str>,
+    pub queued: usize,
+    pub incoming: usize,
+}
+
 /// The router's side of an outgoing link.
 struct Link {
     id: u64,
@@ -189,6 +196,22 @@ impl S2s {
 
     /// Logs the state of every link (on SIGUSR1): outgoing links with their queue and last
     /// error, and the incoming connections per domain.
+    /// The figures `/metrics` reports.
+    pub(crate) fn counts(&self) -> S2sCounts {
+        let links = self.links.lock().expect("links lock");
+        S2sCounts {
+            outgoing_by_state: links
+                .values()
+                .map(|l| l.status.lock().expect("status lock").state)
+                .collect(),
+            queued: links
+                .values()
+                .map(|l| l.queue.max_capacity() - l.queue.capacity())
+                .sum(),
+            incoming: self.incoming.lock().expect("incoming lock").values().sum(),
+        }
+    }
+
     pub fn log_status(&self) {
         let links: Vec<_> = self
             .links

@@ -82,6 +82,7 @@ pub(crate) struct SqliteBackend {
     writer_thread: WriterThread,
     readers: Arc<Mutex<Vec<Connection>>>,
     read_permits: Arc<Semaphore>,
+    pub(crate) latency: crate::Latency,
 }
 
 impl SqliteBackend {
@@ -123,6 +124,7 @@ impl SqliteBackend {
             writer_thread: WriterThread(Mutex::new(Some(thread))),
             read_permits: Arc::new(Semaphore::new(readers.len())),
             readers: Arc::new(Mutex::new(readers)),
+            latency: Default::default(),
         })
     }
 
@@ -133,14 +135,17 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let (job, answer) = job(f);
         self.writer
             .send(Request::Write(job))
             .await
             .map_err(|_| other("the database is closed"))?;
-        answer
+        let result = answer
             .await
-            .map_err(|_| other("the database closed, or its writer failed (see the log), before this write committed"))?
+            .map_err(|_| other("the database closed, or its writer failed (see the log), before this write committed"))?;
+        self.latency.write.record(started.elapsed());
+        result
     }
 
     /// Runs `f` on a read connection in a blocking task.
@@ -149,12 +154,15 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let permit = self.read_permits.clone().acquire_owned().await;
         let permit = permit.map_err(|_| other("the read pool is closed"))?;
         let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || f(&mut Lease::take(pool, permit)))
+        let result = tokio::task::spawn_blocking(move || f(&mut Lease::take(pool, permit)))
             .await
-            .map_err(|e| other(format!("a database read failed: {e}")))?
+            .map_err(|e| other(format!("a database read failed: {e}")))?;
+        self.latency.read.record(started.elapsed());
+        result
     }
 
     pub(crate) async fn close(&self) {
