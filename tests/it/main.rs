@@ -11,6 +11,7 @@ mod fast;
 mod federation;
 mod im;
 mod mam;
+mod monitoring;
 mod muc;
 mod pep;
 mod presence;

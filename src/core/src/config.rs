@@ -364,7 +364,7 @@ impl Default for HttpConfig {
             listen: vec!["[::]:5443".parse().expect("literal")],
             plain_listen: Vec::new(),
             external_url: None,
-            internal_listen: vec!["127.0.0.1:5280".parse().expect("literal")],
+            internal_listen: vec!["127.0.0.1:5281".parse().expect("literal")],
             trusted_proxies: Vec::new(),
             cors_origins: vec!["*".into()],
             max_connections: 10_000,

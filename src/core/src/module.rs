@@ -482,6 +482,30 @@ pub const CORE_SPECS: &[Spec] = &[
         note: "tls-exporter and tls-server-end-point advertised",
     },
     Spec {
+        id: "RFC 7395",
+        version: "",
+        status: SupportStatus::Complete,
+        note: "XMPP over WebSocket at /xmpp-websocket on the HTTPS listeners (subprotocol xmpp required), the same session features as TCP (SASL, SM resumption, CSI)",
+    },
+    Spec {
+        id: "XEP-0124",
+        version: "1.11.2",
+        status: SupportStatus::Partial,
+        note: "BOSH at /http-bind: requests taken in rid order, answers repeated for retransmitted rids, hold 1 and requests 2 whatever the client asks, terminal conditions; no ack attribute, pause, key sequences or several streams per session",
+    },
+    Spec {
+        id: "XEP-0206",
+        version: "1.4",
+        status: SupportStatus::Complete,
+        note: "XMPP over BOSH with stream restarts (xmpp:restart)",
+    },
+    Spec {
+        id: "XEP-0156",
+        version: "1.4.0",
+        status: SupportStatus::Complete,
+        note: "/.well-known/host-meta and host-meta.json list the BOSH and WebSocket URLs (from http.external_url); browsers look them up on https://DOMAIN/, so serve hearth there or proxy those paths; no DNS TXT records (deprecated)",
+    },
+    Spec {
         id: "XEP-0199",
         version: "2.0.1",
         status: SupportStatus::Complete,

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::mam::NS_MAM;
+use hearth_core::http::metrics::GaugeFn;
 use hearth_core::jid::Jid;
 use hearth_core::module::{Module, Registrar, Spec, SupportStatus};
 use hearth_core::router::Context;
@@ -151,6 +152,15 @@ impl Module for Muc {
             async move { muc.handle(cx, st).await }
         })?;
         reg.disco_item(&domain, Some("Chatrooms"));
+        let muc = Arc::downgrade(&this);
+        reg.metrics().register_collector(GaugeFn::new(
+            "hearth_muc_rooms_occupied",
+            "Rooms someone is in (empty persistent rooms wait in the database).",
+            move || {
+                muc.upgrade()
+                    .map_or(0, |m| m.rooms.lock().expect("rooms lock").len() as i64)
+            },
+        ));
         let muc = this.clone();
         reg.on_shutdown(move |server| {
             let muc = muc.clone();
