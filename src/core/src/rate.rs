@@ -1,5 +1,6 @@
 //! Flood limits as token buckets: per MUC occupant and room (one noisy client cannot drown a
-//! room, nor a room the server), per incoming server-to-server stream.
+//! room, nor a room the server), per incoming server-to-server stream, and bytes per second
+//! through the SOCKS5 bytestream proxy.
 
 use std::time::Instant;
 
@@ -20,11 +21,16 @@ impl Bucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        self.take_many(1.0, rate, burst, now)
+    }
+
+    /// Takes `amount` tokens if there are that many (never when `amount` exceeds `burst`).
+    pub fn take_many(&mut self, amount: f64, rate: f64, burst: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= amount {
+            self.tokens -= amount;
             true
         } else {
             false
@@ -33,7 +39,12 @@ impl Bucket {
 
     /// How long until a token is there at `rate`, as of the last `take`.
     pub fn until_next(&self, rate: f64) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(((1.0 - self.tokens) / rate).max(0.0))
+        self.until(1.0, rate)
+    }
+
+    /// How long until `amount` tokens are there at `rate`, as of the last `take`.
+    pub fn until(&self, amount: f64, rate: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(((amount - self.tokens) / rate).max(0.0))
     }
 }
 
@@ -55,5 +66,17 @@ mod tests {
         // A long pause refills only up to the burst.
         let t2 = t1 + Duration::from_secs(60);
         assert_eq!((0..5).filter(|_| b.take(2.0, 3.0, t2)).count(), 3);
+    }
+
+    #[test]
+    fn takes_amounts() {
+        let t0 = Instant::now();
+        let mut b = Bucket::full(1000.0, t0);
+        assert!(b.take_many(600.0, 1000.0, 1000.0, t0));
+        assert!(!b.take_many(600.0, 1000.0, 1000.0, t0));
+        assert_eq!(b.until(600.0, 1000.0), Duration::from_millis(200));
+        assert!(b.take_many(600.0, 1000.0, 1000.0, t0 + Duration::from_millis(200)));
+        // More than a burst never fits.
+        assert!(!b.take_many(1001.0, 1000.0, 1000.0, t0 + Duration::from_secs(60)));
     }
 }

@@ -251,7 +251,8 @@ fn of<K: PartialEq + Copy, T>(items: &[(K, T)], key: K) -> impl Iterator<Item = 
     items.iter().filter(move |(k, _)| *k == key).map(|(_, t)| t)
 }
 
-pub(crate) async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+/// A TCP listener on `addr` (the server's own, and modules' such as the bytestream proxy).
+pub async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

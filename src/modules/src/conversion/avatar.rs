@@ -90,7 +90,8 @@ pub fn metadata_is_empty(metadata: &Element) -> bool {
     metadata.is("metadata", NS_METADATA) && metadata.children().next().is_none()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal, as SHA-1 hashes are written in XMPP (avatar ids, bytestream addresses).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
