@@ -63,7 +63,7 @@ impl TestServer {
     pub fn start_federating(domain: &str, s2s_keys: &str, extra: &str) -> Self {
         let host = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
         let ip = format!("127.0.0.{host}");
-        let [port, tls_port, s2s_port, http_port, internal_port] = free_ports(&ip);
+        let [port, tls_port, s2s_port, http_port, internal_port, proxy_port] = free_ports(&ip);
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let tls_addr: SocketAddr = format!("{ip}:{tls_port}").parse().unwrap();
         let s2s_addr: SocketAddr = format!("{ip}:{s2s_port}").parse().unwrap();
@@ -71,8 +71,9 @@ impl TestServer {
         let internal_addr: SocketAddr = format!("{ip}:{internal_port}").parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("hearth.toml");
+        // The bytestream proxy gets a port of its own too, so servers do not compete for 7777.
         let base = format!(
-            "domain = \"{domain}\"\ndata_dir = \"{}\"\n[log]\nlevel = \"debug\"\n[s2s]\nlisten = [\"{s2s_addr}\"]\n{s2s_keys}\n[c2s]\nlisten = [\"{addr}\"]\ndirect_tls_listen = [\"{tls_addr}\"]\n",
+            "domain = \"{domain}\"\ndata_dir = \"{}\"\n[log]\nlevel = \"debug\"\n[s2s]\nlisten = [\"{s2s_addr}\"]\n{s2s_keys}\n[modules.proxy65]\nlisten = [\"{ip}:{proxy_port}\"]\n[c2s]\nlisten = [\"{addr}\"]\ndirect_tls_listen = [\"{tls_addr}\"]\n",
             dir.path().join("data").display()
         );
         // The HTTP listeners go into the test's own [http] section if it has one.

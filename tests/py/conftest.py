@@ -40,16 +40,19 @@ def free_ports(count, host=HOST):
 
 
 class Server:
-    def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None, tls=None, extra=""):
+    def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None, tls=None, proxy65="",
+                 extra=""):
         """`s2s`: the `[s2s]` section's lines (default: a free port on `host`, and
         remote.example as a server that is down). `tls`: (certificate chain, key) files to use
         instead of the self-signed certificate; clients trust the chain's last certificate.
-        `extra`: more config sections, appended."""
+        `proxy65`: more lines for the `[modules.proxy65]` section (the bytestream proxy listens
+        on a free port on `host`, `proxy_port`). `extra`: more config sections, appended."""
         self.binary = binary
         self.dir = pathlib.Path(workdir)
         self.domain = domain
         self.host = host
-        self.port, self.tls_port, s2s_port, self.http_port, self.internal_port = free_ports(5, host)
+        (self.port, self.tls_port, s2s_port, self.http_port, self.internal_port,
+         self.proxy_port) = free_ports(6, host)
         if s2s is None:
             s2s = (
                 f'listen = ["{host}:{s2s_port}"]\n'
@@ -68,6 +71,7 @@ class Server:
             # The tests log in (and fail to) many times from one address.
             "[auth]\nmax_failures_per_ip = 0\n"
             "[modules.register]\nallow_registration = true\n"
+            f'[modules.proxy65]\nlisten = ["{host}:{self.proxy_port}"]\naddress = "{host}"\n{proxy65}'
             + (f'[tls]\ncertificate = "{tls[0]}"\nkey = "{tls[1]}"\n' if tls else "")
             + self._with_http(extra)
         )

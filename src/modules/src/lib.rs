@@ -18,6 +18,7 @@ pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod proxy65;
 pub mod push;
 pub mod register;
 pub mod roster;
@@ -44,6 +45,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<private::Private>()?;
     reg.load::<vcard::Vcard>()?;
     reg.load::<muc::Muc>()?;
+    reg.load::<proxy65::Proxy65>()?;
     // Last: it hashes what all the others registered.
     reg.load::<caps::ServerCaps>()?;
     Ok(())
