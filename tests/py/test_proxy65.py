@@ -1,8 +1,8 @@
 """The SOCKS5 bytestream proxy (XEP-0065): slixmpp's own XEP-0065 plugin finds the proxy through
 the server's disco items and sends a file through it to another user; by hand, over asyncio
 sockets: who may activate a stream, what crosses it before activation, malformed SOCKS5
-handshakes, the handshake timeout and the bandwidth limit (on a server of their own with a
-short timeout and a limit)."""
+handshakes, and on a server of their own with small limits, the handshake timeout, the
+bandwidth limit and the connection limit."""
 
 import asyncio
 import hashlib
@@ -23,16 +23,18 @@ NS = "http://jabber.org/protocol/bytestreams"
 LIMITED_HOST = "127.0.0.53"
 TIMEOUT_SECS = 2
 BYTES_PER_SECOND = 100_000
+MAX_CONNECTIONS = 2
 
 
 @pytest.fixture(scope="module")
 def limited(hearth_server):
-    """A server whose proxy closes unactivated connections after TIMEOUT_SECS and relays at
-    most BYTES_PER_SECOND each way."""
+    """A server whose proxy closes unactivated connections after TIMEOUT_SECS, relays at most
+    BYTES_PER_SECOND each way and takes MAX_CONNECTIONS at once."""
     workdir = tempfile.mkdtemp(prefix="hearth-proxy65-")
     hearth = Server(hearth_server.binary, workdir, host=LIMITED_HOST,
                     proxy65=f"handshake_timeout_secs = {TIMEOUT_SECS}\n"
-                            f"max_bytes_per_second = {BYTES_PER_SECOND}\n")
+                            f"max_bytes_per_second = {BYTES_PER_SECOND}\n"
+                            f"max_connections = {MAX_CONNECTIONS}\n")
     try:
         yield hearth
     finally:
@@ -283,3 +285,20 @@ def test_streams_are_held_to_the_bandwidth_limit(limited):
     got, elapsed = run(scenario())
     assert got == data
     assert elapsed >= 0.45, f"{size} bytes took {elapsed:.2f} s at {BYTES_PER_SECOND} bytes/s"
+
+
+def test_connections_beyond_the_limit_are_refused(limited):
+    async def scenario():
+        log_start = len(limited.log())
+        held = [await asyncio.open_connection(limited.host, limited.proxy_port)
+                for _ in range(MAX_CONNECTIONS)]
+        reader, _ = await asyncio.open_connection(limited.host, limited.proxy_port)
+        assert await closed(reader, TIMEOUT)
+        assert "connection limit reached" in limited.log()[log_start:]
+        # The held ones time out, and their places are free again.
+        for held_reader, _ in held:
+            assert await closed(held_reader, TIMEOUT_SECS + 3)
+        _, writer = await socks5_connect(limited, "1" * 40)
+        writer.close()
+
+    run(scenario())
