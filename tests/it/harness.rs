@@ -63,7 +63,14 @@ impl TestServer {
     pub fn start_federating(domain: &str, s2s_keys: &str, extra: &str) -> Self {
         let host = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
         let ip = format!("127.0.0.{host}");
-        let [port, tls_port, s2s_port, http_port, internal_port, proxy_port] = free_ports(&ip);
+        let [
+            port,
+            tls_port,
+            s2s_port,
+            http_port,
+            internal_port,
+            proxy_port,
+        ] = free_ports(&ip);
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let tls_addr: SocketAddr = format!("{ip}:{tls_port}").parse().unwrap();
         let s2s_addr: SocketAddr = format!("{ip}:{s2s_port}").parse().unwrap();

@@ -211,3 +211,51 @@ async fn initial_presence_probes_contacts_and_redelivers_requests() {
         "{all}"
     );
 }
+
+/// Shared roster groups from the config (`[modules.groups]`): members have each other in their
+/// rosters with mutual subscription, so they see each other online without asking; an account
+/// created while the server runs joins within a refresh.
+#[tokio::test]
+async fn configured_groups_share_rosters_and_presence() {
+    let server = TestServer::start_with(
+        "[modules.groups]\nrefresh_secs = 1\n[modules.groups.groups]\nStaff = [\"alice\", \"bob\", \"carol\"]\n",
+    );
+    let (mut a, mut b) = alice_and_bob(&server, false).await;
+    // Created after the server started: the next refresh adds the items.
+    a.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    a.expect_stanza("id='r1'").await;
+    let push = a.expect_stanza("jid='bob@localhost'").await;
+    assert!(
+        push.contains("subscription='both'") && push.contains("<group>Staff</group>"),
+        "{push}"
+    );
+    b.send("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = b.expect_stanza("id='r2'").await;
+    assert!(
+        roster.contains("jid='alice@localhost'")
+            || b.expect_stanza("jid='alice@localhost'")
+                .await
+                .contains("both"),
+        "{roster}"
+    );
+    // Presence flows both ways without any subscription request.
+    a.send("<presence/>").await;
+    b.send("<presence/>").await;
+    // (The refresh's probes may bring an unavailable presence first.)
+    for (c, other) in [(&mut b, "alice@localhost/a"), (&mut a, "bob@localhost/b")] {
+        loop {
+            let seen = c.expect_stanza(&format!("from='{other}'")).await;
+            let tag = &seen[seen.rfind("<presence").unwrap_or_default()..];
+            if !tag.contains("type=") {
+                break;
+            }
+        }
+    }
+    // carol has no account: nobody has an item for her.
+    a.send("<iq type='get' id='r3'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = a.expect_stanza("id='r3'").await;
+    assert!(!roster.contains("carol"), "{roster}");
+}

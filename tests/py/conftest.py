@@ -41,12 +41,14 @@ def free_ports(count, host=HOST):
 
 class Server:
     def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None, tls=None, proxy65="",
-                 extra=""):
+                 extra="", registration=True):
         """`s2s`: the `[s2s]` section's lines (default: a free port on `host`, and
         remote.example as a server that is down). `tls`: (certificate chain, key) files to use
         instead of the self-signed certificate; clients trust the chain's last certificate.
         `proxy65`: more lines for the `[modules.proxy65]` section (the bytestream proxy listens
-        on a free port on `host`, `proxy_port`). `extra`: more config sections, appended."""
+        on a free port on `host`, `proxy_port`). `extra`: more config sections, appended.
+        `registration`: in-band registration (on for most tests; off where accounts come from
+        LDAP)."""
         self.binary = binary
         self.dir = pathlib.Path(workdir)
         self.domain = domain
@@ -70,8 +72,8 @@ class Server:
             f'direct_tls_listen = ["{host}:{self.tls_port}"]\n'
             # The tests log in (and fail to) many times from one address.
             "[auth]\nmax_failures_per_ip = 0\n"
-            "[modules.register]\nallow_registration = true\n"
-            f'[modules.proxy65]\nlisten = ["{host}:{self.proxy_port}"]\naddress = "{host}"\n{proxy65}'
+            + ("[modules.register]\nallow_registration = true\n" if registration else "")
+            + f'[modules.proxy65]\nlisten = ["{host}:{self.proxy_port}"]\naddress = "{host}"\n{proxy65}'
             + (f'[tls]\ncertificate = "{tls[0]}"\nkey = "{tls[1]}"\n' if tls else "")
             + self._with_http(extra)
         )

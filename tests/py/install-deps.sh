@@ -3,8 +3,8 @@
 # on one that has them (idempotent):
 #   1. from Debian: PyGObject, GLib/Gio and libsoup3 introspection data (nbxmpp's runtime),
 #      venv support for Debian's Python 3.11, Prosody (with its libunbound resolver) and
-#      ejabberd for the federation tests, coturn for the TURN test (their services are not
-#      started: the tests run their own instances);
+#      ejabberd for the federation tests, coturn for the TURN test, slapd and ldap-utils for the
+#      LDAP tests (their services are not started: the tests run their own instances);
 #   2. a venv at $HEARTH_TEST_VENV (default /opt/hearth-test-venv) over /usr/bin/python3.11 with
 #      --system-site-packages, so it sees Debian's python3-gi;
 #   3. into it, the pinned packages of requirements.txt (nbxmpp without dependencies: Debian's
@@ -18,7 +18,7 @@ req="$here/requirements.txt"
 export DEBIAN_FRONTEND=noninteractive
 say() { echo "install-deps: $*"; }
 
-apt_pkgs=(python3.11 python3.11-venv python3-gi gir1.2-glib-2.0 gir1.2-soup-3.0 prosody lua5.4-unbound ejabberd coturn openssl)
+apt_pkgs=(python3.11 python3.11-venv python3-gi gir1.2-glib-2.0 gir1.2-soup-3.0 prosody lua5.4-unbound ejabberd coturn slapd ldap-utils openssl)
 missing=()
 for pkg in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")

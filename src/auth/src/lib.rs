@@ -1,4 +1,5 @@
-//! hearth-auth: server-side SASL for client logins (no I/O; the stream layer drives it).
+//! hearth-auth: server-side SASL for client logins (the stream layer drives it), and logins
+//! against an LDAP directory (`ldap`).
 //!
 //! SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677) with their -PLUS variants bound to
 //! `tls-exporter` (RFC 9266) or `tls-server-end-point` (RFC 5929), PLAIN (RFC 4616) for use
@@ -9,6 +10,7 @@
 //! stored: only SCRAM keys (and FAST tokens, which are random secrets of their own).
 
 mod ht;
+pub mod ldap;
 mod scram;
 mod throttle;
 
@@ -97,9 +99,22 @@ impl ChannelBindings {
     }
 }
 
+/// Where passwords are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Against the stored SCRAM keys; PLAIN offered if allowed.
+    Stored { allow_plain: bool },
+    /// By a directory (LDAP), which needs the password itself: PLAIN only.
+    Directory,
+}
+
 /// Mechanisms to advertise, strongest first: -PLUS only with channel-binding data, PLAIN only
 /// if allowed (the caller offers SASL only inside TLS).
-pub fn offered_mechanisms(cb: &ChannelBindings, allow_plain: bool) -> Vec<Mechanism> {
+pub fn offered_mechanisms(cb: &ChannelBindings, check: PasswordCheck) -> Vec<Mechanism> {
+    let allow_plain = match check {
+        PasswordCheck::Directory => return vec![Mechanism::Plain],
+        PasswordCheck::Stored { allow_plain } => allow_plain,
+    };
     let mut out = Vec::with_capacity(5);
     if cb.any() {
         out.extend([Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
@@ -218,7 +233,8 @@ enum State {
 ///
 /// Every mechanism goes through `Step::NeedCredentials`: the caller's loop is the same for
 /// SCRAM and PLAIN, and only this crate ever sees a PLAIN password (it is checked against the
-/// stored SCRAM keys in `credentials()` and dropped). An LDAP bind would add its own step.
+/// stored SCRAM keys in `credentials()`, or by the directory in `check_with_directory()`, and
+/// dropped).
 pub struct SaslServer {
     mech: Mechanism,
     cb: ChannelBindings,
@@ -301,6 +317,39 @@ impl SaslServer {
                 Ok(Step::Challenge(challenge))
             }
             _ => Err(SaslFailure::malformed("no credentials were asked for")),
+        }
+    }
+
+    /// Checks the PLAIN password of the exchange with the directory, instead of `credentials`.
+    pub async fn check_with_directory(
+        &mut self,
+        directory: &ldap::Directory,
+    ) -> Result<Step, SaslFailure> {
+        let State::PlainCredentials { username, password } =
+            std::mem::replace(&mut self.state, State::Done)
+        else {
+            return Err(SaslFailure::malformed(
+                "only PLAIN passwords are checked by the directory",
+            ));
+        };
+        match directory.login(&username, &password).await {
+            Ok(true) => Ok(Step::Success {
+                username,
+                additional: None,
+            }),
+            Ok(false) => Err(SaslFailure::new(
+                Condition::NotAuthorized,
+                "wrong username or password",
+            )
+            .for_user(&username)),
+            Err(e) => {
+                tracing::warn!(account = %username, error = %e, "login failed: the directory did not answer");
+                Err(SaslFailure::new(
+                    Condition::TemporaryAuthFailure,
+                    "the user directory cannot be reached; try again later",
+                )
+                .for_user(&username))
+            }
         }
     }
 

@@ -681,14 +681,18 @@ fn plain() {
     assert!(s.start(b"\0alice\0pw").is_err());
 }
 
+fn stored(allow_plain: bool) -> PasswordCheck {
+    PasswordCheck::Stored { allow_plain }
+}
+
 #[test]
 fn offered_mechanisms_and_binding_names() {
     assert_eq!(
-        offered_mechanisms(&no_cb(), false),
+        offered_mechanisms(&no_cb(), stored(false)),
         vec![Mechanism::ScramSha256, Mechanism::ScramSha1]
     );
     assert_eq!(
-        offered_mechanisms(&both_cb(), true),
+        offered_mechanisms(&both_cb(), stored(true)),
         vec![
             Mechanism::ScramSha256Plus,
             Mechanism::ScramSha1Plus,
@@ -707,13 +711,18 @@ fn offered_mechanisms_and_binding_names() {
     };
     assert_eq!(endpoint_only.type_names(), vec!["tls-server-end-point"]);
     assert_eq!(
-        offered_mechanisms(&endpoint_only, false)[0],
+        offered_mechanisms(&endpoint_only, stored(false))[0],
         Mechanism::ScramSha256Plus
     );
     assert!(no_cb().type_names().is_empty());
-    for m in offered_mechanisms(&both_cb(), true) {
+    for m in offered_mechanisms(&both_cb(), stored(true)) {
         assert_eq!(Mechanism::from_name(m.name()), Some(m));
     }
+    // A directory needs the password itself, channel binding or not.
+    assert_eq!(
+        offered_mechanisms(&both_cb(), PasswordCheck::Directory),
+        vec![Mechanism::Plain]
+    );
     assert_eq!(Mechanism::from_name("scram-sha-1"), None);
     assert_eq!(Mechanism::from_name("DIGEST-MD5"), None);
     assert_eq!(Condition::NotAuthorized.element_name(), "not-authorized");

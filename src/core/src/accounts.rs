@@ -135,6 +135,30 @@ fn derive_parallel(
     })
 }
 
+/// Creates the local account of a user the directory (LDAP) knows, on their first login or a
+/// directory sync: roster, archive and the rest hang off it. Its stored keys come from a random
+/// password nobody knows; with a directory, passwords are checked there.
+pub async fn ensure_exists(
+    server: &crate::server::Server,
+    username: &str,
+) -> Result<(), AccountError> {
+    let username = normalise_username(server.domain(), username)?;
+    if server.store.account_exists(&username).await? {
+        return Ok(());
+    }
+    let unusable: [u8; 32] = rand::random();
+    let password = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, unusable);
+    match create(&server.store, &username, &password, 4096).await {
+        Ok(()) => {
+            tracing::info!(account = %username, "local account created for a directory user");
+            Ok(())
+        }
+        // Two first logins at once.
+        Err(AccountError::Exists) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

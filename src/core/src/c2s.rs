@@ -390,8 +390,7 @@ impl Conn {
             );
         } else if self.user.is_none() {
             let mut mechs = Element::bare("mechanisms", ns::SASL);
-            for m in hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain)
-            {
+            for m in hearth_auth::offered_mechanisms(&self.cb, self.server.password_check()) {
                 mechs.append_child(
                     Element::builder("mechanism", ns::SASL)
                         .append(m.name())
@@ -658,7 +657,7 @@ impl Conn {
                     return self.fast_authenticate(ht, &el).await;
                 }
                 let offered =
-                    hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain);
+                    hearth_auth::offered_mechanisms(&self.cb, self.server.password_check());
                 let Some(mech) = el
                     .attr("mechanism")
                     .and_then(Mechanism::from_name)
@@ -713,6 +712,22 @@ impl Conn {
                         self.sasl = None;
                         return Ok(Action::Continue);
                     }
+                    if let Some(directory) = self.server.directory.clone() {
+                        let Some((sasl, _)) = self.sasl.as_mut() else {
+                            return Ok(Action::Continue);
+                        };
+                        step = sasl.check_with_directory(&directory).await;
+                        if let Ok(Step::Success { username, .. }) = &step
+                            && let Err(e) =
+                                crate::accounts::ensure_exists(&self.server, username).await
+                        {
+                            tracing::error!(account = %username, error = %e, "cannot create the local account of a directory user");
+                            self.sasl = None;
+                            self.sasl_failure(hearth_auth::Condition::TemporaryAuthFailure, None);
+                            return Ok(Action::Continue);
+                        }
+                        continue;
+                    }
                     let creds = match self.server.store.credentials(&username).await {
                         Ok(c) => c,
                         Err(e) => {
@@ -763,9 +778,12 @@ impl Conn {
                 }
                 Err(failure) => {
                     self.sasl = None;
-                    self.server
-                        .throttle
-                        .record_failure(ip, failure.username.as_deref());
+                    // A directory that is down is nobody's guessing.
+                    if failure.condition != hearth_auth::Condition::TemporaryAuthFailure {
+                        self.server
+                            .throttle
+                            .record_failure(ip, failure.username.as_deref());
+                    }
                     tracing::info!(%ip, account = failure.username.as_deref().unwrap_or("-"), condition = failure.condition.element_name(), "authentication failed");
                     self.sasl_failure(failure.condition, failure.text);
                     self.sasl_failures += 1;

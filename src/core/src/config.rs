@@ -293,6 +293,9 @@ pub struct AuthConfig {
     pub max_failures_per_account: u32,
     pub throttle_window_secs: u64,
     pub fast: FastConfig,
+    /// Check passwords against an LDAP directory (Active Directory, OpenLDAP) instead of the
+    /// accounts hearth stores.
+    pub ldap: Option<hearth_auth::ldap::LdapConfig>,
 }
 
 /// FAST (XEP-0484): tokens a client logs in with in one round trip after a password login.
@@ -323,6 +326,7 @@ impl Default for AuthConfig {
             max_failures_per_account: 10,
             throttle_window_secs: 300,
             fast: FastConfig::default(),
+            ldap: None,
         }
     }
 }

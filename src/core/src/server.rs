@@ -20,6 +20,8 @@ pub struct Server {
     pub tls: Tls,
     pub s2s: crate::s2s::S2s,
     pub throttle: hearth_auth::Throttle,
+    /// The LDAP directory passwords are checked against (`[auth.ldap]`), if any.
+    pub directory: Option<Arc<hearth_auth::ldap::Directory>>,
     pub(crate) regs: Registrations,
     pub(crate) resumable: crate::sm::Resumable,
     pub started: Instant,
@@ -41,6 +43,10 @@ impl Server {
             Duration::from_secs(auth.throttle_window_secs),
         );
         let s2s = crate::s2s::S2s::new(&config.s2s, &tls)?;
+        let directory = match &config.auth.ldap {
+            Some(cfg) => Some(Arc::new(hearth_auth::ldap::Directory::new(cfg.clone())?)),
+            None => None,
+        };
         Ok(Arc::new(Server {
             config,
             store,
@@ -48,12 +54,29 @@ impl Server {
             tls,
             s2s,
             throttle,
+            directory,
             regs,
             resumable: Default::default(),
             started: Instant::now(),
             stanzas: Default::default(),
             shutdown: watch::channel(false).0,
         }))
+    }
+
+    /// Where passwords are checked, which decides the SASL mechanisms offered.
+    pub fn password_check(&self) -> hearth_auth::PasswordCheck {
+        match self.directory {
+            Some(_) => hearth_auth::PasswordCheck::Directory,
+            None => hearth_auth::PasswordCheck::Stored {
+                allow_plain: self.config.auth.allow_plain,
+            },
+        }
+    }
+
+    /// FAST tokens are not issued with a directory: every login is then checked by it, so an
+    /// account disabled there cannot log in with a token.
+    pub fn fast_enabled(&self) -> bool {
+        self.config.auth.fast.enabled && self.directory.is_none()
     }
 
     pub fn domain(&self) -> &str {

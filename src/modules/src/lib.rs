@@ -10,6 +10,7 @@ pub mod contact;
 pub mod conversion;
 pub mod disco;
 pub mod extdisco;
+pub mod groups;
 pub mod mam;
 pub mod message;
 pub mod muc;
@@ -29,6 +30,7 @@ pub mod version;
 pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<roster::Roster>()?;
     reg.load::<presence::Presence>()?;
+    reg.load::<groups::Groups>()?;
     reg.load::<message::Message>()?;
     reg.load::<offline::Offline>()?;
     reg.load::<disco::Disco>()?;

@@ -332,7 +332,7 @@ async fn save(
     }
 }
 
-fn presence(type_: Option<&str>, from: Jid, to: Jid) -> Stanza {
+pub(crate) fn presence(type_: Option<&str>, from: Jid, to: Jid) -> Stanza {
     let mut p = Stanza::new(Kind::Presence);
     p.set_type(type_);
     p.set_from(Some(from));

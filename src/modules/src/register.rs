@@ -17,6 +17,8 @@ const NS: &str = "jabber:iq:register";
 const NS_FEATURE: &str = "http://jabber.org/features/iq-register";
 
 pub struct Register {
+    /// Passwords live in an LDAP directory: they cannot be changed here.
+    directory: bool,
     allow_registration: bool,
     min_password_length: usize,
     iterations: u32,
@@ -52,7 +54,13 @@ impl Module for Register {
     type Config = Config;
 
     fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
+        let directory = reg.config().auth.ldap.is_some();
+        anyhow::ensure!(
+            !(directory && cfg.allow_registration),
+            "allow_registration cannot be on with auth.ldap: accounts come from the directory"
+        );
         let this = Arc::new(Register {
+            directory,
             allow_registration: cfg.allow_registration,
             min_password_length: cfg.min_password_length,
             iterations: reg.config().auth.scram_iterations,
@@ -200,6 +208,11 @@ impl Register {
         {
             return Err(StanzaError::new(Condition::NotAllowed)
                 .with_text("you can only change your own password"));
+        }
+        if self.directory {
+            return Err(StanzaError::new(Condition::NotAllowed).with_text(
+                "passwords are kept in the company directory (LDAP): change yours there",
+            ));
         }
         self.check_password(&password)?;
         accounts::set_password(cx.store(), &user, &password, self.iterations)

@@ -5,8 +5,12 @@
 
 use std::sync::Arc;
 
-use hearth_core::module::{DiscoScope, IqTarget, IqType, Module, Registrar, Spec, SupportStatus};
+use hearth_auth::ldap::DirectoryCard;
+use hearth_core::module::{
+    DiscoScope, IqTarget, IqType, Module, Registrar, SessionEvent, Spec, SupportStatus,
+};
 use hearth_core::router::{Context, Flow, IqResult};
+use hearth_core::server::Server;
 use hearth_core::stanza::{Condition, Kind, Stanza, StanzaError};
 use minidom::Element;
 use serde::Deserialize;
@@ -78,6 +82,15 @@ impl Module for Vcard {
             &this,
             |m, cx, st| async move { m.set(cx, st).await },
         );
+        if reg.config().auth.ldap.is_some() {
+            reg.on_session(|server, event| async move {
+                if let SessionEvent::Bound(jid) = event
+                    && let Some(user) = jid.node()
+                {
+                    sync_from_directory(&server, user).await;
+                }
+            });
+        }
         if this.stamp_presence {
             for event in [
                 "pre-presence/bare",
@@ -106,6 +119,15 @@ impl Vcard {
         let stored = cx.store().vcard_get(&user).await.map_err(internal)?;
         if let Some(xml) = stored {
             return Ok(xml.parse::<Element>().ok());
+        }
+        // A directory user who has not logged in since the card was filled in.
+        if let Some(directory) = &cx.server.directory
+            && let Ok(Some(fields)) = directory.card(&user).await
+        {
+            return Ok(Some(with_directory_fields(
+                Element::bare("vCard", NS_VCARD),
+                &fields,
+            )));
         }
         let own = st
             .to()
@@ -166,6 +188,89 @@ impl Vcard {
         }
         Flow::Continue(st)
     }
+}
+
+/// Puts the directory's fields (name, mail, phone, photo) into the user's stored vCard, when
+/// they differ: the directory is the reference for them, the rest of the card stays the user's.
+async fn sync_from_directory(server: &Server, user: &str) {
+    let Some(directory) = &server.directory else {
+        return;
+    };
+    let fields = match directory.card(user).await {
+        Ok(Some(fields)) => fields,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(account = user, error = %e, "vCard not updated from the directory");
+            return;
+        }
+    };
+    let stored = match server.store.vcard_get(user).await {
+        Ok(stored) => stored.and_then(|xml| xml.parse::<Element>().ok()),
+        Err(e) => {
+            tracing::warn!(account = user, error = %e, "cannot read the vCard");
+            return;
+        }
+    };
+    let current = stored.unwrap_or_else(|| Element::bare("vCard", NS_VCARD));
+    let card = with_directory_fields(current.clone(), &fields);
+    if card == current {
+        return;
+    }
+    let hash = Avatar::from_vcard(&card).map(|a| a.sha1);
+    let mut xml = Vec::new();
+    hearth_xml::write_element(&card, "", &mut xml);
+    if let Err(e) = server
+        .store
+        .vcard_set(user, &String::from_utf8_lossy(&xml), hash.as_deref())
+        .await
+    {
+        tracing::warn!(account = user, error = %e, "cannot store the vCard from the directory");
+    }
+}
+
+/// `card` with the directory's fields replacing its own.
+fn with_directory_fields(card: Element, fields: &DirectoryCard) -> Element {
+    let leaf = |name: &str, text: &str| Element::builder(name, NS_VCARD).append(text).build();
+    let mut replaced: Vec<Element> = Vec::new();
+    if let Some(name) = &fields.full_name {
+        replaced.push(leaf("FN", name));
+    }
+    if let Some(mail) = &fields.email {
+        replaced.push(
+            Element::builder("EMAIL", NS_VCARD)
+                .append(Element::bare("INTERNET", NS_VCARD))
+                .append(leaf("USERID", mail))
+                .build(),
+        );
+    }
+    if let Some(phone) = &fields.phone {
+        replaced.push(
+            Element::builder("TEL", NS_VCARD)
+                .append(Element::bare("WORK", NS_VCARD))
+                .append(Element::bare("VOICE", NS_VCARD))
+                .append(leaf("NUMBER", phone))
+                .build(),
+        );
+    }
+    if let Some(photo) = &fields.photo {
+        let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, photo);
+        replaced.push(
+            Element::builder("PHOTO", NS_VCARD)
+                .append(leaf("TYPE", "image/jpeg"))
+                .append(leaf("BINVAL", &data))
+                .build(),
+        );
+    }
+    let mut out = Element::bare("vCard", NS_VCARD);
+    for child in card.children() {
+        if !replaced.iter().any(|r| r.name() == child.name()) {
+            out.append_child(child.clone());
+        }
+    }
+    for r in replaced {
+        out.append_child(r);
+    }
+    out
 }
 
 fn internal(e: hearth_store::StoreError) -> StanzaError {

@@ -28,6 +28,7 @@ mod pubsub;
 mod push;
 mod resumable;
 mod roster;
+mod shared_roster;
 mod sqlite;
 
 pub use archive::{

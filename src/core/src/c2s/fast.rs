@@ -16,7 +16,7 @@ pub(super) const NS: &str = "urn:xmpp:fast:0";
 impl Conn {
     /// `<fast/>` for the SASL2 `<inline/>`: the HT mechanisms this connection can bind to.
     pub(super) fn fast_feature(&self) -> Option<Element> {
-        if !self.server.config.auth.fast.enabled {
+        if !self.server.fast_enabled() {
             return None;
         }
         let mut fast = Element::bare("fast", NS);
@@ -29,8 +29,7 @@ impl Conn {
     /// The HT mechanism named, if FAST is on and this connection offers it.
     pub(super) fn fast_mechanism(&self, name: Option<&str>) -> Option<HtMechanism> {
         let m = HtMechanism::from_name(name?)?;
-        (self.server.config.auth.fast.enabled && hearth_auth::offered_ht(&self.cb).contains(&m))
-            .then_some(m)
+        (self.server.fast_enabled() && hearth_auth::offered_ht(&self.cb).contains(&m)).then_some(m)
     }
 
     /// A SASL2 `<authenticate/>` with an HT mechanism: checks the proof against the client's

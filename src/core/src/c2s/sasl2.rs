@@ -21,7 +21,7 @@ impl Conn {
     /// The `<authentication/>` stream feature: mechanisms, and what may be done inline.
     pub(super) fn sasl2_feature(&self) -> Element {
         let mut auth = Element::bare("authentication", NS);
-        for m in hearth_auth::offered_mechanisms(&self.cb, self.server.config.auth.allow_plain) {
+        for m in hearth_auth::offered_mechanisms(&self.cb, self.server.password_check()) {
             auth.append_child(Element::builder("mechanism", NS).append(m.name()).build());
         }
         let mut bind_inline = Element::bare("inline", NS_BIND2);

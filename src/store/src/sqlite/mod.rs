@@ -17,6 +17,7 @@ mod pubsub;
 mod push;
 mod resumable;
 mod roster;
+mod shared_roster;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,9 @@ fn migrations() -> Migrations<'static> {
             "../../migrations/sqlite/016_archive_tombstones.sql"
         )),
         M::up(include_str!("../../migrations/sqlite/017_muc_vcard.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/018_shared_roster.sql"
+        )),
     ])
 }
 

@@ -124,6 +124,8 @@ fn queries_use_indexes() {
         blocklist::ADD,
         blocklist::REMOVE,
         blocklist::CLEAR,
+        shared_roster::MARK,
+        shared_roster::UNMARK,
         private::PRIVATE_GET,
         private::PRIVATE_SET,
         private::VCARD_GET,

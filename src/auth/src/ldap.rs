@@ -1,0 +1,463 @@
+//! Logins against an LDAP directory (OpenLDAP, Active Directory) with `ldap3`, and what else
+//! the directory knows: users, groups (shared rosters) and vCard fields.
+//!
+//! A login binds as the user on a fresh connection: directly with a DN template
+//! (`uid={user},ou=people,…`, or `{user}@corp.example.org` for Active Directory), or after
+//! finding the user's entry with `user_filter` (search-then-bind). The filter also decides who
+//! may log in (a group, say). Searches run on one shared connection bound as the service account
+//! (or anonymously), reopened when it fails. SCRAM needs keys derived from the password, which
+//! a directory does not give out, so with LDAP the server offers PLAIN (inside TLS only).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use serde::Deserialize;
+
+/// `[auth.ldap]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldaps://dc.example.org` (TLS), or `ldap://…` with `starttls = true`. Plain `ldap://`
+    /// without StartTLS is accepted only for a directory on this host (loopback).
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM certificates trusted for the directory's certificate (a company CA), in addition to
+    /// the system's store.
+    pub ca_file: Option<PathBuf>,
+    /// Bind as the user with this DN, `{user}` standing for the username:
+    /// `uid={user},ou=people,dc=example,dc=org`, or `{user}@corp.example.org` for Active
+    /// Directory. Unset: the user's entry is searched with `user_filter` (search-then-bind).
+    pub user_dn: Option<String>,
+    /// The service account searches run as (users, groups, vCards). Unset: anonymous.
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    /// Where users are searched.
+    pub base_dn: String,
+    /// Who may log in, `{user}` standing for the username (escaped):
+    /// `(&(objectClass=inetOrgPerson)(uid={user})(memberOf=cn=xmpp,ou=groups,dc=example,dc=org))`.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// The attribute holding the username, the part before `@` in the user's address:
+    /// `uid` (OpenLDAP), `sAMAccountName` (Active Directory).
+    #[serde(default = "default_login_attribute")]
+    pub login_attribute: String,
+    /// Seconds a directory operation may take before the login fails with
+    /// `temporary-auth-failure`.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Directory attributes shown in users' vCards; an empty name leaves that field out.
+    #[serde(default)]
+    pub vcard: VcardAttributes,
+    /// Shared roster groups from directory groups: members of a group see each other (read
+    /// every `modules.groups.refresh_secs`).
+    pub groups: Option<GroupsConfig>,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=inetOrgPerson)(uid={user}))".into()
+}
+
+fn default_login_attribute() -> String {
+    "uid".into()
+}
+
+fn default_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VcardAttributes {
+    pub full_name: String,
+    pub email: String,
+    pub phone: String,
+    /// A JPEG picture (`jpegPhoto`, or `thumbnailPhoto` in Active Directory).
+    pub photo: String,
+}
+
+impl Default for VcardAttributes {
+    fn default() -> Self {
+        Self {
+            full_name: "cn".into(),
+            email: "mail".into(),
+            phone: "telephoneNumber".into(),
+            photo: "jpegPhoto".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Where groups are searched.
+    pub base_dn: String,
+    #[serde(default = "default_group_filter")]
+    pub filter: String,
+    /// The group's name, shown as the roster group.
+    #[serde(default = "default_group_name")]
+    pub name_attribute: String,
+    /// Members: DNs (`member`, `uniqueMember`) or usernames (`memberUid`).
+    #[serde(default = "default_member_attribute")]
+    pub member_attribute: String,
+}
+
+fn default_group_filter() -> String {
+    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))".into()
+}
+
+fn default_group_name() -> String {
+    "cn".into()
+}
+
+fn default_member_attribute() -> String {
+    "member".into()
+}
+
+/// The directory could not answer (down, unreachable, timed out, refused the service account).
+#[derive(Debug, thiserror::Error)]
+#[error("LDAP directory {url}: {reason}")]
+pub struct DirectoryError {
+    url: String,
+    reason: String,
+}
+
+/// vCard fields from the directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryCard {
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub photo: Option<Vec<u8>>,
+}
+
+pub struct Directory {
+    cfg: LdapConfig,
+    tls: Arc<rustls::ClientConfig>,
+    /// The shared search connection, bound as the service account; `None` until first used or
+    /// after it failed.
+    service: tokio::sync::Mutex<Option<Ldap>>,
+}
+
+impl Directory {
+    /// Checks the configuration and prepares TLS; connects only when first used, so hearth
+    /// starts while the directory is down.
+    pub fn new(cfg: LdapConfig) -> anyhow::Result<Self> {
+        let secure = cfg.url.starts_with("ldaps://") || cfg.starttls;
+        let host = cfg
+            .url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default())
+            .unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        anyhow::ensure!(
+            cfg.url.starts_with("ldaps://") || cfg.url.starts_with("ldap://"),
+            "auth.ldap.url must start with ldaps:// or ldap://, not {:?}",
+            cfg.url
+        );
+        anyhow::ensure!(
+            secure || loopback,
+            "auth.ldap.url {} is not encrypted: passwords would cross the network in clear. \
+             Use ldaps://, or set auth.ldap.starttls = true",
+            cfg.url
+        );
+        anyhow::ensure!(
+            cfg.user_dn.is_some() || cfg.user_filter.contains("{user}"),
+            "auth.ldap.user_filter must contain {{user}} (or set auth.ldap.user_dn)"
+        );
+        anyhow::ensure!(
+            cfg.bind_dn.is_some() == cfg.bind_password.is_some(),
+            "auth.ldap.bind_dn and auth.ldap.bind_password must be set together"
+        );
+        let tls = Arc::new(client_tls(cfg.ca_file.as_deref())?);
+        Ok(Self {
+            cfg,
+            tls,
+            service: Default::default(),
+        })
+    }
+
+    pub fn config(&self) -> &LdapConfig {
+        &self.cfg
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> DirectoryError {
+        DirectoryError {
+            url: self.cfg.url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.timeout_secs.max(1))
+    }
+
+    async fn connect(&self) -> Result<Ldap, DirectoryError> {
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(self.timeout())
+            .set_starttls(self.cfg.starttls)
+            .set_config(self.tls.clone());
+        let (conn, ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url)
+            .await
+            .map_err(|e| self.error(format!("cannot connect: {e}")))?;
+        ldap3::drive!(conn);
+        Ok(ldap)
+    }
+
+    /// The search connection, opened and bound on first use.
+    async fn service(&self) -> Result<Ldap, DirectoryError> {
+        let mut service = self.service.lock().await;
+        if let Some(ldap) = service.as_mut()
+            && !ldap.is_closed()
+        {
+            return Ok(ldap.clone());
+        }
+        let mut ldap = self.connect().await?;
+        if let (Some(dn), Some(password)) = (&self.cfg.bind_dn, &self.cfg.bind_password) {
+            let bound = ldap
+                .with_timeout(self.timeout())
+                .simple_bind(dn, password)
+                .await;
+            match bound.map(|r| r.success()) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) | Err(e) => {
+                    return Err(self.error(format!(
+                        "the service account auth.ldap.bind_dn cannot bind: {e}"
+                    )));
+                }
+            }
+        }
+        *service = Some(ldap.clone());
+        Ok(ldap)
+    }
+
+    /// Runs a search on the shared connection; a failed connection is reopened next time.
+    async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: Vec<&str>,
+    ) -> Result<Vec<SearchEntry>, DirectoryError> {
+        let mut ldap = self.service().await?;
+        let searched = ldap
+            .with_timeout(self.timeout())
+            .search(base, scope, filter, attrs)
+            .await;
+        match searched {
+            Ok(result) => match result.success() {
+                Ok((entries, _)) => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
+                // No such base: nothing found, and a configuration error worth a log line.
+                Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => {
+                    tracing::warn!(
+                        base,
+                        "LDAP search base does not exist; check auth.ldap.base_dn"
+                    );
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(self.error(format!("search failed: {e}"))),
+            },
+            Err(e) => {
+                self.service.lock().await.take();
+                Err(self.error(format!("search failed: {e}")))
+            }
+        }
+    }
+
+    fn user_filter(&self, username: &str) -> String {
+        self.cfg
+            .user_filter
+            .replace("{user}", &ldap3::ldap_escape(username))
+    }
+
+    /// Whether `password` is `username`'s and the user may log in. `Err` when the directory
+    /// cannot tell (then the login fails with `temporary-auth-failure`).
+    pub async fn login(&self, username: &str, password: &str) -> Result<bool, DirectoryError> {
+        // An empty password would be an unauthenticated bind, which succeeds (RFC 4513 §5.1.2).
+        if password.is_empty() {
+            return Ok(false);
+        }
+        tokio::time::timeout(self.timeout(), self.bind_as_user(username, password))
+            .await
+            .unwrap_or_else(|_| Err(self.error("no answer within auth.ldap.timeout_secs")))
+    }
+
+    async fn bind_as_user(&self, username: &str, password: &str) -> Result<bool, DirectoryError> {
+        let dn = match &self.cfg.user_dn {
+            Some(template) => template.replace("{user}", &ldap3::dn_escape(username)),
+            None => {
+                let filter = self.user_filter(username);
+                let found = self
+                    .search(&self.cfg.base_dn, Scope::Subtree, &filter, vec!["1.1"])
+                    .await?;
+                match found.as_slice() {
+                    [entry] => entry.dn.clone(),
+                    [] => return Ok(false),
+                    _ => {
+                        tracing::warn!(
+                            account = username,
+                            filter,
+                            "several LDAP entries match one username; refusing the login (make auth.ldap.user_filter unique)"
+                        );
+                        return Ok(false);
+                    }
+                }
+            }
+        };
+        let mut ldap = self.connect().await?;
+        let bound = ldap
+            .simple_bind(&dn, password)
+            .await
+            .map_err(|e| self.error(format!("bind failed: {e}")))?;
+        let allowed = match bound.rc {
+            0 if self.cfg.user_dn.is_some() => {
+                // Bound by template: the filter still decides who may log in, read as the
+                // user on their own entry.
+                let filter = self.user_filter(username);
+                let own = ldap.search(&dn, Scope::Base, &filter, vec!["1.1"]).await;
+                match own.map(|r| r.success()) {
+                    Ok(Ok((entries, _))) => !entries.is_empty(),
+                    Ok(Err(_)) => false,
+                    Err(e) => return Err(self.error(format!("search failed: {e}"))),
+                }
+            }
+            0 => true,
+            // invalidCredentials; also what a disabled Active Directory account answers.
+            49 => false,
+            rc => {
+                tracing::warn!(account = username, rc, text = %bound.text, "LDAP bind refused");
+                false
+            }
+        };
+        let _ = ldap.unbind().await;
+        Ok(allowed)
+    }
+
+    /// Usernames of everyone allowed to log in.
+    pub async fn users(&self) -> Result<Vec<String>, DirectoryError> {
+        let filter = self.cfg.user_filter.replace("{user}", "*");
+        let attr = self.cfg.login_attribute.as_str();
+        let entries = self
+            .search(&self.cfg.base_dn, Scope::Subtree, &filter, vec![attr])
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| first(&e, attr).map(str::to_lowercase))
+            .collect())
+    }
+
+    /// The directory's vCard fields for `username`; `None` if the directory has no such user.
+    pub async fn card(&self, username: &str) -> Result<Option<DirectoryCard>, DirectoryError> {
+        let v = &self.cfg.vcard;
+        let attrs: Vec<&str> = [&v.full_name, &v.email, &v.phone, &v.photo]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|a| !a.is_empty())
+            .collect();
+        let filter = self.user_filter(username);
+        let found = self
+            .search(&self.cfg.base_dn, Scope::Subtree, &filter, attrs)
+            .await?;
+        let Some(entry) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let text = |attr: &str| first(&entry, attr).map(str::to_string);
+        Ok(Some(DirectoryCard {
+            full_name: text(&v.full_name),
+            email: text(&v.email),
+            phone: text(&v.phone),
+            photo: entry
+                .bin_attrs
+                .get(&v.photo)
+                .and_then(|p| p.first().cloned()),
+        }))
+    }
+
+    /// The directory's groups and their members' usernames (for shared rosters).
+    pub async fn groups(&self) -> Result<Vec<(String, Vec<String>)>, DirectoryError> {
+        let Some(g) = &self.cfg.groups else {
+            return Ok(Vec::new());
+        };
+        let entries = self
+            .search(
+                &g.base_dn,
+                Scope::Subtree,
+                &g.filter,
+                vec![g.name_attribute.as_str(), g.member_attribute.as_str()],
+            )
+            .await?;
+        let mut groups = Vec::new();
+        for entry in entries {
+            let Some(name) = first(&entry, &g.name_attribute).map(str::to_string) else {
+                continue;
+            };
+            let mut members = Vec::new();
+            for member in entry.attrs.get(&g.member_attribute).into_iter().flatten() {
+                if let Some(user) = self.member_username(member).await? {
+                    members.push(user);
+                }
+            }
+            groups.push((name, members));
+        }
+        Ok(groups)
+    }
+
+    /// A group member as a username: `memberUid` values are usernames; DNs are read for the
+    /// login attribute (and must pass `user_filter`: someone who may not log in is left out).
+    async fn member_username(&self, member: &str) -> Result<Option<String>, DirectoryError> {
+        if !member.contains('=') {
+            return Ok(Some(member.to_lowercase()));
+        }
+        let attr = self.cfg.login_attribute.as_str();
+        let filter = self.cfg.user_filter.replace("{user}", "*");
+        let entries = self
+            .search(member, Scope::Base, &filter, vec![attr])
+            .await?;
+        Ok(entries
+            .first()
+            .and_then(|e| first(e, attr))
+            .map(str::to_lowercase))
+    }
+}
+
+fn first<'a>(entry: &'a SearchEntry, attr: &str) -> Option<&'a str> {
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first())
+        .map(String::as_str)
+}
+
+/// TLS to the directory: the system's trust store plus `ca_file`.
+fn client_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("auth.ldap.ca_file {}: {e}", path.display()))?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "auth.ldap.ca_file {} holds no PEM certificate",
+            path.display()
+        );
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("auth.ldap.ca_file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
