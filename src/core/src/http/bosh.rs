@@ -187,16 +187,24 @@ impl Session {
 
     async fn request(&self, server: &Server, body: &Element, rid: u64) -> Response {
         let expected = *self.next_rid.borrow();
-        if rid < expected {
-            // A retransmission of a request whose answer was lost (XEP-0124 §14.3).
-            let state = self.state.lock().expect("bosh state");
-            return match state.answers.iter().find(|(r, _)| *r == rid) {
-                Some((_, answer)) => respond(answer.clone()),
-                None => terminate("item-not-found"),
-            };
-        }
-        if rid >= expected + REQUESTS {
-            return terminate("item-not-found");
+        match place(rid, expected) {
+            Place::Past => {
+                // A retransmission of a request whose answer was lost (XEP-0124 §14.3).
+                let cached = self
+                    .state
+                    .lock()
+                    .expect("bosh state")
+                    .answers
+                    .iter()
+                    .find(|(r, _)| *r == rid)
+                    .map(|(_, answer)| answer.clone());
+                return match cached {
+                    Some(answer) => respond(answer),
+                    None => self.fail("item-not-found").await,
+                };
+            }
+            Place::Beyond => return self.fail("item-not-found").await,
+            Place::Window => {}
         }
         {
             let mut state = self.state.lock().expect("bosh state");
@@ -210,7 +218,7 @@ impl Session {
             .is_ok_and(|r| r.is_ok());
         if !in_turn {
             self.release();
-            return terminate("item-not-found");
+            return self.fail("item-not-found").await;
         }
         let mut input = Vec::new();
         if body.attr_ns(NS_XBOSH, "restart") == Some("true") {
@@ -247,6 +255,16 @@ impl Session {
         drop(state);
         let attrs = if terminating { " type='terminate'" } else { "" };
         respond(self.answer(rid, attrs, elements))
+    }
+
+    /// Ends the session on a binding error (XEP-0124 §14.3, §17.2): the client is told why,
+    /// and the stream sees a lost connection (so Stream Management can still resume it).
+    async fn fail(&self, condition: &str) -> Response {
+        tracing::debug!(sid = %self.sid, condition, "BOSH request out of order; ending the session");
+        self.state.lock().expect("bosh state").ended = true;
+        self.output.notify_waiters();
+        self.to_stream.lock().await.take();
+        terminate(condition)
     }
 
     fn release(&self) {
@@ -361,6 +379,27 @@ impl Session {
     }
 }
 
+/// Where a request's rid falls, given the rid expected next.
+#[derive(Debug, PartialEq, Eq)]
+enum Place {
+    /// Already answered: a retransmission.
+    Past,
+    /// Expected, or ahead by less than the number of requests a client may have open.
+    Window,
+    /// Further ahead than any client following the protocol can be.
+    Beyond,
+}
+
+fn place(rid: u64, expected: u64) -> Place {
+    if rid < expected {
+        Place::Past
+    } else if rid - expected < REQUESTS {
+        Place::Window
+    } else {
+        Place::Beyond
+    }
+}
+
 fn respond(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
@@ -370,4 +409,18 @@ fn terminate(condition: &str) -> Response {
     respond(Bytes::from(format!(
         "<body xmlns='{NS_HTTPBIND}' type='terminate' condition='{condition}'/>"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rids_are_placed_relative_to_the_expected_one() {
+        assert_eq!(place(9, 10), Place::Past);
+        assert_eq!(place(10, 10), Place::Window);
+        assert_eq!(place(10 + REQUESTS - 1, 10), Place::Window);
+        assert_eq!(place(10 + REQUESTS, 10), Place::Beyond);
+        assert_eq!(place(u64::MAX, 10), Place::Beyond);
+    }
 }

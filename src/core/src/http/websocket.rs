@@ -13,9 +13,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use minidom::Element;
 use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
 
 use super::framing::{STREAM_CLOSE, Splitter, Unit, stream_header};
 use crate::server::Server;
@@ -48,7 +50,10 @@ async fn upgrade(
             .into_response();
     }
     let peer = super::client_address(&server, peer, &headers);
-    let max = server.config.c2s.max_stanza_size;
+    // Twice the stanza limit, as for BOSH bodies: a stanza over the limit still reaches the
+    // c2s parser, which ends the stream with <policy-violation/> as on a socket; only far
+    // larger messages are refused by the WebSocket layer itself.
+    let max = server.config.c2s.max_stanza_size * 2;
     ws.protocols(["xmpp"])
         .max_message_size(max)
         .max_frame_size(max)
@@ -58,25 +63,16 @@ async fn upgrade(
 async fn session(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
     let (pipe, ends) = Pipe::new();
     tokio::spawn(crate::c2s::serve_bridged(server.clone(), pipe, peer));
-    let (mut ws_out, mut ws_in) = socket.split();
+    let (mut ws_out, ws_in) = socket.split();
     let to_stream = ends.to_stream;
-    // What the client sends goes to the stream; when the client goes away the stream sees
-    // its end, as if a socket had closed.
+    // Why the client's side ended, when that is the client's fault: told before `to_stream` is
+    // dropped, so it is known by the time the stream ends because of it.
+    let (why_tx, mut why_rx) = oneshot::channel();
     let reader = tokio::spawn(async move {
-        while let Some(Ok(msg)) = ws_in.next().await {
-            let chunk = match msg {
-                Message::Text(text) => incoming(text.as_str()),
-                Message::Binary(_) => {
-                    tracing::debug!(%peer, "binary WebSocket message; RFC 7395 allows text only; closing");
-                    break;
-                }
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
-            };
-            if to_stream.send(chunk).await.is_err() {
-                break;
-            }
+        if let Some(why) = forward(ws_in, &to_stream, peer).await {
+            let _ = why_tx.send(why);
         }
+        drop(to_stream);
     });
     let mut from_stream = ends.from_stream;
     let mut splitter = Splitter::default();
@@ -105,12 +101,57 @@ async fn session(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
         }
     }
     reader.abort();
-    let _ = ws_out
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code::NORMAL,
-            reason: "".into(),
-        })))
-        .await;
+    let close = why_rx.try_recv().unwrap_or(CloseFrame {
+        code: close_code::NORMAL,
+        reason: "".into(),
+    });
+    let _ = ws_out.send(Message::Close(Some(close))).await;
+}
+
+/// Passes what the client sends to the stream until the client closes or goes away (the
+/// stream then sees its end, as if a socket had closed). Returns the close frame to send when
+/// the client broke the rules: a binary message, or one the WebSocket layer refused (larger
+/// than its limit, invalid UTF-8, a protocol error).
+async fn forward(
+    mut ws_in: SplitStream<WebSocket>,
+    to_stream: &mpsc::Sender<Bytes>,
+    peer: SocketAddr,
+) -> Option<CloseFrame> {
+    while let Some(msg) = ws_in.next().await {
+        let chunk = match msg {
+            Ok(Message::Text(text)) => incoming(text.as_str()),
+            Ok(Message::Binary(_)) => {
+                tracing::debug!(%peer, "binary WebSocket message; RFC 7395 allows text only; closing");
+                return Some(CloseFrame {
+                    code: close_code::UNSUPPORTED,
+                    reason: "XMPP over WebSocket is text only (RFC 7395)".into(),
+                });
+            }
+            Ok(Message::Close(_)) => return None,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "bad WebSocket message; closing");
+                return Some(CloseFrame {
+                    code: close_code::POLICY,
+                    reason: close_reason(&e.to_string()).into(),
+                });
+            }
+        };
+        if to_stream.send(chunk).await.is_err() {
+            return None;
+        }
+    }
+    None
+}
+
+/// `text` cut to the 123 bytes a close frame's reason may hold (RFC 6455 §5.5), at a
+/// character boundary.
+fn close_reason(text: &str) -> &str {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The bytes the c2s stream gets for one WebSocket message: the framing elements become the
@@ -140,6 +181,14 @@ fn open(domain: &str, id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && long.starts_with(cut) && cut.len() == 122);
+    }
 
     #[test]
     fn framing_elements_become_the_stream_header_and_end() {
