@@ -141,12 +141,12 @@ async fn create(
         next_rid: watch::channel(rid + 1).0,
         state: Mutex::new(Output {
             last_request: Some(Instant::now()),
-            held: 1,
             ..Default::default()
         }),
         output: Notify::new(),
         wait: Duration::from_secs(wait),
     });
+    let held = session.hold();
     let header = stream_header(Some(to), Some("1.0"), body.attr_ns(rxml::XMLNS_XML, "lang"));
     session.send(Bytes::from(header)).await;
     let authid = Arc::new(std::sync::OnceLock::new());
@@ -164,7 +164,7 @@ async fn create(
     tracing::debug!(%peer, %sid, "BOSH session created");
     // The stream header and features arrive together; answer with the features.
     let elements = session.collect(rid + 1).await;
-    session.state.lock().expect("bosh state").held -= 1;
+    drop(held);
     let attrs = format!(
         " sid='{sid}' wait='{wait}' inactivity='{}' polling='1' requests='{REQUESTS}' hold='1' \
          ver='1.11' from='{}' authid='{}' xmpp:version='1.0' xmpp:restartlogic='true' \
@@ -200,24 +200,28 @@ impl Session {
                     .map(|(_, answer)| answer.clone());
                 return match cached {
                     Some(answer) => respond(answer),
+                    // The latest request, never answered: its connection dropped while it was
+                    // held. Its content went to the stream then; answer it now.
+                    None if rid + 1 == expected => {
+                        let held = self.hold();
+                        let elements = self.collect(rid + 1).await;
+                        drop(held);
+                        respond(self.answer(rid, "", elements))
+                    }
                     None => self.fail("item-not-found").await,
                 };
             }
             Place::Beyond => return self.fail("item-not-found").await,
             Place::Window => {}
         }
-        {
-            let mut state = self.state.lock().expect("bosh state");
-            state.last_request = Some(Instant::now());
-            state.held += 1;
-        }
+        let held = self.hold();
         // A request that overtook an earlier one waits its turn.
         let mut turn = self.next_rid.subscribe();
         let in_turn = tokio::time::timeout(self.wait, turn.wait_for(|n| *n >= rid))
             .await
             .is_ok_and(|r| r.is_ok());
         if !in_turn {
-            self.release();
+            drop(held);
             return self.fail("item-not-found").await;
         }
         let mut input = Vec::new();
@@ -247,7 +251,7 @@ impl Session {
         } else {
             self.collect(rid + 1).await
         };
-        self.release();
+        drop(held);
         let mut state = self.state.lock().expect("bosh state");
         if terminating {
             state.ended = true;
@@ -267,10 +271,14 @@ impl Session {
         terminate(condition)
     }
 
-    fn release(&self) {
+    /// Counts a request as held until the guard is dropped: when it is answered, or when its
+    /// connection closes first (hyper then drops the request's future), so a client that
+    /// vanished mid-request still ends its session after `inactivity`.
+    fn hold(&self) -> Held<'_> {
         let mut state = self.state.lock().expect("bosh state");
-        state.held -= 1;
+        state.held += 1;
         state.last_request = Some(Instant::now());
+        Held(self)
     }
 
     /// Waits until hearth has written something, the stream ended, a newer request took over
@@ -376,6 +384,16 @@ impl Session {
             .lock()
             .expect("bosh sessions lock")
             .remove(&self.sid);
+    }
+}
+
+struct Held<'a>(&'a Session);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().expect("bosh state");
+        state.held -= 1;
+        state.last_request = Some(Instant::now());
     }
 }
 
