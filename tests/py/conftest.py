@@ -7,6 +7,7 @@ first: `cargo build`).
 Every test creates its own, uniquely named accounts, so tests are independent of each other.
 When a test fails, the tail of the server's log is attached to its report."""
 
+import contextlib
 import itertools
 import os
 import pathlib
@@ -183,14 +184,16 @@ def pytest_configure(config):
             f"(this is {sys.executable})", returncode=4)
 
 
-@pytest.fixture(scope="session")
-def hearth_server():
+@contextlib.contextmanager
+def serving(**kwargs):
+    """A `Server(**kwargs)` in a temporary directory, stopped on exit; its log is kept in
+    `$HEARTH_KEEP_LOG` if set."""
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     binary = os.environ.get("HEARTH_BIN", str(target / "debug" / "hearth"))
     if not os.access(binary, os.X_OK):
         pytest.exit(f"hearth binary {binary} not found: run `cargo build` first (or set HEARTH_BIN)", returncode=2)
     with tempfile.TemporaryDirectory(prefix="hearth-py-") as workdir:
-        srv = Server(binary, workdir)
+        srv = Server(binary, workdir, **kwargs)
         try:
             yield srv
         finally:
@@ -198,6 +201,12 @@ def hearth_server():
             if os.environ.get("HEARTH_KEEP_LOG"):
                 kept = pathlib.Path(os.environ["HEARTH_KEEP_LOG"])
                 kept.write_text(srv.log())
+
+
+@pytest.fixture(scope="session")
+def hearth_server():
+    with serving() as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@
 #   2. a venv at $HEARTH_TEST_VENV (default /opt/hearth-test-venv) over /usr/bin/python3.11 with
 #      --system-site-packages, so it sees Debian's python3-gi;
 #   3. into it, the pinned packages of requirements.txt (nbxmpp without dependencies: Debian's
-#      python3-gi 3.42 is its PyGObject).
+#      python3-gi 3.42 is its PyGObject);
+#   4. strophe.js and its Node.js helpers from tests/web/package-lock.json (npm ci), if node and
+#      npm are installed; without node, test_web.py skips its strophe.js tests.
 # Then run the tests with: $HEARTH_TEST_VENV/bin/pytest tests/py
 set -euo pipefail
 VENV=${HEARTH_TEST_VENV:-/opt/hearth-test-venv}
@@ -54,13 +56,20 @@ say "pip install $others"
 # shellcheck disable=SC2086
 "${pip[@]}" $others
 
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  say "npm ci --prefix tests/web (strophe.js for test_web.py)"
+  npm ci --prefix "$here/../web" --no-audit --no-fund --loglevel=error
+else
+  say "node/npm not found: test_web.py will skip its strophe.js tests"
+fi
+
 "$VENV/bin/python" - <<'PY'
 import gi
 gi.require_version("Gio", "2.0")
 gi.require_version("GLib", "2.0")
 gi.require_version("Soup", "3.0")
 from gi.repository import GLib, Soup  # noqa: F401
-import nbxmpp, slixmpp, pytest
+import nbxmpp, slixmpp, pytest, websockets, prometheus_client  # noqa: F401
 from nbxmpp.client import Client  # noqa: F401
 print(f"install-deps: ok: nbxmpp {nbxmpp.__version__}, slixmpp {slixmpp.__version__}, "
       f"PyGObject {gi.__version__}, GLib {GLib.MAJOR_VERSION}.{GLib.MINOR_VERSION}, pytest {pytest.__version__}")

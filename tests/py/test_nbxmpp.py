@@ -16,6 +16,7 @@ header would carry the Gio enum's repr instead of `tls-exporter`. So nbxmpp test
 negotiates SCRAM-SHA-256; -PLUS is covered by the Rust integration tests."""
 
 import asyncio
+import contextlib
 import gc
 import threading
 import time
@@ -67,7 +68,11 @@ def finish(task, what):
 class Gajim:
     """An nbxmpp client, configured as Gajim configures one."""
 
-    def __init__(self, server, jid, password, mechs=None, resource="gajim", direct_tls=False):
+    def __init__(self, server, jid, password, mechs=None, resource="gajim", direct_tls=False,
+                 websocket=None, host_meta=None):
+        """`websocket`: connect to this XMPP-over-WebSocket URL (wss://) instead of the TCP port.
+        `host_meta`: find the WebSocket URL in this host-meta document (XEP-0156), as Gajim does
+        with the one it fetched from the domain."""
         self.jid = JID.from_string(jid)
         self.state = None
         self.messages = []
@@ -80,7 +85,12 @@ class Gajim:
         c.set_username(self.jid.localpart)
         c.set_resource(resource)
         c.set_password(password)
-        if direct_tls:
+        if host_meta is not None:
+            c.set_host_meta_data(host_meta)
+            c.set_protocols([ConnectionProtocol.WEBSOCKET])
+        elif websocket:
+            c.set_custom_host(websocket, ConnectionProtocol.WEBSOCKET, ConnectionType.DIRECT_TLS)
+        elif direct_tls:
             c.set_custom_host(f"{HOST}:{server.tls_port}", ConnectionProtocol.TCP, ConnectionType.DIRECT_TLS)
         else:
             c.set_custom_host(f"{HOST}:{server.port}", ConnectionProtocol.TCP, ConnectionType.START_TLS)
@@ -230,29 +240,47 @@ def test_subscription_roster_and_presence(server):
     a.close()
 
 
-def test_chat_with_nbxmpp_and_slixmpp(server):
-    """nbxmpp (Alice) and slixmpp (Bob, on its own asyncio thread) talk to each other."""
-    from test_slixmpp import Client as Slix, next_item
-
-    alice, pa = server.new_account("galice")
-    bob, pb = server.new_account("sbob")
+@contextlib.contextmanager
+def slixmpp_loop():
+    """An asyncio loop on its own thread, for slixmpp clients next to nbxmpp's GLib loop.
+    Yields `on_slix(coroutine, what)`: runs the coroutine there and returns its result, keeping
+    the GLib loop running meanwhile. Drop references to slixmpp objects before the block ends:
+    their `__del__` schedules on the loop, so they are freed while it still runs."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
     def on_slix(coro, what):
         fut = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, TIMEOUT), loop)
-        pump(fut.done, timeout=TIMEOUT + 5, what=what)  # keep nbxmpp's loop running meanwhile
+        pump(fut.done, timeout=TIMEOUT + 5, what=what)
         return fut.result()
+
+    async def collect():
+        gc.collect()
+
+    try:
+        yield on_slix
+    finally:
+        asyncio.run_coroutine_threadsafe(collect(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def chat_with_slixmpp(server, gajim_options=None):
+    """nbxmpp (Alice, connected with `gajim_options`) and slixmpp (Bob, TCP) chat both ways."""
+    from test_slixmpp import Client as Slix, next_item
+
+    alice, pa = server.new_account("galice")
+    bob, pb = server.new_account("sbob")
 
     async def slix_login():
         c = Slix(server, bob, pb, resource="slix")
         assert await c.login()
         return c
 
-    try:
+    with slixmpp_loop() as on_slix:
         b = on_slix(slix_login(), "slixmpp login")
-        a = Gajim(server, alice, pa).login()
+        a = Gajim(server, alice, pa, **(gajim_options or {})).login()
         a.send(Presence())
         a.send(Message(to=f"{bob}/slix", body="hello from gajim", typ="chat"))
         got = on_slix(next_item(b.messages, lambda m: m["body"]), "slixmpp to get the message")
@@ -271,15 +299,13 @@ def test_chat_with_nbxmpp_and_slixmpp(server):
         assert str(got["to"]) in (bob, f"{bob}/slix")
         on_slix(b.close(), "slixmpp close")
         a.close()
-    finally:
-        b = got = None  # slixmpp objects (stanzas refer to their stream)
+        b = got = None
+    return a
 
-        async def collect():
-            gc.collect()  # slixmpp's __del__ schedules on its loop: free it while the loop runs
 
-        asyncio.run_coroutine_threadsafe(collect(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+def test_chat_with_nbxmpp_and_slixmpp(server):
+    """nbxmpp (Alice) and slixmpp (Bob, on its own asyncio thread) talk to each other."""
+    chat_with_slixmpp(server)
 
 
 def test_offline_delivery(server):
