@@ -30,6 +30,7 @@ mod resumable;
 mod roster;
 mod shared_roster;
 mod sqlite;
+mod upload;
 
 pub use archive::{
     ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived, NewArchived,
@@ -41,6 +42,7 @@ pub use pubsub::PubsubItem;
 pub use push::PushRegistration;
 pub use resumable::ResumableSession;
 pub use roster::{RosterItem, Subscription};
+pub use upload::{OverQuota, Upload};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -976,3 +976,91 @@ async fn muc_rooms_and_affiliations() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn upload_slots_quota_completion_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_user(&dir, "alice").await;
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let slot = |id: &str, size: u64| Upload {
+        id: id.into(),
+        username: "alice".into(),
+        filename: "cat.jpg".into(),
+        size,
+        content_type: Some("image/jpeg".into()),
+        created: t0,
+        put_deadline: t0 + Duration::from_secs(300),
+        completed: None,
+    };
+    assert_eq!(
+        s.upload_slot_create(slot("a", 600), 1000, t0)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    // The open slot counts against the quota.
+    assert_eq!(
+        s.upload_slot_create(slot("b", 500), 1000, t0)
+            .await
+            .unwrap(),
+        Err(OverQuota {
+            used: 600,
+            oldest: None
+        })
+    );
+    assert!(
+        s.upload_complete("a", None, t0 + Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.upload_complete("a", None, t0).await.unwrap(),
+        "completed twice"
+    );
+    let stored = s.upload_get("a").await.unwrap().unwrap();
+    assert_eq!(stored.completed, Some(t0 + Duration::from_secs(10)));
+    assert_eq!(stored.content_type, None);
+    assert_eq!(
+        s.upload_slot_create(slot("b", 500), 1000, t0)
+            .await
+            .unwrap(),
+        Err(OverQuota {
+            used: 600,
+            oldest: stored.completed
+        })
+    );
+    // 0 is no quota; a slot past its deadline no longer counts.
+    s.upload_slot_create(slot("b", 500), 0, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    let later = t0 + Duration::from_secs(400);
+    let fresh = Upload {
+        put_deadline: later + Duration::from_secs(300),
+        ..slot("c", 400)
+    };
+    s.upload_slot_create(fresh, 1000, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.upload_ids().await.unwrap().len(), 3);
+    // Files are kept; "b" was abandoned.
+    assert_eq!(
+        s.upload_expire(None, later).await.unwrap(),
+        vec!["b".to_string()]
+    );
+    assert_eq!(
+        s.upload_expire(Some(t0 + Duration::from_secs(11)), t0)
+            .await
+            .unwrap(),
+        vec!["a".to_string()]
+    );
+    assert!(s.upload_get("a").await.unwrap().is_none());
+    // Deleting the account deletes its uploads.
+    s.delete_account("alice").await.unwrap();
+    assert!(s.upload_ids().await.unwrap().is_empty());
+    assert!(matches!(
+        s.upload_slot_create(slot("d", 1), 0, t0).await,
+        Err(StoreError::NoSuchAccount)
+    ));
+}

@@ -20,6 +20,7 @@ mod roster;
 mod shared_roster;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/018_shared_roster.sql"
         )),
+        M::up(include_str!("../../migrations/sqlite/019_uploads.sql")),
     ])
 }
 
