@@ -4,11 +4,9 @@
 use std::sync::Arc;
 
 use hearth_core::module::{DiscoScope, Module, Registrar, Spec, SupportStatus};
-use hearth_core::stanza::ncname;
 use minidom::Element;
 use serde::Deserialize;
 
-const NS_DATA: &str = "jabber:x:data";
 const FORM_TYPE: &str = "http://jabber.org/network/serverinfo";
 
 pub struct Contact;
@@ -59,30 +57,13 @@ fn form(cfg: &Config) -> Option<Element> {
     if kinds.iter().all(|(_, addresses)| addresses.is_empty()) {
         return None;
     }
-    let field = |var: String, values: &[String], hidden: bool| {
-        let mut f = Element::builder("field", NS_DATA)
-            .attr(ncname("var"), var)
-            .build();
-        if hidden {
-            hearth_core::stanza::set_attr(&mut f, "type", Some("hidden".into()));
-        }
-        for v in values {
-            f.append_child(
-                Element::builder("value", NS_DATA)
-                    .append(v.as_str())
-                    .build(),
-            );
-        }
-        f
-    };
-    let mut x = Element::builder("x", NS_DATA)
-        .attr(ncname("type"), "result")
-        .build();
-    x.append_child(field("FORM_TYPE".into(), &[FORM_TYPE.into()], true));
-    for (kind, addresses) in kinds {
-        if !addresses.is_empty() {
-            x.append_child(field(format!("{kind}-addresses"), addresses, false));
-        }
-    }
-    Some(x)
+    let fields: Vec<(String, &[String])> = kinds
+        .iter()
+        .filter(|(_, addresses)| !addresses.is_empty())
+        .map(|(kind, addresses)| (format!("{kind}-addresses"), addresses.as_slice()))
+        .collect();
+    Some(crate::disco::result_form(
+        FORM_TYPE,
+        fields.iter().map(|(var, values)| (var.as_str(), *values)),
+    ))
 }

@@ -120,6 +120,38 @@ pub fn info_result<'a>(
     q
 }
 
+/// An extension form for disco#info (XEP-0128): a `result` form with the hidden `FORM_TYPE`
+/// and `fields` as (var, values).
+pub fn result_form<'a>(
+    form_type: &str,
+    fields: impl IntoIterator<Item = (&'a str, &'a [String])>,
+) -> Element {
+    const NS_DATA: &str = "jabber:x:data";
+    let field = |var: &str, values: &[String]| {
+        let mut f = Element::builder("field", NS_DATA)
+            .attr(ncname("var"), var)
+            .build();
+        for v in values {
+            f.append_child(
+                Element::builder("value", NS_DATA)
+                    .append(v.as_str())
+                    .build(),
+            );
+        }
+        f
+    };
+    let mut x = Element::builder("x", NS_DATA)
+        .attr(ncname("type"), "result")
+        .build();
+    let mut form_type_field = field("FORM_TYPE", &[form_type.to_string()]);
+    set_attr(&mut form_type_field, "type", Some("hidden".into()));
+    x.append_child(form_type_field);
+    for (var, values) in fields {
+        x.append_child(field(var, values));
+    }
+    x
+}
+
 fn host_info(cx: &Context, iq: &Stanza) -> IqResult {
     let s = &cx.server;
     let mut info = info_result(
