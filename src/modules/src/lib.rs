@@ -23,6 +23,7 @@ pub mod proxy65;
 pub mod push;
 pub mod register;
 pub mod roster;
+pub mod upload;
 pub mod vcard;
 pub mod version;
 
@@ -48,6 +49,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<vcard::Vcard>()?;
     reg.load::<muc::Muc>()?;
     reg.load::<proxy65::Proxy65>()?;
+    reg.load::<upload::FileUpload>()?;
     // Last: it hashes what all the others registered.
     reg.load::<caps::ServerCaps>()?;
     Ok(())
