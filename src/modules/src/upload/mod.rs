@@ -115,6 +115,19 @@ impl Module for FileUpload {
         ] {
             anyhow::ensure!(value > 0, "modules.upload.{key} must be above 0");
         }
+        // Durations are added to timestamps: keep them within what a clock can hold.
+        const CENTURY_SECS: u64 = 100 * 365 * 86_400;
+        for (value, key) in [
+            (cfg.expire_after_secs, "expire_after_secs"),
+            (cfg.slot_lifetime_secs, "slot_lifetime_secs"),
+            (cfg.upload_timeout_secs, "upload_timeout_secs"),
+            (cfg.sweep_interval_secs, "sweep_interval_secs"),
+        ] {
+            anyhow::ensure!(
+                value <= CENTURY_SECS,
+                "modules.upload.{key} must be under 100 years"
+            );
+        }
         let config = reg.config();
         let domain = if cfg.domain.is_empty() {
             format!("upload.{}", config.domain)
