@@ -138,12 +138,6 @@ impl Module for FileUpload {
             anyhow::anyhow!("modules.upload.domain {domain:?} is not a valid domain: {e}")
         })?;
         let dir = config.data_dir.join(&cfg.path);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the upload directory {} (modules.upload.path): {e} — check that hearth's user may create it",
-                dir.display()
-            )
-        })?;
         if config.http.listen.is_empty() && config.http.external_url.is_none() {
             tracing::warn!(
                 "file upload needs the web server: set http.listen, or http.external_url behind a reverse proxy; upload URLs point at https://{}",

@@ -15,7 +15,15 @@ use super::slot::is_slot_id;
 /// Extra time before a slot or partial file counts as abandoned, for clocks and slow disks.
 const GRACE: Duration = Duration::from_secs(60);
 
+/// Creates the upload directory, then sweeps it every `sweep_interval_secs`. (Created here
+/// rather than at load, which `hearth user` and `hearth xeps` do too.)
 pub(super) async fn run(server: Arc<Server>, upload: Arc<FileUpload>) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(&upload.dir).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the upload directory {} (modules.upload.path): {e} — check that hearth's user may create it; uploads fail until it exists",
+            upload.dir.display()
+        )
+    })?;
     let mut every = tokio::time::interval(Duration::from_secs(upload.cfg.sweep_interval_secs));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
