@@ -53,6 +53,8 @@ max_failures_per_account = 0
 # Like the anchors' defaults: no bytestream proxy (and nothing listening outside BENCH_IP).
 [modules.proxy65]
 enabled = false
+[components]
+listen = []
 CONF
     ulimit -n "$(ulimit -Hn)"
     setsid "$HEARTH" --config "$CFG" serve >>"$BENCH_DIR/stdout.log" 2>&1 </dev/null &

@@ -30,6 +30,9 @@ pub struct TestServer {
     pub http_addr: SocketAddr,
     /// `/health` and `/metrics`.
     pub internal_addr: SocketAddr,
+    /// The external component listener (XEP-0114), open when `extra` configures a component
+    /// with `[components.hosts."…"]`.
+    pub component_addr: SocketAddr,
     pub domain: String,
     data_root: Option<PathBuf>,
 }
@@ -53,7 +56,8 @@ impl TestServer {
     }
 
     /// Starts hearth with the base test config plus `extra` TOML: whole sections other than
-    /// `[c2s]`, or keys of `[c2s]` when `extra` starts with them (it is appended right after).
+    /// `[c2s]` and `[components]` (whose subtables such as `[components.hosts."irc.localhost"]`
+    /// are fine), or keys of `[c2s]` when `extra` starts with them (it is appended right after).
     pub fn start_with(extra: &str) -> Self {
         Self::start_federating(DOMAIN, "", extra)
     }
@@ -70,17 +74,20 @@ impl TestServer {
             http_port,
             internal_port,
             proxy_port,
+            component_port,
         ] = free_ports(&ip);
         let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
         let tls_addr: SocketAddr = format!("{ip}:{tls_port}").parse().unwrap();
         let s2s_addr: SocketAddr = format!("{ip}:{s2s_port}").parse().unwrap();
         let http_addr: SocketAddr = format!("{ip}:{http_port}").parse().unwrap();
         let internal_addr: SocketAddr = format!("{ip}:{internal_port}").parse().unwrap();
+        let component_addr: SocketAddr = format!("{ip}:{component_port}").parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("hearth.toml");
-        // The bytestream proxy gets a port of its own too, so servers do not compete for 7777.
+        // The bytestream proxy and the component listener get ports of their own too, so
+        // servers do not compete for 7777 and 5347.
         let base = format!(
-            "domain = \"{domain}\"\ndata_dir = \"{}\"\n[log]\nlevel = \"debug\"\n[s2s]\nlisten = [\"{s2s_addr}\"]\n{s2s_keys}\n[modules.proxy65]\nlisten = [\"{ip}:{proxy_port}\"]\n[c2s]\nlisten = [\"{addr}\"]\ndirect_tls_listen = [\"{tls_addr}\"]\n",
+            "domain = \"{domain}\"\ndata_dir = \"{}\"\n[log]\nlevel = \"debug\"\n[s2s]\nlisten = [\"{s2s_addr}\"]\n{s2s_keys}\n[modules.proxy65]\nlisten = [\"{ip}:{proxy_port}\"]\n[components]\nlisten = [\"{component_addr}\"]\n[c2s]\nlisten = [\"{addr}\"]\ndirect_tls_listen = [\"{tls_addr}\"]\n",
             dir.path().join("data").display()
         );
         // The HTTP listeners go into the test's own [http] section if it has one.
@@ -110,6 +117,7 @@ impl TestServer {
             s2s_addr,
             http_addr,
             internal_addr,
+            component_addr,
             domain: domain.to_string(),
             data_root: None,
         };
@@ -142,6 +150,7 @@ impl TestServer {
             s2s_addr: old.s2s_addr,
             http_addr: old.http_addr,
             internal_addr: old.internal_addr,
+            component_addr: old.component_addr,
             domain: old.domain.clone(),
             data_root: Some(old.dir.path().to_path_buf()),
         };

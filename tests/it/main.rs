@@ -7,6 +7,7 @@ mod auth;
 mod blocking;
 mod carbons;
 mod cli;
+mod component;
 mod fast;
 mod federation;
 mod im;

@@ -47,7 +47,9 @@ class Server:
         remote.example as a server that is down). `tls`: (certificate chain, key) files to use
         instead of the self-signed certificate; clients trust the chain's last certificate.
         `proxy65`: more lines for the `[modules.proxy65]` section (the bytestream proxy listens
-        on a free port on `host`, `proxy_port`). `extra`: more config sections, appended.
+        on a free port on `host`, `proxy_port`). `extra`: more config sections, appended; the
+        component listener is on a free port on `host` (`component_port`), so components are
+        configured with `[components.hosts."…"]` tables, not a `[components]` section.
         `registration`: in-band registration (on for most tests; off where accounts come from
         LDAP)."""
         self.binary = binary
@@ -55,7 +57,7 @@ class Server:
         self.domain = domain
         self.host = host
         (self.port, self.tls_port, s2s_port, self.http_port, self.internal_port,
-         self.proxy_port) = free_ports(6, host)
+         self.proxy_port, self.component_port) = free_ports(7, host)
         if s2s is None:
             s2s = (
                 f'listen = ["{host}:{s2s_port}"]\n'
@@ -75,6 +77,7 @@ class Server:
             "[auth]\nmax_failures_per_ip = 0\n"
             + ("[modules.register]\nallow_registration = true\n" if registration else "")
             + f'[modules.proxy65]\nlisten = ["{host}:{self.proxy_port}"]\naddress = "{host}"\n{proxy65}'
+            + f'[components]\nlisten = ["{host}:{self.component_port}"]\n'
             + (f'[tls]\ncertificate = "{tls[0]}"\nkey = "{tls[1]}"\n' if tls else "")
             + self._with_http(extra)
         )

@@ -37,6 +37,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub components: ComponentsConfig,
     /// `[modules.<name>]` sections, each deserialized by its module into its own typed config.
     #[serde(default)]
     pub modules: BTreeMap<String, toml::Table>,
@@ -280,6 +282,44 @@ impl S2sConfig {
     }
 }
 
+/// External components (XEP-0114): gateways and bots that connect over TCP with a shared secret
+/// and serve a domain of their own, such as `irc.example.org`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentsConfig {
+    /// Listeners for components (port 5347 by custom). The handshake proves the secret without
+    /// sending it, but everything after it travels in clear: keep this on loopback, or on a
+    /// private network or tunnel. Nothing listens while no component is configured.
+    pub listen: Vec<SocketAddr>,
+    /// Largest stanza accepted from a component, in bytes.
+    pub max_stanza_size: usize,
+    /// Stanzas waiting for one component (when it reads slowly); more are bounced with
+    /// `resource-constraint`.
+    pub max_queued_stanzas: usize,
+    /// The components allowed to connect, by their domain.
+    pub hosts: BTreeMap<String, ComponentHost>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentHost {
+    /// The secret shared with the component.
+    pub secret: String,
+    /// The name the server's service discovery shows for it (disco#items).
+    pub name: Option<String>,
+}
+
+impl Default for ComponentsConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:5347".parse().expect("literal")],
+            max_stanza_size: 512 * 1024,
+            max_queued_stanzas: 10_000,
+            hosts: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -416,6 +456,14 @@ impl Config {
         let mut cfg: Config = serde_path_to_error::deserialize(de)
             .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner().message()))?;
         cfg.domain = normalise_domain(&cfg.domain)?;
+        cfg.components.hosts = std::mem::take(&mut cfg.components.hosts)
+            .into_iter()
+            .map(|(domain, host)| {
+                let normalised = normalise_domain(&domain)
+                    .with_context(|| format!("components.hosts.\"{domain}\""))?;
+                Ok((normalised, host))
+            })
+            .collect::<anyhow::Result<_>>()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -481,6 +529,20 @@ impl Config {
             self.http.bosh_max_wait_secs >= 1 && self.http.bosh_inactivity_secs >= 2,
             "http.bosh_max_wait_secs must be at least 1 and http.bosh_inactivity_secs at least 2"
         );
+        anyhow::ensure!(
+            self.components.max_stanza_size >= 10_000,
+            "components.max_stanza_size must be at least 10000 (RFC 6120 §13.12)"
+        );
+        for (domain, host) in &self.components.hosts {
+            anyhow::ensure!(
+                *domain != self.domain,
+                "components.hosts.\"{domain}\": a component cannot take the server's own domain; give it a subdomain such as irc.{domain}"
+            );
+            anyhow::ensure!(
+                !host.secret.is_empty(),
+                "components.hosts.\"{domain}\".secret must not be empty"
+            );
+        }
         anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
         anyhow::ensure!(
             self.c2s.max_attributes >= 8,
@@ -527,6 +589,28 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::parse("domain = \"a.example\"\n[c2s]\nmax_stanza = 5\n").unwrap_err();
         assert!(format!("{err:#}").contains("max_stanza"), "{err:#}");
+    }
+
+    #[test]
+    fn component_domains_are_normalised_and_checked() {
+        let cfg = Config::parse(
+            "domain = \"a.example\"\n[components.hosts.\"IRC.a.example\"]\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        assert!(cfg.components.hosts.contains_key("irc.a.example"));
+        let err = Config::parse(
+            "domain = \"a.example\"\n[components.hosts.\"A.example\"]\nsecret = \"s\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("server's own domain"),
+            "{err:#}"
+        );
+        let err = Config::parse(
+            "domain = \"a.example\"\n[components.hosts.\"u@b.example\"]\nsecret = \"s\"\n",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("u@b.example"), "{err:#}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 mod c2s;
+pub mod component;
 pub mod config;
 pub mod csi;
 pub mod datetime;

@@ -506,6 +506,12 @@ pub const CORE_SPECS: &[Spec] = &[
         note: "/.well-known/host-meta and host-meta.json list the BOSH and WebSocket URLs (from http.external_url); browsers look them up on https://DOMAIN/, so serve hearth there or proxy those paths; no DNS TXT records (deprecated)",
     },
     Spec {
+        id: "XEP-0114",
+        version: "1.6",
+        status: SupportStatus::Complete,
+        note: "jabber:component:accept on components.listen (loopback by default, no TLS), one connection per configured domain (a second one gets conflict), from addresses checked against the component's domain; components are reachable from local users, rooms, other components and federation, and listed in the server's disco#items",
+    },
+    Spec {
         id: "XEP-0199",
         version: "2.0.1",
         status: SupportStatus::Complete,

@@ -84,7 +84,8 @@ pub enum Origin {
     Client(Arc<Session>),
     /// The server itself or a module (roster pushes, presence broadcasts, bounces).
     Server,
-    /// Another server, over a stream authenticated for this domain.
+    /// Another server, over a stream authenticated for this domain, or an external component
+    /// (XEP-0114) serving it.
     Remote(String),
 }
 
@@ -188,8 +189,9 @@ impl Server {
         self.post(cx, stanza).await;
     }
 
-    /// A stanza from another server, its `from` domain authenticated by the s2s stream. It is
-    /// delivered like any stanza addressed here; the sender's server already did its side.
+    /// A stanza from another server or an external component, its `from` domain authenticated
+    /// by the stream. It is delivered like any stanza addressed here; the sender already did
+    /// its side.
     pub async fn process_from_remote(self: &Arc<Self>, stanza: Stanza, remote: String) {
         self.stanzas.count(true, stanza.kind());
         if let Some(err) = invalid(&stanza) {
@@ -311,17 +313,19 @@ impl Server {
             self.deliver(&session, &stanza);
             return;
         }
+        self.undeliverable(&stanza, Condition::ServiceUnavailable.into())
+            .await
+    }
+
+    /// Answers a stanza that cannot be delivered as RFC 6120 §8.4 and RFC 6121 §8.5 say: IQ
+    /// requests and normal or chat messages get `err`, anything else is dropped.
+    pub(crate) async fn undeliverable(self: &Arc<Self>, stanza: &Stanza, err: StanzaError) {
         match (stanza.kind(), stanza.stanza_type()) {
-            (Kind::Iq, "get" | "set") => {
-                self.bounce(&stanza, Condition::ServiceUnavailable.into())
-                    .await
-            }
-            (Kind::Message, "normal" | "chat") => {
-                self.bounce(&stanza, Condition::ServiceUnavailable.into())
-                    .await
+            (Kind::Iq, "get" | "set") | (Kind::Message, "normal" | "chat") => {
+                self.bounce(stanza, err).await
             }
             _ => {
-                tracing::trace!(kind = stanza.kind().name(), to = ?stanza.to(), "dropping unhandled stanza")
+                tracing::trace!(kind = stanza.kind().name(), to = ?stanza.to(), "dropping undeliverable stanza")
             }
         }
     }

@@ -19,6 +19,7 @@ pub struct Server {
     pub sessions: Sessions,
     pub tls: Tls,
     pub s2s: crate::s2s::S2s,
+    pub components: crate::component::Components,
     pub throttle: hearth_auth::Throttle,
     /// The LDAP directory passwords are checked against (`[auth.ldap]`), if any.
     pub directory: Option<Arc<hearth_auth::ldap::Directory>>,
@@ -34,8 +35,9 @@ impl Server {
         config: Config,
         store: hearth_store::Store,
         tls: Tls,
-        regs: Registrations,
+        mut regs: Registrations,
     ) -> anyhow::Result<Arc<Self>> {
+        crate::component::register(&config.components, &mut regs)?;
         let auth = &config.auth;
         let throttle = hearth_auth::Throttle::new(
             auth.max_failures_per_ip,
@@ -53,6 +55,7 @@ impl Server {
             sessions: Sessions::default(),
             tls,
             s2s,
+            components: Default::default(),
             throttle,
             directory,
             regs,
@@ -160,11 +163,19 @@ impl Server {
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let c2s_limit = Arc::new(Semaphore::new(self.config.c2s.max_connections));
         let s2s_limit = Arc::new(Semaphore::new(self.config.s2s.max_connections));
+        let component_limit = Arc::new(Semaphore::new(crate::component::MAX_CONNECTIONS));
         let s2s = &self.config.s2s;
         let (s2s_plain, s2s_direct) = if s2s.enabled {
             (&s2s.listen[..], &s2s.direct_tls_listen[..])
         } else {
             (&[][..], &[][..])
+        };
+        // Nothing to accept while no component is configured.
+        let components = &self.config.components;
+        let component_listen = if components.hosts.is_empty() {
+            &[][..]
+        } else {
+            &components.listen[..]
         };
         let mut listeners = Vec::new();
         for (addrs, direct_tls, peers, limit) in [
@@ -182,6 +193,7 @@ impl Server {
             ),
             (s2s_plain, false, Peers::Servers, &s2s_limit),
             (s2s_direct, true, Peers::Servers, &s2s_limit),
+            (component_listen, false, Peers::Components, &component_limit),
         ] {
             for addr in addrs {
                 let l = listen(*addr).await?;
@@ -293,6 +305,8 @@ pub async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 enum Peers {
     Clients,
     Servers,
+    /// External components (XEP-0114).
+    Components,
 }
 
 impl Peers {
@@ -300,6 +314,7 @@ impl Peers {
         match self {
             Peers::Clients => "clients",
             Peers::Servers => "other servers",
+            Peers::Components => "components",
         }
     }
 }
@@ -325,6 +340,7 @@ async fn accept_loop(
                     let setting = match peers {
                         Peers::Clients => "c2s.max_connections",
                         Peers::Servers => "s2s.max_connections",
+                        Peers::Components => "the component listeners' fixed limit",
                     };
                     tracing::warn!(%peer, setting, "connection limit reached; refusing connection");
                     continue;
@@ -337,6 +353,7 @@ async fn accept_loop(
                         Peers::Servers => {
                             crate::s2s::serve_incoming(server, tcp, peer, direct_tls).await
                         }
+                        Peers::Components => crate::component::serve(server, tcp, peer).await,
                     }
                     drop(permit);
                 });

@@ -21,8 +21,8 @@ use super::{NS_BIDI, NS_BIDI_FEATURE, NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVE
 use crate::config::S2sAuth;
 use crate::ns;
 use crate::server::Server;
-use crate::stanza::{EnvelopeError, Stanza};
-use crate::streams::{random_id, stream_error, xml_escape};
+use crate::stanza::Stanza;
+use crate::streams::{addressed_stanza, random_id, stream_error, xml_escape};
 use crate::transport::Transport;
 
 /// Dialback verifications one connection may have in flight.
@@ -655,28 +655,7 @@ impl Incoming {
     }
 
     async fn stanza(&mut self, el: Element) -> Result<(), Close> {
-        let stanza = match Stanza::from_element(el) {
-            Ok(st) => st,
-            Err(EnvelopeError::NotAStanza(name)) => {
-                return Err(Some((
-                    "unsupported-stanza-type",
-                    format!("<{name}/> is not a stanza"),
-                )));
-            }
-            Err(EnvelopeError::BadAddress { attr, .. }) => {
-                return Err(Some((
-                    "improper-addressing",
-                    format!("the '{attr}' address is not a valid JID"),
-                )));
-            }
-        };
-        let (Some(from), Some(to)) = (stanza.from(), stanza.to()) else {
-            return Err(Some((
-                "improper-addressing",
-                "stanzas between servers need 'from' and 'to'".into(),
-            )));
-        };
-        let (remote, local) = (from.domain().to_string(), to.domain().to_string());
+        let (stanza, remote, local) = addressed_stanza(el).map_err(Some)?;
         if !self.server.serves_domain(&local) {
             return Err(Some((
                 "host-unknown",

@@ -31,7 +31,7 @@ mod acks;
 mod incoming;
 mod outgoing;
 mod pki;
-mod wire;
+pub(crate) mod wire;
 
 pub(crate) use incoming::serve as serve_incoming;
 
@@ -246,7 +246,7 @@ impl S2s {
 
 impl Server {
     /// Whether this server answers for `domain` on server-to-server streams: its own domain
-    /// and the domains of its services (MUC…).
+    /// and the domains of its services (MUC…) and external components.
     pub fn serves_domain(&self, domain: &str) -> bool {
         self.is_local_domain(domain) || self.regs.services.contains_key(domain)
     }

@@ -1,6 +1,7 @@
 //! One server-to-server connection as the negotiation code sees it: the transport, the parser
 //! (stanzas in `jabber:server` are read as the `jabber:client` stanzas the router handles) and
-//! the output buffer. Both directions use it.
+//! the output buffer. Both directions use it, and so do external components (XEP-0114), whose
+//! streams are server streams in a namespace of their own.
 
 use std::net::SocketAddr;
 
@@ -19,6 +20,8 @@ pub struct Wire {
     pub parser: StreamParser,
     pub out: Vec<u8>,
     pub peer: SocketAddr,
+    /// The stream's default namespace, which the stanzas written inherit.
+    stream_ns: &'static str,
 }
 
 /// Why a connection could not go on; `reason` is for logs and bounce texts.
@@ -40,16 +43,28 @@ impl Broken {
 
 impl Wire {
     pub fn new(io: Transport, peer: SocketAddr, max_stanza_size: usize) -> Self {
+        Self::with_namespace(io, peer, max_stanza_size, NS_SERVER)
+    }
+
+    /// A connection whose stanzas are in `stream_ns` (read as `jabber:client`, written
+    /// inheriting `stream_ns`).
+    pub fn with_namespace(
+        io: Transport,
+        peer: SocketAddr,
+        max_stanza_size: usize,
+        stream_ns: &'static str,
+    ) -> Self {
         let mut parser = StreamParser::new(hearth_xml::Limits {
             max_stanza_size,
             ..hearth_xml::Limits::default()
         });
-        parser.alias(NS_SERVER, ns::CLIENT);
+        parser.alias(stream_ns, ns::CLIENT);
         Self {
             io,
             parser,
             out: Vec::new(),
             peer,
+            stream_ns,
         }
     }
 
@@ -148,7 +163,7 @@ impl Wire {
     }
 
     pub fn send_element(&mut self, el: &Element) {
-        hearth_xml::write_element(el, NS_SERVER, &mut self.out);
+        hearth_xml::write_element(el, self.stream_ns, &mut self.out);
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
