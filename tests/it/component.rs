@@ -16,7 +16,7 @@ fn start() -> TestServer {
 
 /// Opens a component stream to `domain`; returns the connection and hearth's stream header.
 async fn open(server: &TestServer, domain: &str) -> (Raw, String) {
-    let mut c = Raw::connect(server.component_addr).await;
+    let mut c = Raw::connect_to(server.component_addr, domain).await;
     c.send(&format!(
         "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
     ))
@@ -35,7 +35,11 @@ async fn handshake(c: &mut Raw, header: &str, secret: &str) {
 
 /// A component connected and authenticated as `COMPONENT`.
 async fn connect(server: &TestServer) -> Raw {
-    let (mut c, header) = open(server, COMPONENT).await;
+    connect_as(server, COMPONENT).await
+}
+
+async fn connect_as(server: &TestServer, domain: &str) -> Raw {
+    let (mut c, header) = open(server, domain).await;
     handshake(&mut c, &header, SECRET).await;
     c.expect("<handshake/>").await;
     c
@@ -204,4 +208,33 @@ fn a_component_cannot_take_a_modules_domain() {
         !ok && out.contains("components.hosts.\"conference.localhost\": a module serves"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn users_of_other_servers_reach_the_component_through_federation() {
+    let irc = "irc.a.test";
+    let crate::federation::Pair { a, b, _a_files } =
+        crate::federation::pair_serving(&[irc], "", |domain| {
+            if domain == "a.test" {
+                format!("[components.hosts.\"{irc}\"]\nsecret = \"{SECRET}\"\n")
+            } else {
+                String::new()
+            }
+        });
+    b.add_user("bob", "bobpass12");
+    let (mut bob, jid) = login(&b, "bob", "bobpass12", "desk").await;
+    let mut bridge = connect_as(&a, irc).await;
+    bob.send(&format!(
+        "<message to='chan@{irc}' type='chat' id='f1'><body>from afar</body></message>"
+    ))
+    .await;
+    let got = bridge.expect_stanza("id='f1'").await;
+    assert!(got.contains(&format!("from='{jid}'")), "{got}");
+    bridge
+        .send(&format!(
+            "<message from='chan@{irc}' to='{jid}' type='chat' id='f2'><body>welcome</body></message>"
+        ))
+        .await;
+    let reply = bob.expect_stanza("id='f2'").await;
+    assert!(reply.contains("<body>welcome</body>"), "{reply}");
 }

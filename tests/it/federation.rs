@@ -13,27 +13,37 @@ fn peer(domain: &str, server: &TestServer) -> String {
 }
 
 /// a.test and b.test, each knowing where the other listens.
-struct Pair {
-    a: TestServer,
-    b: TestServer,
+pub(crate) struct Pair {
+    pub a: TestServer,
+    pub b: TestServer,
     /// The first process of `a` (stopped), which owns its files.
-    _a_files: TestServer,
+    pub _a_files: TestServer,
 }
 
 /// Starts the pair. `a` starts with a placeholder address for `b` (not listening yet), so it
 /// is restarted once with the real one. `extra(domain)` is added to each server's config.
 fn pair(s2s_keys: &str, extra: impl Fn(&str) -> String) -> Pair {
+    pair_serving(&[], s2s_keys, extra)
+}
+
+/// [`pair`] where `a` also serves `a_domains` (components), which `b` finds at `a`'s address.
+pub(crate) fn pair_serving(
+    a_domains: &[&str],
+    s2s_keys: &str,
+    extra: impl Fn(&str) -> String,
+) -> Pair {
     let placeholder = "[s2s.peers.\"b.test\"]\naddress = \"127.0.0.1:9\"\n";
     let mut first = TestServer::start_federating(
         "a.test",
         s2s_keys,
         &format!("{placeholder}{}", extra("a.test")),
     );
-    let b = TestServer::start_federating(
-        "b.test",
-        s2s_keys,
-        &format!("{}{}", peer("a.test", &first), extra("b.test")),
-    );
+    let a_peers: String = std::iter::once("a.test")
+        .chain(a_domains.iter().copied())
+        .map(|domain| peer(domain, &first))
+        .collect();
+    let b =
+        TestServer::start_federating("b.test", s2s_keys, &format!("{a_peers}{}", extra("b.test")));
     first.stop();
     let text = std::fs::read_to_string(&first.config)
         .unwrap()

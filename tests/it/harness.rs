@@ -165,7 +165,10 @@ impl TestServer {
     fn wait_ready(&mut self) {
         // Starting is slower than answering when many tests start servers at once on 2 cores.
         let deadline = Instant::now() + 3 * WAIT;
-        while std::net::TcpStream::connect(self.addr).is_err() {
+        // The internal HTTP listener is bound after all the XMPP ones (components included).
+        while std::net::TcpStream::connect(self.addr).is_err()
+            || std::net::TcpStream::connect(self.internal_addr).is_err()
+        {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("hearth exited with {status}:\n{}", self.log());
             }
