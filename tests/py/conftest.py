@@ -115,6 +115,8 @@ class Server:
             try:
                 socket.create_connection((self.host, self.port), timeout=1).close()
                 socket.create_connection((self.host, self.tls_port), timeout=1).close()
+                # Bound after every XMPP listener (the component listener included).
+                socket.create_connection((self.host, self.internal_port), timeout=1).close()
                 if os.path.exists(self.cert):
                     break
             except OSError:
