@@ -31,6 +31,21 @@ impl Store {
         dispatch!(self.list_accounts())
     }
 
+    /// Disables the account (it stays, with its data, but cannot log in) or enables it again.
+    /// Fails with [`StoreError::NoSuchAccount`](crate::StoreError::NoSuchAccount).
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
+        dispatch!(self.set_disabled(username, disabled))
+    }
+
+    /// Whether an administrator disabled the account (`false` for a missing account).
+    pub async fn is_disabled(&self, username: &str) -> Result<bool> {
+        dispatch!(self.is_disabled(username))
+    }
+
+    pub async fn count_accounts(&self) -> Result<u64> {
+        dispatch!(self.count_accounts())
+    }
+
     /// Creates, in one transaction, the accounts that do not exist yet; returns how many.
     pub async fn create_accounts(&self, accounts: &[(String, Credentials)]) -> Result<usize> {
         dispatch!(self.create_accounts(accounts))

@@ -29,6 +29,7 @@ mod push;
 mod resumable;
 mod roster;
 mod shared_roster;
+mod settings;
 mod sqlite;
 mod upload;
 

@@ -86,6 +86,39 @@ async fn accounts() {
         Err(StoreError::NoSuchAccount)
     ));
     assert_eq!(s.list_accounts().await.unwrap(), ["alice", "dave"]);
+    assert_eq!(s.count_accounts().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn disabled_accounts_keep_their_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_user(&dir, "alice").await;
+    assert!(!s.is_disabled("alice").await.unwrap());
+    s.set_disabled("alice", true).await.unwrap();
+    assert!(s.is_disabled("alice").await.unwrap());
+    assert!(s.credentials("alice").await.unwrap().is_some());
+    s.set_disabled("alice", false).await.unwrap();
+    assert!(!s.is_disabled("alice").await.unwrap());
+    assert!(!s.is_disabled("bob").await.unwrap());
+    assert!(matches!(
+        s.set_disabled("bob", true).await,
+        Err(StoreError::NoSuchAccount)
+    ));
+}
+
+#[tokio::test]
+async fn server_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    assert_eq!(s.setting("motd").await.unwrap(), None);
+    s.set_setting("motd", Some("hello")).await.unwrap();
+    s.set_setting("motd", Some("hello again")).await.unwrap();
+    assert_eq!(
+        s.setting("motd").await.unwrap().as_deref(),
+        Some("hello again")
+    );
+    s.set_setting("motd", None).await.unwrap();
+    assert_eq!(s.setting("motd").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -16,6 +16,9 @@ pub(super) const CREDENTIALS: &str = "SELECT sha1_salt, sha1_iterations, sha1_st
     sha1_server_key, sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key
     FROM accounts WHERE username = ?1";
 pub(super) const LIST: &str = "SELECT username FROM accounts ORDER BY username";
+pub(super) const SET_DISABLED: &str = "UPDATE accounts SET disabled = ?2 WHERE username = ?1";
+pub(super) const DISABLED: &str = "SELECT disabled FROM accounts WHERE username = ?1";
+pub(super) const COUNT: &str = "SELECT count(*) FROM accounts";
 
 /// The parameters of [`INSERT`] and [`UPDATE`].
 fn bind<'a>(username: &'a str, c: &'a Credentials) -> impl Params + 'a {
@@ -94,6 +97,40 @@ impl SqliteBackend {
                 0 => Err(StoreError::NoSuchAccount),
                 _ => Ok(()),
             }
+        })
+        .await
+    }
+
+    pub(crate) async fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(SET_DISABLED).map_err(db)?;
+            match stmt.execute((&username, disabled)).map_err(db)? {
+                0 => Err(StoreError::NoSuchAccount),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn is_disabled(&self, username: &str) -> Result<bool> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(DISABLED).map_err(db)?;
+            let disabled: Option<bool> = stmt
+                .query_row([&username], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            Ok(disabled.unwrap_or(false))
+        })
+        .await
+    }
+
+    pub(crate) async fn count_accounts(&self) -> Result<u64> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(COUNT).map_err(db)?;
+            let count: i64 = stmt.query_row([], |r| r.get(0)).map_err(db)?;
+            Ok(count.unsigned_abs())
         })
         .await
     }

@@ -18,6 +18,7 @@ mod push;
 mod resumable;
 mod roster;
 mod shared_roster;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod upload;
@@ -61,6 +62,7 @@ fn migrations() -> Migrations<'static> {
             "../../migrations/sqlite/018_shared_roster.sql"
         )),
         M::up(include_str!("../../migrations/sqlite/019_uploads.sql")),
+        M::up(include_str!("../../migrations/sqlite/020_admin.sql")),
     ])
 }
 
