@@ -759,6 +759,9 @@ impl Conn {
                     additional,
                 }) => {
                     let mech = self.sasl.take().map(|(_, m)| m.name()).unwrap_or("?");
+                    if self.refuse_if_disabled(&username).await {
+                        return Ok(Action::Continue);
+                    }
                     self.server.throttle.record_success(&username);
                     tracing::info!(account = %username, %ip, mechanism = mech, "authenticated");
                     if let Some(authenticate) = self.sasl2.take() {
@@ -797,6 +800,31 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Refuses a login with the right credentials to an account an administrator disabled
+    /// (`account-disabled`, RFC 6120 §6.5.1). Returns whether it did.
+    async fn refuse_if_disabled(&mut self, username: &str) -> bool {
+        let ip = self.peer.ip();
+        let (condition, text) = match self.server.store.is_disabled(username).await {
+            Ok(false) => return false,
+            Ok(true) => {
+                tracing::info!(account = %username, %ip, "login refused: the account is disabled");
+                (
+                    hearth_auth::Condition::AccountDisabled,
+                    "this account is disabled; ask the server's administrator",
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "looking up whether the account is disabled failed");
+                (
+                    hearth_auth::Condition::TemporaryAuthFailure,
+                    "the account database is unavailable; try again",
+                )
+            }
+        };
+        self.sasl_failure(condition, Some(text));
+        true
     }
 
     /// Whether logins from this address (or to `account`) are refused for now after too many

@@ -23,6 +23,10 @@ pub struct Config {
     /// directory hearth is started in.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Accounts of this domain allowed to administer the server (ad-hoc commands of XEP-0133),
+    /// as bare JIDs. Normalised when the configuration is parsed.
+    #[serde(default)]
+    pub admins: Vec<String>,
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
@@ -464,6 +468,11 @@ impl Config {
                 Ok((normalised, host))
             })
             .collect::<anyhow::Result<_>>()?;
+        cfg.admins = cfg
+            .admins
+            .iter()
+            .map(|a| normalise_admin(a, &cfg.domain))
+            .collect::<anyhow::Result<_>>()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -562,6 +571,17 @@ impl Config {
     }
 }
 
+/// An administrator's address as a normalised bare JID, which must be an account of `domain`.
+fn normalise_admin(admin: &str, domain: &str) -> anyhow::Result<String> {
+    let bare = jid::BareJid::new(admin)
+        .map_err(|e| anyhow::anyhow!("admins: {admin:?} is not a valid address: {e}"))?;
+    anyhow::ensure!(
+        bare.node().is_some() && bare.domain().as_str() == domain,
+        "admins: {admin:?} must be an account of this server, such as \"alice@{domain}\""
+    );
+    Ok(bare.to_string())
+}
+
 /// Lower-cases and IDNA-checks the configured domain the way JIDs are normalised.
 fn normalise_domain(domain: &str) -> anyhow::Result<String> {
     let bare = jid::BareJid::new(domain)
@@ -611,6 +631,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("u@b.example"), "{err:#}");
+    }
+
+    #[test]
+    fn admins_are_local_accounts() {
+        let cfg =
+            Config::parse("domain = \"example.com\"\nadmins = [\"Alice@Example.com\"]\n").unwrap();
+        assert_eq!(cfg.admins, ["alice@example.com"]);
+        for wrong in ["alice@other.org", "example.com", "not a jid@"] {
+            let text = format!("domain = \"example.com\"\nadmins = [\"{wrong}\"]\n");
+            let err = Config::parse(&text).unwrap_err();
+            assert!(format!("{err:#}").contains("admins"), "{err:#}");
+        }
     }
 
     #[test]

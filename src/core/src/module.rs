@@ -70,11 +70,40 @@ pub struct Identity {
     pub name: Option<String>,
 }
 
-/// An entity listed in the server's disco#items (a MUC service, an upload service).
+/// An entity listed in the server's disco#items (a MUC service, an upload service), or an item
+/// of a node (an ad-hoc command).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoItem {
     pub jid: String,
+    pub node: Option<String>,
     pub name: Option<String>,
+}
+
+/// The identities and features of a disco node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub identities: Vec<Identity>,
+    pub features: Vec<String>,
+}
+
+/// Disco nodes of the server's JID that a module answers for (XEP-0030 §3.2, §4.2), such as
+/// the list of ad-hoc commands. Answers may depend on who asks.
+pub trait DiscoNodes: Send + Sync + 'static {
+    /// The node's identities and features, or the error to answer with (`forbidden` for a
+    /// node `requester` may not use); `None` when this module has no such node.
+    fn info(
+        &self,
+        server: &Server,
+        requester: &crate::jid::Jid,
+        node: &str,
+    ) -> Option<Result<NodeInfo, crate::stanza::StanzaError>>;
+    /// The node's items; `None` when this module has no such node for `requester`.
+    fn items(
+        &self,
+        server: &Server,
+        requester: &crate::jid::Jid,
+        node: &str,
+    ) -> Option<Vec<DiscoItem>>;
 }
 
 /// When a stream feature is offered.
@@ -143,6 +172,7 @@ pub struct Registrations {
     pub features: Vec<(DiscoScope, String)>,
     pub identities: Vec<(DiscoScope, Identity)>,
     pub disco_items: Vec<DiscoItem>,
+    pub(crate) disco_nodes: Vec<Arc<dyn DiscoNodes>>,
     /// Data forms extending disco#info (XEP-0128), such as contact addresses (XEP-0157).
     pub disco_forms: Vec<(DiscoScope, Element)>,
     pub(crate) stream_features: Vec<(FeaturePhase, Element)>,
@@ -159,6 +189,7 @@ pub struct Registrations {
 pub struct Registrar<'a> {
     config: &'a Config,
     regs: Registrations,
+    shared: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<'a> Registrar<'a> {
@@ -166,7 +197,24 @@ impl<'a> Registrar<'a> {
         Self {
             config,
             regs: Registrations::default(),
+            shared: Vec::new(),
         }
+    }
+
+    /// The one `T` shared by every module that asks for it, created on first use: how modules
+    /// cooperate without the core knowing them (a registry of ad-hoc commands that other
+    /// modules add to and one module serves).
+    pub fn shared<T: Default + Send + Sync + 'static>(&mut self) -> Arc<T> {
+        if let Some(found) = self
+            .shared
+            .iter()
+            .find_map(|s| s.clone().downcast::<T>().ok())
+        {
+            return found;
+        }
+        let created = Arc::new(T::default());
+        self.shared.push(created.clone());
+        created
     }
 
     pub fn config(&self) -> &Config {
@@ -325,8 +373,14 @@ impl<'a> Registrar<'a> {
     pub fn disco_item(&mut self, jid: &str, name: Option<&str>) {
         self.regs.disco_items.push(DiscoItem {
             jid: jid.into(),
+            node: None,
             name: name.map(Into::into),
         });
+    }
+
+    /// Answers disco#info and disco#items queries for nodes of the server's JID.
+    pub fn disco_nodes(&mut self, nodes: Arc<dyn DiscoNodes>) {
+        self.regs.disco_nodes.push(nodes);
     }
 
     /// Adds a data form (`<x xmlns='jabber:x:data' type='result'/>` with a FORM_TYPE) to the

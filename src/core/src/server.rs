@@ -107,6 +107,20 @@ impl Server {
         &self.regs.disco_items
     }
 
+    pub fn disco_nodes(&self) -> &[Arc<dyn crate::module::DiscoNodes>] {
+        &self.regs.disco_nodes
+    }
+
+    /// Whether `jid`'s account is one of the configured `admins`.
+    pub fn is_admin(&self, jid: &crate::jid::Jid) -> bool {
+        jid.domain() == self.config.domain
+            && self
+                .config
+                .admins
+                .iter()
+                .any(|admin| *admin == jid.bare().to_string())
+    }
+
     pub fn stream_features(&self, phase: FeaturePhase) -> impl Iterator<Item = &Element> {
         of(&self.regs.stream_features, phase)
     }

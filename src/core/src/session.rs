@@ -239,6 +239,20 @@ impl Sessions {
         map.get(bare).cloned().unwrap_or_default()
     }
 
+    /// Every bound session (resumable ones waiting for their client included).
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        let map = self.by_bare.read().expect("sessions lock");
+        map.values().flatten().cloned().collect()
+    }
+
+    /// The accounts with at least one bound session, sorted.
+    pub fn accounts(&self) -> Vec<BareJid> {
+        let map = self.by_bare.read().expect("sessions lock");
+        let mut accounts: Vec<BareJid> = map.keys().cloned().collect();
+        accounts.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        accounts
+    }
+
     pub fn count(&self) -> usize {
         self.by_bare
             .read()
@@ -275,8 +289,13 @@ mod tests {
         ));
         assert!(!sessions.unbind(&old), "old session is no longer bound");
         assert_eq!(sessions.get(&jid).unwrap().id, new.id);
+        let (other, _q2) = sessions.bind(Jid::parse("a@b/s").unwrap(), 10);
+        assert_eq!(sessions.all().len(), 2);
+        assert_eq!(sessions.accounts().len(), 1);
+        assert!(sessions.unbind(&other));
         assert!(sessions.unbind(&new));
         assert_eq!(sessions.count(), 0);
+        assert!(sessions.accounts().is_empty());
     }
 
     #[test]

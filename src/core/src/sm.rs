@@ -192,6 +192,16 @@ impl Resumable {
         entries.remove(&id).and_then(|e| e.parked)
     }
 
+    /// Removes the session with this session id if it is parked.
+    pub fn take_parked(&self, session_id: u64) -> Option<Parked> {
+        let mut entries = self.lock();
+        let id = entries
+            .iter()
+            .find(|(_, e)| e.parked.is_some() && e.session.id == session_id)
+            .map(|(id, _)| id.clone())?;
+        entries.remove(&id).and_then(|e| e.parked)
+    }
+
     pub fn parked_count(&self) -> usize {
         self.lock().values().filter(|e| e.parked.is_some()).count()
     }
@@ -258,6 +268,21 @@ impl Server {
                 server.end_parked(parked, "not resumed in time").await;
             }
         });
+    }
+
+    /// Ends a session on the server's initiative (an administrator ended it, disabled or deleted
+    /// its account): a connected client gets the stream error `condition` and its session does
+    /// not wait for resumption (XEP-0198); a session already waiting for it ends at once.
+    pub async fn disconnect(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        condition: &'static str,
+        text: &str,
+    ) {
+        match self.resumable.take_parked(session.id) {
+            Some(parked) => self.end_parked(parked, text).await,
+            None => session.close(condition, Some(text.to_string())),
+        }
     }
 
     /// Ends a parked session: the session closes for its contacts, and what it never delivered

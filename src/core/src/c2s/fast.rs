@@ -102,6 +102,9 @@ impl Conn {
                     .await;
             }
         };
+        if self.refuse_if_disabled(&node).await {
+            return Ok(Action::Continue);
+        }
         let invalidate = authenticate
             .get_child("fast", NS)
             .and_then(|f| f.attr("invalidate"))
