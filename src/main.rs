@@ -31,6 +31,12 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Administer the running server (through its control socket, data_dir/control.sock): who
+    /// is online, announcements, sessions, disabled accounts, the message of the day.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Check the configuration, the certificate and the DNS records.
     Check {
         /// Ask this DNS server (IP or IP:PORT) instead of the system's resolvers, e.g. a public
@@ -64,6 +70,37 @@ enum UserAction {
     List,
 }
 
+#[derive(Subcommand)]
+enum AdminAction {
+    /// List the commands the server offers (any of them runs with `run`).
+    Commands,
+    /// List the users online.
+    Online,
+    /// Send a message to every session online.
+    Announce { text: String },
+    /// End the sessions of an account, or one session given a full address (user@domain/resource).
+    Kick { user: String },
+    /// Disable an account: its sessions end and it cannot log in until enabled again.
+    Disable { user: String },
+    /// Enable a disabled account again.
+    Enable { user: String },
+    /// Set (and send to the sessions online) or delete the message of the day, which each new
+    /// session gets.
+    Motd {
+        #[command(subcommand)]
+        action: MotdAction,
+    },
+    /// Run a command by its node, with its form's fields as VAR=VALUE (repeat a VAR for
+    /// several values).
+    Run { node: String, fields: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum MotdAction {
+    Set { text: String },
+    Delete,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -88,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::User { action } => runtime.block_on(user(config, action)),
+        Command::Admin { action } => runtime.block_on(admin(config, action)),
         Command::Check { dns_server } => {
             let dns_server = dns_server
                 .map(|s| check::parse_dns_server(&s))
@@ -228,6 +266,96 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) => {
             eprintln!("hearth: {e}");
+            Ok(false)
+        }
+    }
+}
+
+/// Runs an administration command on the running server and prints what it answers.
+async fn admin(config: Config, action: AdminAction) -> anyhow::Result<bool> {
+    use hearth_modules::adhoc::control::{self, Request, Response};
+    const ADMIN: &str = "http://jabber.org/protocol/admin#";
+    // A bare username is an account of this server.
+    let account = |user: String| match user.contains('@') {
+        true => user,
+        false => format!("{user}@{}", config.domain),
+    };
+    let run = |command: &str, fields: &[(&str, Vec<String>)]| Request::Run {
+        node: format!("{ADMIN}{command}"),
+        fields: fields
+            .iter()
+            .map(|(var, values)| (var.to_string(), values.clone()))
+            .collect(),
+    };
+    let lines = |text: String| text.lines().map(str::to_string).collect::<Vec<_>>();
+    let request = match action {
+        AdminAction::Commands => Request::List,
+        AdminAction::Online => run(
+            "get-online-users-list",
+            &[("max_items", vec!["none".into()])],
+        ),
+        AdminAction::Announce { text } => run("announce", &[("announcement", lines(text))]),
+        AdminAction::Kick { user } => {
+            run("end-user-session", &[("accountjids", vec![account(user)])])
+        }
+        AdminAction::Disable { user } => {
+            run("disable-user", &[("accountjids", vec![account(user)])])
+        }
+        AdminAction::Enable { user } => {
+            run("reenable-user", &[("accountjids", vec![account(user)])])
+        }
+        AdminAction::Motd {
+            action: MotdAction::Set { text },
+        } => run("set-motd", &[("motd", lines(text))]),
+        AdminAction::Motd {
+            action: MotdAction::Delete,
+        } => run("delete-motd", &[]),
+        AdminAction::Run { node, fields } => {
+            let mut values = std::collections::BTreeMap::<String, Vec<String>>::new();
+            for field in fields {
+                let (var, value) = field
+                    .split_once('=')
+                    .with_context(|| format!("{field:?}: fields are VAR=VALUE"))?;
+                values.entry(var.into()).or_default().push(value.into());
+            }
+            Request::Run {
+                node,
+                fields: values,
+            }
+        }
+    };
+    match control::call(&config, &request).await? {
+        Response::Commands(commands) => {
+            for c in commands {
+                println!("{}\t{}", c.node, c.name);
+            }
+            Ok(true)
+        }
+        Response::Completed { notes, fields } => {
+            use hearth_modules::adhoc::NoteKind;
+            for note in &notes {
+                match note.kind {
+                    NoteKind::Info => println!("{}", note.text),
+                    NoteKind::Warn => eprintln!("warning: {}", note.text),
+                    NoteKind::Error => eprintln!("hearth: {}", note.text),
+                }
+            }
+            // One field (a list of users): its values, one per line; several: labelled.
+            let single = fields.len() == 1;
+            for f in fields {
+                if single {
+                    f.values.iter().for_each(|v| println!("{v}"));
+                } else {
+                    println!("{}: {}", f.label.unwrap_or(f.var), f.values.join(", "));
+                }
+            }
+            Ok(notes.iter().all(|n| n.kind != NoteKind::Error))
+        }
+        Response::Error { condition, text } => {
+            eprintln!(
+                "hearth: the server refused: {condition}{}",
+                text.map(|t| format!(" ({t})")).unwrap_or_default()
+            );
             Ok(false)
         }
     }

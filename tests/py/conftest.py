@@ -9,6 +9,7 @@ When a test fails, the tail of the server's log is attached to its report."""
 
 import contextlib
 import itertools
+import json
 import os
 import pathlib
 import signal
@@ -42,7 +43,7 @@ def free_ports(count, host=HOST):
 
 class Server:
     def __init__(self, binary, workdir, domain=DOMAIN, host=HOST, s2s=None, tls=None, proxy65="",
-                 extra="", registration=True):
+                 extra="", registration=True, admins=()):
         """`s2s`: the `[s2s]` section's lines (default: a free port on `host`, and
         remote.example as a server that is down). `tls`: (certificate chain, key) files to use
         instead of the self-signed certificate; clients trust the chain's last certificate.
@@ -51,7 +52,7 @@ class Server:
         component listener is on a free port on `host` (`component_port`), so components are
         configured with `[components.hosts."…"]` tables, not a `[components]` section.
         `registration`: in-band registration (on for most tests; off where accounts come from
-        LDAP)."""
+        LDAP). `admins`: the server's administrators (the top-level `admins` key)."""
         self.binary = binary
         self.dir = pathlib.Path(workdir)
         self.domain = domain
@@ -69,6 +70,8 @@ class Server:
         self.config.write_text(
             f'domain = "{domain}"\n'
             f'data_dir = "{self.dir / "data"}"\n'
+            # A JSON array of strings is a TOML array too.
+            f"admins = {json.dumps(list(admins))}\n"
             "[log]\nlevel = \"debug\"\n"
             f"[s2s]\n{s2s}"
             f'[c2s]\nlisten = ["{host}:{self.port}"]\n'

@@ -78,7 +78,7 @@ fn query(ns: &str, node: Option<&str>) -> Element {
     q
 }
 
-/// Nodes are not offered yet: a query for one is `item-not-found` (XEP-0030 §3.1).
+/// Accounts have no nodes: a query for one is `item-not-found` (XEP-0030 §3.1).
 fn no_node(iq: &Stanza) -> Result<(), StanzaError> {
     match iq.iq_payload().and_then(|q| q.attr("node")) {
         Some(_) => Err(StanzaError::new(Condition::ItemNotFound)),
@@ -159,26 +159,48 @@ fn host_info(cx: &Context, iq: &Stanza) -> IqResult {
         s.features(DiscoScope::Host),
         s.disco_forms(DiscoScope::Host),
     );
+    let Some(node) = iq.iq_payload().and_then(|q| q.attr("node")) else {
+        return Ok(Some(info));
+    };
     // The node of the server's own entity caps (XEP-0115 §6.2) names this same information.
-    if let Some(node) = iq.iq_payload().and_then(|q| q.attr("node")) {
-        if node != format!("{}#{}", crate::caps::SERVER_NODE, crate::caps::ver(&info)) {
-            return Err(StanzaError::new(Condition::ItemNotFound));
-        }
+    if node == format!("{}#{}", crate::caps::SERVER_NODE, crate::caps::ver(&info)) {
         set_attr(&mut info, "node", Some(node.to_string()));
+        return Ok(Some(info));
     }
+    let requester = iq.from().ok_or(StanzaError::new(Condition::ItemNotFound))?;
+    let node_info = s
+        .disco_nodes()
+        .iter()
+        .find_map(|nodes| nodes.info(s, requester, node))
+        .unwrap_or(Err(StanzaError::new(Condition::ItemNotFound)))?;
+    let mut info = info_result(
+        node_info.identities.iter(),
+        node_info.features.iter().map(String::as_str),
+        std::iter::empty(),
+    );
+    set_attr(&mut info, "node", Some(node.to_string()));
     Ok(Some(info))
 }
 
 fn host_items(cx: &Context, iq: &Stanza) -> IqResult {
-    no_node(iq)?;
-    let mut q = query(DISCO_ITEMS, None);
-    for item in cx.server.disco_items() {
+    let s = &cx.server;
+    let node = iq.iq_payload().and_then(|q| q.attr("node"));
+    let items = match (node, iq.from()) {
+        (None, _) => s.disco_items().to_vec(),
+        (Some(node), Some(requester)) => s
+            .disco_nodes()
+            .iter()
+            .find_map(|nodes| nodes.items(s, requester, node))
+            .ok_or(StanzaError::new(Condition::ItemNotFound))?,
+        (Some(_), None) => return Err(StanzaError::new(Condition::ItemNotFound)),
+    };
+    let mut q = query(DISCO_ITEMS, node);
+    for item in items {
         let mut el = Element::builder("item", DISCO_ITEMS)
-            .attr(ncname("jid"), item.jid.as_str())
+            .attr(ncname("jid"), item.jid)
             .build();
-        if let Some(name) = &item.name {
-            set_attr(&mut el, "name", Some(name.clone()));
-        }
+        set_attr(&mut el, "node", item.node);
+        set_attr(&mut el, "name", item.name);
         q.append_child(el);
     }
     Ok(Some(q))

@@ -3,6 +3,8 @@
 
 use hearth_core::module::Registrar;
 
+pub mod adhoc;
+pub mod admin;
 pub mod blocking;
 pub mod caps;
 pub mod carbons;
@@ -50,6 +52,8 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<muc::Muc>()?;
     reg.load::<proxy65::Proxy65>()?;
     reg.load::<upload::FileUpload>()?;
+    reg.load::<adhoc::Adhoc>()?;
+    reg.load::<admin::Admin>()?;
     // Last: it hashes what all the others registered.
     reg.load::<caps::ServerCaps>()?;
     Ok(())
