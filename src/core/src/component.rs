@@ -91,6 +91,7 @@ pub(crate) fn register(config: &ComponentsConfig, regs: &mut Registrations) -> a
         regs.services.insert(domain.clone(), service);
         regs.disco_items.push(DiscoItem {
             jid: domain.clone(),
+            node: None,
             name: host.name.clone(),
         });
     }

@@ -28,8 +28,8 @@ mod pubsub;
 mod push;
 mod resumable;
 mod roster;
-mod shared_roster;
 mod settings;
+mod shared_roster;
 mod sqlite;
 mod upload;
 

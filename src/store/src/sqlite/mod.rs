@@ -17,8 +17,8 @@ mod pubsub;
 mod push;
 mod resumable;
 mod roster;
-mod shared_roster;
 mod settings;
+mod shared_roster;
 #[cfg(test)]
 mod tests;
 mod upload;
