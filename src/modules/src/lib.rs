@@ -14,6 +14,7 @@ pub mod disco;
 pub mod extdisco;
 pub mod groups;
 pub mod mam;
+pub mod mdns;
 pub mod message;
 pub mod muc;
 pub mod offline;
@@ -54,6 +55,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<upload::FileUpload>()?;
     reg.load::<adhoc::Adhoc>()?;
     reg.load::<admin::Admin>()?;
+    reg.load::<mdns::Mdns>()?;
     // Last: it hashes what all the others registered.
     reg.load::<caps::ServerCaps>()?;
     Ok(())
