@@ -21,3 +21,4 @@ mod sasl2;
 mod sm;
 mod streams;
 mod vcard;
+mod web;

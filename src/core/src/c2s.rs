@@ -124,12 +124,15 @@ pub(crate) async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr,
 
 /// Serves a stream carried by a web binding (WebSocket, BOSH): it arrived over HTTPS (or from a
 /// TLS-terminating proxy), so it counts as encrypted and STARTTLS is not offered.
+/// `slot` is its place under `c2s.max_connections`, held while it lasts.
 pub(crate) async fn serve_bridged(
     server: Arc<Server>,
     pipe: crate::transport::Pipe,
     peer: SocketAddr,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     run(server, Transport::Pipe(Box::new(pipe)), peer, true).await;
+    drop(slot);
 }
 
 async fn run(server: Arc<Server>, io: Transport, peer: SocketAddr, secure: bool) {

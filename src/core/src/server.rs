@@ -27,6 +27,8 @@ pub struct Server {
     pub(crate) resumable: crate::sm::Resumable,
     pub started: Instant,
     pub(crate) stanzas: crate::http::metrics::StanzaCounts,
+    /// Client streams open at once, over sockets and web bindings alike (`c2s.max_connections`).
+    pub(crate) c2s_slots: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -49,6 +51,7 @@ impl Server {
             Some(cfg) => Some(Arc::new(hearth_auth::ldap::Directory::new(cfg.clone())?)),
             None => None,
         };
+        let c2s_slots = Arc::new(Semaphore::new(config.c2s.max_connections));
         Ok(Arc::new(Server {
             config,
             store,
@@ -62,6 +65,7 @@ impl Server {
             resumable: Default::default(),
             started: Instant::now(),
             stanzas: Default::default(),
+            c2s_slots,
             shutdown: watch::channel(false).0,
         }))
     }
@@ -175,7 +179,7 @@ impl Server {
     /// reloads the TLS certificate without touching live sessions; SIGUSR1 logs the state of
     /// the server-to-server links.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {
-        let c2s_limit = Arc::new(Semaphore::new(self.config.c2s.max_connections));
+        let c2s_limit = self.c2s_slots.clone();
         let s2s_limit = Arc::new(Semaphore::new(self.config.s2s.max_connections));
         let component_limit = Arc::new(Semaphore::new(crate::component::MAX_CONNECTIONS));
         let s2s = &self.config.s2s;

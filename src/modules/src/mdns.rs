@@ -109,7 +109,10 @@ mod tests {
     fn the_announcement_names_the_client_service_on_this_host() {
         let info = announcement("example.com", "chat", 5222).unwrap();
         // The instance name is one label: its dot is escaped (RFC 6763 §4.3).
-        assert_eq!(info.get_fullname(), "example\\.com._xmpp-client._tcp.local.");
+        assert_eq!(
+            info.get_fullname(),
+            "example\\.com._xmpp-client._tcp.local."
+        );
         assert_eq!(info.get_hostname(), "chat.local.");
         assert_eq!(info.get_port(), 5222);
         assert!(info.is_addr_auto());

@@ -132,8 +132,12 @@ async fn create(
         .and_then(|w| w.parse().ok())
         .unwrap_or(cfg.bosh_max_wait_secs)
         .clamp(1, cfg.bosh_max_wait_secs);
+    let Ok(slot) = server.c2s_slots.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, setting = "c2s.max_connections", "connection limit reached; refusing a BOSH client");
+        return terminate("remote-connection-failed");
+    };
     let (pipe, ends) = Pipe::new();
-    tokio::spawn(crate::c2s::serve_bridged(server.clone(), pipe, peer));
+    tokio::spawn(crate::c2s::serve_bridged(server.clone(), pipe, peer, slot));
     let sid = crate::streams::random_id();
     let session = Arc::new(Session {
         sid: sid.clone(),

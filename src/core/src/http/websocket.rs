@@ -50,6 +50,14 @@ async fn upgrade(
             .into_response();
     }
     let peer = super::client_address(&server, peer, &headers);
+    let Ok(slot) = server.c2s_slots.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, setting = "c2s.max_connections", "connection limit reached; refusing a WebSocket client");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections; try again later\n",
+        )
+            .into_response();
+    };
     // Twice the stanza limit, as for BOSH bodies: a stanza over the limit still reaches the
     // c2s parser, which ends the stream with <policy-violation/> as on a socket; only far
     // larger messages are refused by the WebSocket layer itself.
@@ -57,12 +65,17 @@ async fn upgrade(
     ws.protocols(["xmpp"])
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session(server, socket, peer))
+        .on_upgrade(move |socket| session(server, socket, peer, slot))
 }
 
-async fn session(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
+async fn session(
+    server: Arc<Server>,
+    socket: WebSocket,
+    peer: SocketAddr,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let (pipe, ends) = Pipe::new();
-    tokio::spawn(crate::c2s::serve_bridged(server.clone(), pipe, peer));
+    tokio::spawn(crate::c2s::serve_bridged(server.clone(), pipe, peer, slot));
     let (mut ws_out, ws_in) = socket.split();
     let to_stream = ends.to_stream;
     // Why the client's side ended, when that is the client's fault: told before `to_stream` is
