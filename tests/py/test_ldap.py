@@ -122,8 +122,9 @@ class Slapd:
             assert time.monotonic() < deadline, "slapd did not answer within 15 s"
             time.sleep(0.1)
 
-    def load(self, ldif):
-        r = subprocess.run(["ldapadd", "-x", "-H", self.url, "-D", f"cn=admin,{BASE}", "-w", "admin-secret"],
+    def change(self, ldif, tool="ldapmodify"):
+        """Applies `ldif` as the directory's administrator (`ldapadd` for new entries)."""
+        r = subprocess.run([tool, "-x", "-H", self.url, "-D", f"cn=admin,{BASE}", "-w", "admin-secret"],
                            input=ldif, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
 
@@ -153,7 +154,7 @@ def ldap(hearth_server):
     workdir = tempfile.mkdtemp(prefix="hearth-ldap-")
     slapd = Slapd(f"{workdir}/slapd")
     slapd.start()
-    slapd.load(DIRECTORY)
+    slapd.change(DIRECTORY, tool="ldapadd")
     os.mkdir(f"{workdir}/hearth")
     extra = LDAP_SECTION.format(url=slapd.url, service=SERVICE_DN, password=SERVICE_PW, base=BASE)
     hearth = Server(hearth_server.binary, f"{workdir}/hearth", host=HEARTH_HOST, extra=extra,
@@ -221,12 +222,6 @@ def test_a_directory_outage_fails_logins_but_not_sessions(ldap):
     run(scenario())
 
 
-def modify(slapd, ldif):
-    r = subprocess.run(["ldapmodify", "-x", "-H", slapd.url, "-D", f"cn=admin,{BASE}", "-w", "admin-secret"],
-                       input=ldif, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-
-
 async def roster_push(client, jid, subscription):
     """Waits for the roster push of `jid` with `subscription` ("remove" for a removal)."""
     while True:
@@ -257,11 +252,11 @@ def test_directory_groups_are_shared_roster_groups(ldap):
             if p["from"].bare == bob_jid and p["type"] == "available":
                 break
         # carol joins Sales in the directory: everyone in it gets her within a refresh...
-        modify(slapd, f"dn: {sales}\nchangetype: modify\nadd: member\nmember: uid=carol,ou=people,{BASE}\n")
+        slapd.change(f"dn: {sales}\nchangetype: modify\nadd: member\nmember: uid=carol,ou=people,{BASE}\n")
         item = await roster_push(alice, carol_jid, "both")
         assert item["groups"] == ["Sales"]
         # ...and bob leaving takes him out of the others' rosters (and them out of his).
-        modify(slapd, f"dn: {sales}\nchangetype: modify\ndelete: member\nmember: uid=bob,ou=people,{BASE}\n")
+        slapd.change(f"dn: {sales}\nchangetype: modify\ndelete: member\nmember: uid=bob,ou=people,{BASE}\n")
         await roster_push(alice, bob_jid, "remove")
         assert f"alice@{hearth.domain}" not in await bob.roster_from_server()
         for c in (alice, bob):
