@@ -89,3 +89,26 @@ fn xeps_listing_matches_committed_doap() {
         "xeps/hearth.doap is stale: run `cargo run -- --config config/hearth.toml xeps --doap > xeps/hearth.doap`"
     );
 }
+
+/// A module's port already in use stops startup with the setting's name, like the server's
+/// own ports, instead of running without the service.
+#[test]
+fn a_modules_port_in_use_stops_startup() {
+    let ip = "127.0.0.90";
+    let taken = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let busy = taken.local_addr().unwrap();
+    let [c2s, tls, s2s, https, internal] = free_ports(ip);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hearth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "domain = \"localhost\"\ndata_dir = \"{}\"\n[c2s]\nlisten = [\"{ip}:{c2s}\"]\ndirect_tls_listen = [\"{ip}:{tls}\"]\n[s2s]\nlisten = [\"{ip}:{s2s}\"]\n[http]\nlisten = [\"{ip}:{https}\"]\ninternal_listen = [\"{ip}:{internal}\"]\n[modules.proxy65]\nlisten = [\"{busy}\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = run_cli(&config, &["serve"], "");
+    assert!(!ok && out.contains("modules.proxy65.listen"), "{out}");
+    assert!(out.contains(&format!("cannot listen on {busy}")), "{out}");
+}

@@ -142,6 +142,16 @@ pub(crate) type StateImportFn = Arc<dyn Fn(&crate::session::Session, &str) + Sen
 pub(crate) type ShutdownFn = Arc<dyn Fn(Arc<Server>) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type ServiceFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type WorkerFn = Box<dyn FnOnce(Arc<Server>) -> BoxFuture<anyhow::Result<()>> + Send>;
+pub(crate) type ListenerFn =
+    Box<dyn FnOnce(Arc<Server>, Vec<tokio::net::TcpListener>) -> BoxFuture<()> + Send>;
+
+/// Sockets a module serves itself (the bytestream proxy), bound with the server's own.
+pub(crate) struct ModuleListener {
+    /// The config key naming the addresses, for error messages.
+    pub setting: &'static str,
+    pub addrs: Vec<std::net::SocketAddr>,
+    pub serve: ListenerFn,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IqType {
@@ -168,6 +178,7 @@ pub struct Registrations {
     /// Service domains (such as a MUC service) and who takes every stanza addressed to them.
     pub(crate) services: std::collections::HashMap<String, ServiceFn>,
     pub(crate) workers: std::sync::Mutex<Vec<(&'static str, WorkerFn)>>,
+    pub(crate) listeners: std::sync::Mutex<Vec<ModuleListener>>,
     pub(crate) on_shutdown: Vec<ShutdownFn>,
     pub features: Vec<(DiscoScope, String)>,
     pub identities: Vec<(DiscoScope, Identity)>,
@@ -325,6 +336,28 @@ impl<'a> Registrar<'a> {
             .lock()
             .expect("workers lock")
             .push((name, Box::new(move |s| Box::pin(f(s)))));
+    }
+
+    /// TCP listeners on `addrs`, bound at startup with the server's own (an address in use
+    /// stops startup, naming `setting`); `serve` gets them once the server runs.
+    pub fn listener<F, Fut>(
+        &mut self,
+        setting: &'static str,
+        addrs: Vec<std::net::SocketAddr>,
+        serve: F,
+    ) where
+        F: FnOnce(Arc<Server>, Vec<tokio::net::TcpListener>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.regs
+            .listeners
+            .lock()
+            .expect("listeners lock")
+            .push(ModuleListener {
+                setting,
+                addrs,
+                serve: Box::new(move |s, l| Box::pin(serve(s, l))),
+            });
     }
 
     /// Runs when the server is asked to stop, before client streams close, so a module can

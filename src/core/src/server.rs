@@ -220,10 +220,23 @@ impl Server {
             }
         }
         let http = crate::http::bind(&self).await?;
+        let module_listeners =
+            std::mem::take(&mut *self.regs.listeners.lock().expect("listeners lock"));
+        let mut modules_bound = Vec::new();
+        for ml in module_listeners {
+            let mut bound = Vec::new();
+            for addr in &ml.addrs {
+                bound.push(listen(*addr).await.map_err(|e| e.context(ml.setting))?);
+            }
+            modules_bound.push((ml.serve, bound));
+        }
         // After binding (a port in use fails before saved sessions are taken out of the
         // database) and before accepting: a client that connected at once waits in the
         // backlog until its session is back.
         self.restore_parked().await;
+        for (serve, bound) in modules_bound {
+            tokio::spawn(serve(self.clone(), bound));
+        }
         let workers = std::mem::take(&mut *self.regs.workers.lock().expect("workers lock"));
         for (name, worker) in workers {
             let server = self.clone();
@@ -304,8 +317,8 @@ fn of<K: PartialEq + Copy, T>(items: &[(K, T)], key: K) -> impl Iterator<Item = 
     items.iter().filter(move |(k, _)| *k == key).map(|(_, t)| t)
 }
 
-/// A TCP listener on `addr` (the server's own, and modules' such as the bytestream proxy).
-pub async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+/// A TCP listener on `addr`, for the server's listeners and those modules ask for.
+pub(crate) async fn listen(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

@@ -145,7 +145,10 @@ impl Module for Proxy65 {
         })?;
         reg.disco_item(&domain, Some(NAME));
         let listener = proxy.clone();
-        reg.worker("proxy65", move |server| listener.listen(server));
+        let addrs = listener.cfg.listen.clone();
+        reg.listener("modules.proxy65.listen", addrs, move |server, bound| {
+            listener.serve_listeners(server, bound)
+        });
         Ok(proxy)
     }
 }
@@ -255,20 +258,14 @@ impl Proxy65 {
         Ok(())
     }
 
-    /// Binds the SOCKS5 listeners and accepts on them until the server shuts down.
-    async fn listen(self: Arc<Self>, server: Arc<Server>) -> anyhow::Result<()> {
-        let mut listeners = Vec::new();
-        for addr in &self.cfg.listen {
-            let listener = hearth_core::server::listen(*addr).await.map_err(|e| {
-                anyhow::anyhow!("modules.proxy65.listen: {e}; the bytestream proxy is unavailable")
-            })?;
-            tracing::info!(address = %addr, "listening for SOCKS5 bytestreams");
-            listeners.push(listener);
-        }
+    /// Accepts on the SOCKS5 listeners until the server shuts down.
+    async fn serve_listeners(self: Arc<Self>, server: Arc<Server>, listeners: Vec<TcpListener>) {
         for listener in listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(address = %addr, "listening for SOCKS5 bytestreams");
+            }
             tokio::spawn(self.clone().accept(listener, server.shutdown_signal()));
         }
-        Ok(())
     }
 
     async fn accept(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
