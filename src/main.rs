@@ -62,8 +62,26 @@ enum UserAction {
         #[arg(long)]
         stdin: bool,
     },
-    /// Delete an account and all its data (roster, offline messages).
-    Del { user: String },
+    /// Erase an account and all its data: roster, archive, offline messages, uploaded files,
+    /// PEP, vCard, private data, push, blocklist, FAST tokens, room affiliations and nicknames.
+    /// Its sessions on the running server end.
+    #[command(alias = "del")]
+    Delete {
+        user: String,
+        /// Disable the account now and erase it after this many days (undo with --cancel).
+        #[arg(long, conflicts_with = "cancel")]
+        grace_days: Option<u64>,
+        /// Cancel a scheduled erasure and enable the account again.
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Print everything held about an account as XEP-0227 XML (no password material).
+    Export {
+        user: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Set a new password (read like `add`).
     Passwd { user: String },
     /// List accounts.
@@ -124,7 +142,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             runtime.block_on(serve(config))?;
             Ok(true)
         }
-        Command::User { action } => runtime.block_on(user(config, action)),
+        Command::User { action } => {
+            // Erasures and exports are logged on hearth::audit.
+            init_logging(&config);
+            runtime.block_on(user(config, action))
+        }
         Command::Admin { action } => runtime.block_on(admin(config, action)),
         Command::Check { dns_server } => {
             let dns_server = dns_server
@@ -239,13 +261,17 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
                 .map(|()| println!("created {user}@{domain}"))
         }
         UserAction::Add { .. } => anyhow::bail!("give either a username or --stdin"),
-        UserAction::Del { user } => {
+        UserAction::Delete {
+            user,
+            grace_days,
+            cancel,
+        } => {
             let user = accounts::normalise_username(&domain, &user)?;
-            store
-                .delete_account(&user)
-                .await
-                .map(|()| println!("deleted {user}@{domain} and all its data"))
-                .map_err(AccountError::from)
+            delete(&config, &store, &user, grace_days, cancel).await
+        }
+        UserAction::Export { user, output } => {
+            let user = accounts::normalise_username(&domain, &user)?;
+            export(&config, &store, &user, output.as_deref()).await
         }
         UserAction::Passwd { user } => {
             let user = accounts::normalise_username(&domain, &user)?;
@@ -269,6 +295,104 @@ async fn user(config: Config, action: UserAction) -> anyhow::Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// Who made a change from the command line, for the audit log.
+const CONSOLE: &str = "console";
+
+/// Erases the account now, schedules its erasure, or cancels that; then ends its sessions on
+/// the running server.
+async fn delete(
+    config: &Config,
+    store: &hearth_store::Store,
+    user: &str,
+    grace_days: Option<u64>,
+    cancel: bool,
+) -> Result<(), AccountError> {
+    use hearth_modules::adhoc::AUDIT;
+    let account = format!("{user}@{}", config.domain);
+    if cancel {
+        return match store.account_cancel_erasure(user).await? {
+            true => {
+                tracing::info!(target: AUDIT, by = CONSOLE, %account, "account erasure cancelled");
+                println!("{account}: erasure cancelled, the account is enabled again");
+                Ok(())
+            }
+            false => Err(AccountError::Other(anyhow::anyhow!(
+                "{account} is not scheduled for erasure"
+            ))),
+        };
+    }
+    match grace_days {
+        Some(days) => {
+            if days > 36_500 {
+                return Err(anyhow::anyhow!("--grace-days must be under 100 years").into());
+            }
+            let at = std::time::SystemTime::now() + std::time::Duration::from_secs(days * 86_400);
+            store.account_schedule_erasure(user, at).await?;
+            let at = hearth_core::datetime::format(at);
+            tracing::info!(target: AUDIT, by = CONSOLE, %account, erase_at = %at, "account disabled and scheduled for erasure");
+            println!(
+                "{account}: disabled; the running server erases it at {at} (undo with --cancel)"
+            );
+        }
+        None => {
+            let erased = hearth_modules::gdpr::erase(store, config, user).await?;
+            tracing::info!(target: AUDIT, by = CONSOLE, %account, files = erased.files, "account erased");
+            println!(
+                "erased {account} and all its data ({} uploaded files)",
+                erased.files
+            );
+        }
+    }
+    end_sessions(config, &account).await;
+    Ok(())
+}
+
+/// Ends the account's sessions when the server runs (its control socket exists), so an erased
+/// or disabled account stops chatting at once.
+async fn end_sessions(config: &Config, account: &str) {
+    use hearth_modules::adhoc::control::{self, Request, Response};
+    if !control::socket_path(config).exists() {
+        return;
+    }
+    let request = Request::Run {
+        node: "http://jabber.org/protocol/admin#end-user-session".into(),
+        fields: [("accountjids".to_string(), vec![account.to_string()])].into(),
+    };
+    match control::call(config, &request).await {
+        Ok(Response::Completed { .. }) => {}
+        Ok(other) => {
+            eprintln!("warning: the server did not end the sessions of {account}: {other:?}")
+        }
+        Err(e) => eprintln!("warning: cannot end the sessions of {account}: {e:#}"),
+    }
+}
+
+/// Writes the account's data as XEP-0227 XML to `output` or standard output.
+async fn export(
+    config: &Config,
+    store: &hearth_store::Store,
+    user: &str,
+    output: Option<&std::path::Path>,
+) -> Result<(), AccountError> {
+    let account = format!("{user}@{}", config.domain);
+    let data = store
+        .account_data(user, &account)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    let xml = hearth_modules::gdpr::export::document(&config.domain, user, &data, |id, name| {
+        hearth_modules::upload::file_url(config, id, name)
+    });
+    match output {
+        Some(path) => {
+            std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?
+        }
+        None => print!("{xml}"),
+    }
+    let to = output.map_or("standard output".into(), |p| p.display().to_string());
+    tracing::info!(target: hearth_modules::adhoc::AUDIT, by = CONSOLE, %account, %to, "account data exported");
+    Ok(())
 }
 
 /// Runs an administration command on the running server and prints what it answers.

@@ -43,6 +43,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub components: ComponentsConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// `[modules.<name>]` sections, each deserialized by its module into its own typed config.
     #[serde(default)]
     pub modules: BTreeMap<String, toml::Table>,
@@ -438,6 +440,37 @@ impl HttpConfig {
     }
 }
 
+/// How long chat data is kept (data protection): what is older is removed at startup and then
+/// every `check_interval_secs`. 0 keeps it until the user or an administrator deletes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days 1:1 messages stay in users' archives (XEP-0313).
+    pub archive_days: u64,
+    /// Days messages stay in rooms' archives.
+    pub muc_archive_days: u64,
+    /// Days uploaded files are kept; when shorter than `modules.upload.expire_after_secs`
+    /// (or that is 0), it applies instead.
+    pub upload_days: u64,
+    /// Days undelivered messages wait in offline storage.
+    pub offline_days: u64,
+    /// Seconds between runs of retention and of the erasure of accounts whose grace period
+    /// (`hearth user delete --grace-days`) ended.
+    pub check_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            archive_days: 0,
+            muc_archive_days: 0,
+            upload_days: 0,
+            offline_days: 0,
+            check_interval_secs: 3600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -551,6 +584,19 @@ impl Config {
                 !host.secret.is_empty(),
                 "components.hosts.\"{domain}\".secret must not be empty"
             );
+        }
+        anyhow::ensure!(
+            self.retention.check_interval_secs >= 1,
+            "retention.check_interval_secs must be at least 1"
+        );
+        // Days become timestamps: keep them within what a clock can hold.
+        for (days, key) in [
+            (self.retention.archive_days, "archive_days"),
+            (self.retention.muc_archive_days, "muc_archive_days"),
+            (self.retention.upload_days, "upload_days"),
+            (self.retention.offline_days, "offline_days"),
+        ] {
+            anyhow::ensure!(days <= 100 * 365, "retention.{key} must be under 100 years");
         }
         anyhow::ensure!(self.c2s.max_depth >= 4, "c2s.max_depth must be at least 4");
         anyhow::ensure!(

@@ -480,7 +480,9 @@ impl AdminCommand {
         let changed = match self.op {
             Op::DeleteUser => {
                 end_sessions(server, &account, "this account was deleted").await;
-                store.delete_account(user).await
+                crate::gdpr::erase(store, &server.config, user)
+                    .await
+                    .map(|_| ())
             }
             Op::DisableUser => {
                 let changed = store.set_disabled(user, true).await;

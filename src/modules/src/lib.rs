@@ -12,6 +12,7 @@ pub mod contact;
 pub mod conversion;
 pub mod disco;
 pub mod extdisco;
+pub mod gdpr;
 pub mod groups;
 pub mod mam;
 pub mod mdns;
@@ -56,6 +57,7 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<adhoc::Adhoc>()?;
     reg.load::<admin::Admin>()?;
     reg.load::<mdns::Mdns>()?;
+    reg.load::<gdpr::Gdpr>()?;
     // Last: it hashes what all the others registered.
     reg.load::<caps::ServerCaps>()?;
     Ok(())

@@ -50,6 +50,13 @@ pub struct ArchivePage {
     pub complete: bool,
 }
 
+/// Whose archives: accounts' (1:1 messages) or rooms' (keyed by the room's bare JID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveOwners {
+    Accounts,
+    Rooms,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchivePrefs {
     /// `always`, `never` or `roster`.
@@ -107,10 +114,21 @@ impl Store {
         dispatch!(self.archive_bounds(username))
     }
 
-    /// Deletes up to `batch` of the oldest messages (all accounts) older than `before`
-    /// (milliseconds since the epoch); returns how many.
-    pub async fn archive_expire(&self, before: i64, batch: usize) -> Result<usize> {
-        dispatch!(self.archive_expire(before, batch))
+    /// Deletes up to `batch` of the oldest messages older than `before` (milliseconds since
+    /// the epoch) from the archives of every account, or of every room; returns how many.
+    pub async fn archive_expire(
+        &self,
+        owners: ArchiveOwners,
+        before: i64,
+        batch: usize,
+    ) -> Result<usize> {
+        dispatch!(self.archive_expire(owners, before, batch))
+    }
+
+    /// Deletes up to `batch` messages of one archive (an account's or a room's); returns how
+    /// many.
+    pub async fn archive_clear(&self, username: &str, batch: usize) -> Result<usize> {
+        dispatch!(self.archive_clear(username, batch))
     }
 
     pub async fn archive_prefs(&self, username: &str) -> Result<Option<ArchivePrefs>> {

@@ -21,6 +21,7 @@ mod accounts;
 mod archive;
 mod blocklist;
 mod fast;
+mod gdpr;
 mod muc;
 mod offline;
 mod private;
@@ -34,9 +35,11 @@ mod sqlite;
 mod upload;
 
 pub use archive::{
-    ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived, NewArchived,
+    ArchiveOwners, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveQueryError, Archived,
+    NewArchived,
 };
 pub use fast::FastToken;
+pub use gdpr::{AccountData, MucMembership, PepNode};
 pub use muc::{StoredAffiliation, StoredRoom};
 pub use offline::OfflineMessage;
 pub use pubsub::PubsubItem;

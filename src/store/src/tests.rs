@@ -763,7 +763,13 @@ async fn archive_paging_filters_and_search() {
         ("id1", "id10")
     );
     // Retention removes the oldest, and their search entries.
-    assert_eq!(store.archive_expire(1_008_000, 100).await.unwrap(), 7);
+    assert_eq!(
+        store
+            .archive_expire(ArchiveOwners::Accounts, 1_008_000, 100)
+            .await
+            .unwrap(),
+        7
+    );
     let page = store
         .archive_query("alice", q(&|q| q.fulltext = Some("\"brown\"".into())))
         .await
@@ -1096,4 +1102,274 @@ async fn upload_slots_quota_completion_and_expiry() {
         s.upload_slot_create(slot("d", 1), 0, t0).await,
         Err(StoreError::NoSuchAccount)
     ));
+}
+
+/// An account with something of every kind, and bob, who shares a room and a roster with it.
+async fn populated(dir: &tempfile::TempDir) -> Store {
+    let s = with_user(dir, "alice").await;
+    s.create_account("bob", &keys(2)).await.unwrap();
+    s.roster_put("alice", &item("bob@x")).await.unwrap();
+    s.roster_put("bob", &item("alice@x")).await.unwrap();
+    s.pending_in_put("alice", "carol@y", "<presence type='subscribe'/>")
+        .await
+        .unwrap();
+    // A request alice sent that bob has yet to answer.
+    s.pending_in_put("bob", "alice@x", "<presence type='subscribe'/>")
+        .await
+        .unwrap();
+    s.vcard_set(
+        "alice",
+        "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>",
+        None,
+    )
+    .await
+    .unwrap();
+    s.private_set("alice", "storage:x", "<x xmlns='storage:x'/>")
+        .await
+        .unwrap();
+    s.pubsub_put_node("alice", "urn:xmpp:avatar:metadata", "access_model=presence")
+        .await
+        .unwrap();
+    for id in ["old", "new"] {
+        let item = PubsubItem {
+            id: id.into(),
+            payload: format!("<metadata xmlns='urn:xmpp:avatar:metadata' id='{id}'/>"),
+        };
+        s.pubsub_publish("alice", "urn:xmpp:avatar:metadata", item, 10)
+            .await
+            .unwrap();
+    }
+    s.offline_push("alice", "<message><body>later</body></message>", 100)
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        s.archive_append("alice", archived(i, "bob@x", "hello"))
+            .await
+            .unwrap();
+    }
+    s.blocklist_add("alice", vec!["eve@evil.example".into()])
+        .await
+        .unwrap();
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let upload = Upload {
+        id: "slot1".into(),
+        username: "alice".into(),
+        filename: "cat.jpg".into(),
+        size: 10,
+        content_type: Some("image/jpeg".into()),
+        created: t0,
+        put_deadline: t0 + Duration::from_secs(300),
+        completed: None,
+    };
+    s.upload_slot_create(upload, 0, t0).await.unwrap().unwrap();
+    s.muc_put_room(StoredRoom {
+        jid: "team@conference.x".into(),
+        public: true,
+        config: String::new(),
+        subject: None,
+        vcard: None,
+    })
+    .await
+    .unwrap();
+    for (jid, nick) in [("alice@x", "Al"), ("bob@x", "Bob")] {
+        let affiliation = StoredAffiliation {
+            jid: jid.into(),
+            affiliation: "member".into(),
+            reason: None,
+            nick: Some(nick.into()),
+        };
+        s.muc_set_affiliation("team@conference.x", jid, Some(affiliation))
+            .await
+            .unwrap();
+    }
+    s.push_enable(
+        "alice",
+        PushRegistration {
+            service: "push.example".into(),
+            node: "n1".into(),
+            resource: "phone".into(),
+            options: None,
+        },
+        5,
+    )
+    .await
+    .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn account_data_holds_everything_of_the_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = populated(&dir).await;
+    let data = s.account_data("alice", "alice@x").await.unwrap().unwrap();
+    assert!(!data.disabled && data.delete_at.is_none());
+    assert_eq!(data.roster, [item("bob@x")]);
+    assert_eq!(data.pending_in, ["<presence type='subscribe'/>"]);
+    assert!(data.vcard.unwrap().contains("<FN>Alice</FN>"));
+    assert_eq!(data.private[0].0, "storage:x");
+    assert_eq!(data.pep.len(), 1);
+    assert_eq!(data.pep[0].config, "access_model=presence");
+    let items: Vec<_> = data.pep[0].items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(items, ["old", "new"], "oldest first");
+    assert_eq!(data.offline.len(), 1);
+    let archive: Vec<_> = data.archive.iter().map(|m| m.stanza_id.as_str()).collect();
+    assert_eq!(archive, ["id1", "id2", "id3"]);
+    assert_eq!(data.blocklist, ["eve@evil.example"]);
+    assert_eq!(data.uploads[0].filename, "cat.jpg");
+    assert_eq!(data.muc.len(), 1);
+    assert_eq!(data.muc[0].room, "team@conference.x");
+    assert_eq!(data.muc[0].affiliation.nick.as_deref(), Some("Al"));
+    assert_eq!(data.push[0].node, "n1");
+    assert!(
+        s.account_data("nobody", "nobody@x")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn erasing_an_account_leaves_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = populated(&dir).await;
+    while s.archive_clear("alice", 2).await.unwrap() > 0 {}
+    assert!(s.archive_bounds("alice").await.unwrap().is_none());
+    assert_eq!(
+        s.account_erase("alice", "alice@x").await.unwrap(),
+        ["slot1"]
+    );
+    assert!(s.account_data("alice", "alice@x").await.unwrap().is_none());
+    assert!(s.upload_ids().await.unwrap().is_empty());
+    // Gone from the room's list and from bob's requests; bob's roster stays his.
+    let (_, affiliations) = s.muc_room("team@conference.x").await.unwrap().unwrap();
+    let jids: Vec<_> = affiliations.iter().map(|a| a.jid.as_str()).collect();
+    assert_eq!(jids, ["bob@x"]);
+    assert!(s.pending_in_list("bob").await.unwrap().is_empty());
+    assert_eq!(s.roster("bob").await.unwrap().1, [item("alice@x")]);
+    assert!(matches!(
+        s.account_erase("alice", "alice@x").await,
+        Err(StoreError::NoSuchAccount)
+    ));
+}
+
+#[tokio::test]
+async fn erasure_is_scheduled_cancelled_and_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_user(&dir, "alice").await;
+    s.create_account("bob", &keys(2)).await.unwrap();
+    let now = SystemTime::now();
+    let at = now + Duration::from_secs(86_400);
+    s.account_schedule_erasure("alice", at).await.unwrap();
+    assert!(s.is_disabled("alice").await.unwrap());
+    let data = s.account_data("alice", "alice@x").await.unwrap().unwrap();
+    assert_eq!(
+        data.delete_at
+            .map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()),
+        Some(at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs())
+    );
+    assert!(s.accounts_due_for_erasure(now).await.unwrap().is_empty());
+    assert_eq!(
+        s.accounts_due_for_erasure(at + Duration::from_secs(1))
+            .await
+            .unwrap(),
+        ["alice"]
+    );
+    assert!(s.account_cancel_erasure("alice").await.unwrap());
+    assert!(!s.is_disabled("alice").await.unwrap());
+    assert!(s.accounts_due_for_erasure(at).await.unwrap().is_empty());
+    // Nothing scheduled: nothing changes (an administrator's disabling stays).
+    s.set_disabled("bob", true).await.unwrap();
+    assert!(!s.account_cancel_erasure("bob").await.unwrap());
+    assert!(s.is_disabled("bob").await.unwrap());
+    assert!(matches!(
+        s.account_schedule_erasure("nobody", at).await,
+        Err(StoreError::NoSuchAccount)
+    ));
+    assert!(matches!(
+        s.account_cancel_erasure("nobody").await,
+        Err(StoreError::NoSuchAccount)
+    ));
+}
+
+#[tokio::test]
+async fn retention_removes_only_what_is_older_and_only_of_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_user(&dir, "alice").await;
+    s.muc_put_room(StoredRoom {
+        jid: "team@conference.x".into(),
+        public: true,
+        config: String::new(),
+        subject: None,
+        vcard: None,
+    })
+    .await
+    .unwrap();
+    for i in 1..=5 {
+        s.archive_append("alice", archived(i, "bob@x", "quick brown fox"))
+            .await
+            .unwrap();
+        s.archive_append("team@conference.x", archived(i, "team@conference.x", "hi"))
+            .await
+            .unwrap();
+    }
+    s.archive_index_pending().await.unwrap();
+    // Batches of two until nothing before the cut-off (messages 1 to 3) is left.
+    let cutoff = 1_004_000;
+    let mut batches = Vec::new();
+    loop {
+        let n = s
+            .archive_expire(ArchiveOwners::Accounts, cutoff, 2)
+            .await
+            .unwrap();
+        batches.push(n);
+        if n < 2 {
+            break;
+        }
+    }
+    assert_eq!(batches, [2, 1]);
+    let left = |owner: &'static str| {
+        let s = s.clone();
+        async move {
+            let q = ArchiveQuery {
+                max: 50,
+                ..Default::default()
+            };
+            ids(&s.archive_query(owner, q).await.unwrap())
+        }
+    };
+    assert_eq!(left("alice").await, ["id4", "id5"]);
+    assert_eq!(left("team@conference.x").await.len(), 5, "rooms untouched");
+    // Their full-text entries went with them.
+    let q = ArchiveQuery {
+        fulltext: Some("\"brown\"".into()),
+        max: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.archive_query("alice", q).await.unwrap()),
+        ["id4", "id5"]
+    );
+    assert_eq!(
+        s.archive_expire(ArchiveOwners::Rooms, cutoff, 100)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(left("team@conference.x").await, ["id4", "id5"]);
+
+    s.offline_push("alice", "<message/>", 100).await.unwrap();
+    let stored = SystemTime::now();
+    assert_eq!(
+        s.offline_expire(stored - Duration::from_secs(60), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.offline_expire(stored + Duration::from_secs(1), 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.offline_count("alice").await.unwrap(), 0);
 }

@@ -62,7 +62,8 @@ pub struct Config {
     pub default_page_size: usize,
     /// Most results per page a client may ask for.
     pub max_page_size: usize,
-    /// Days messages are kept; 0 keeps them until the user or admin deletes them.
+    /// Deprecated for `[retention] archive_days` and `muc_archive_days`, which it stands for
+    /// while they are unset.
     pub retention_days: u64,
 }
 
@@ -138,7 +139,13 @@ impl Module for Mam {
         }
         query::register(&this, reg);
         if retention > 0 {
-            reg.worker("mam-retention", move |server| expire(server, retention));
+            tracing::warn!(
+                "modules.mam.retention_days is deprecated: set [retention] archive_days and muc_archive_days instead (it applies to both while they are unset)"
+            );
+            let legacy = reg.shared::<crate::gdpr::LegacyArchiveDays>();
+            legacy
+                .0
+                .store(retention, std::sync::atomic::Ordering::Relaxed);
         }
         reg.worker("mam-fulltext-index", index_bodies);
         Ok(this)
@@ -296,36 +303,5 @@ async fn index_bodies(server: Arc<Server>) -> anyhow::Result<()> {
             Ok(n) => tracing::trace!(bodies = n, "full-text index updated"),
             Err(e) => tracing::error!(error = %e, "full-text indexing failed; retrying later"),
         }
-    }
-}
-
-/// Deletes what is older than the retention period, in batches, every ten minutes.
-async fn expire(server: Arc<Server>, days: u64) -> anyhow::Result<()> {
-    const BATCH: usize = 1000;
-    loop {
-        let cutoff = now_millis() - i64::try_from(days * 86_400_000).unwrap_or(i64::MAX);
-        let mut removed = 0;
-        loop {
-            match server.store.archive_expire(cutoff, BATCH).await {
-                Ok(n) => {
-                    removed += n;
-                    if n < BATCH {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "archive retention failed; retrying later");
-                    break;
-                }
-            }
-        }
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                days,
-                "removed archived messages past the retention period (modules.mam.retention_days)"
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(600)).await;
     }
 }

@@ -6,7 +6,7 @@
 
 mod avatar;
 mod bookmarks;
-mod config;
+pub(crate) mod config;
 mod notify;
 
 use std::collections::HashMap;

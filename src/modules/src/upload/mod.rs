@@ -106,7 +106,7 @@ impl Module for FileUpload {
     }];
     type Config = Config;
 
-    fn init(cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
+    fn init(mut cfg: Config, reg: &mut Registrar) -> anyhow::Result<Arc<Self>> {
         for (value, key) in [
             (cfg.max_file_size, "max_file_size"),
             (cfg.slot_lifetime_secs, "slot_lifetime_secs"),
@@ -129,6 +129,17 @@ impl Module for FileUpload {
             );
         }
         let config = reg.config();
+        // `[retention] upload_days` wins when it keeps files for less time.
+        let retention_secs = config.retention.upload_days * 86_400;
+        if retention_secs > 0
+            && (cfg.expire_after_secs == 0 || retention_secs < cfg.expire_after_secs)
+        {
+            tracing::info!(
+                days = config.retention.upload_days,
+                "uploaded files expire after retention.upload_days (shorter than modules.upload.expire_after_secs)"
+            );
+            cfg.expire_after_secs = retention_secs;
+        }
         let domain = if cfg.domain.is_empty() {
             format!("upload.{}", config.domain)
         } else {
@@ -137,14 +148,14 @@ impl Module for FileUpload {
         Jid::domain_jid(&domain).map_err(|e| {
             anyhow::anyhow!("modules.upload.domain {domain:?} is not a valid domain: {e}")
         })?;
-        let dir = config.data_dir.join(&cfg.path);
+        let dir = directory(config);
         if config.http.listen.is_empty() && config.http.external_url.is_none() {
             tracing::warn!(
                 "file upload needs the web server: set http.listen, or http.external_url behind a reverse proxy; upload URLs point at https://{}",
                 config.domain
             );
         }
-        let url_prefix = format!("{}/upload", config.http.base_url(&config.domain));
+        let url_prefix = url_prefix(config);
         tracing::info!(service = %domain, directory = %dir.display(), urls = %url_prefix, "file upload enabled");
         let this = Arc::new(FileUpload {
             cfg,
@@ -168,6 +179,31 @@ impl Module for FileUpload {
         reg.worker("upload-sweep", move |server| sweep::run(server, sweeper));
         Ok(this)
     }
+}
+
+/// The upload directory (`path` of `[modules.upload]` under `data_dir`), also for `hearth user`,
+/// which erases and lists files without loading the module.
+pub fn directory(config: &hearth_core::config::Config) -> PathBuf {
+    let path = config
+        .module_section(FileUpload::NAME)
+        .get("path")
+        .and_then(|p| p.as_str().map(PathBuf::from))
+        .unwrap_or_else(|| Config::default().path);
+    config.data_dir.join(path)
+}
+
+/// Where download URLs start: `{http base URL}/upload`.
+fn url_prefix(config: &hearth_core::config::Config) -> String {
+    format!("{}/upload", config.http.base_url(&config.domain))
+}
+
+/// The download URL of a stored file.
+pub fn file_url(config: &hearth_core::config::Config, id: &str, filename: &str) -> String {
+    format!(
+        "{}/{id}/{}",
+        url_prefix(config),
+        slot::percent_encode(filename)
+    )
 }
 
 impl FileUpload {

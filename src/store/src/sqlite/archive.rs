@@ -3,7 +3,9 @@ use rusqlite::types::Value;
 
 use super::{SqliteBackend, db};
 use crate::archive::ArchiveQueryError;
-use crate::{ArchivePage, ArchivePrefs, ArchiveQuery, Archived, NewArchived, Result};
+use crate::{
+    ArchiveOwners, ArchivePage, ArchivePrefs, ArchiveQuery, Archived, NewArchived, Result,
+};
 
 /// New ids stay above the indexed ones even when the newest rows were deleted, so every row
 /// past `indexed_up_to` is one the full-text index has yet to take.
@@ -28,12 +30,33 @@ pub(super) const OLDEST: &str =
     "SELECT stanza_id, stamp, stanza FROM archive WHERE username = ?1 ORDER BY id LIMIT 1";
 pub(super) const NEWEST: &str =
     "SELECT stanza_id, stamp, stanza FROM archive WHERE username = ?1 ORDER BY id DESC LIMIT 1";
-pub(super) const OLDEST_ALL: &str = "SELECT id, stamp FROM archive ORDER BY id LIMIT ?1";
-pub(super) const DELETE: &str = "DELETE FROM archive WHERE id = ?1";
+/// Room archives are keyed by the room's bare JID, accounts' by a username (no '@').
+pub(super) const EXPIRE: &str = "DELETE FROM archive WHERE id IN (SELECT id FROM archive \
+    WHERE stamp < ?1 AND (instr(username, '@') > 0) = ?2 ORDER BY stamp LIMIT ?3)";
+pub(super) const CLEAR: &str =
+    "DELETE FROM archive WHERE id IN (SELECT id FROM archive WHERE username = ?1 LIMIT ?2)";
 pub(super) const PREFS_GET: &str =
     "SELECT default_mode, always, never FROM archive_prefs WHERE username = ?1";
 pub(super) const PREFS_SET: &str = "INSERT OR REPLACE INTO archive_prefs \
     (username, default_mode, always, never) VALUES (?1, ?2, ?3, ?4)";
+
+/// A message from its columns (stanza_id, stamp, stanza).
+pub(super) fn archived_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Archived> {
+    Ok(Archived {
+        stanza_id: r.get(0)?,
+        stamp: r.get(1)?,
+        stanza_xml: r.get(2)?,
+    })
+}
+
+/// A row of [`PREFS_GET`].
+pub(super) fn prefs_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArchivePrefs> {
+    Ok(ArchivePrefs {
+        default_mode: r.get(0)?,
+        always: split(&r.get::<_, String>(1)?),
+        never: split(&r.get::<_, String>(2)?),
+    })
+}
 
 /// Separates JIDs in one column; XML cannot carry it, so no JID contains it.
 const SEP: char = '\u{1f}';
@@ -177,13 +200,7 @@ impl SqliteBackend {
             let one = |sql| {
                 conn.prepare_cached(sql)
                     .map_err(db)?
-                    .query_row([&username], |r| {
-                        Ok(Archived {
-                            stanza_id: r.get(0)?,
-                            stamp: r.get(1)?,
-                            stanza_xml: r.get(2)?,
-                        })
-                    })
+                    .query_row([&username], archived_row)
                     .optional()
                     .map_err(db)
             };
@@ -192,32 +209,29 @@ impl SqliteBackend {
         .await
     }
 
-    pub(crate) async fn archive_expire(&self, before: i64, batch: usize) -> Result<usize> {
+    pub(crate) async fn archive_expire(
+        &self,
+        owners: ArchiveOwners,
+        before: i64,
+        batch: usize,
+    ) -> Result<usize> {
+        let rooms = owners == ArchiveOwners::Rooms;
         self.write(move |conn| {
-            // Ids grow with time: the oldest rows come first, and the first one young enough
-            // ends the batch.
-            let expired: Vec<i64> = {
-                let mut stmt = conn.prepare_cached(OLDEST_ALL).map_err(db)?;
-                let rows = stmt
-                    .query_map([batch as i64], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                    })
-                    .map_err(db)?;
-                let mut ids = Vec::new();
-                for row in rows {
-                    let (id, stamp) = row.map_err(db)?;
-                    if stamp >= before {
-                        break;
-                    }
-                    ids.push(id);
-                }
-                ids
-            };
-            let mut stmt = conn.prepare_cached(DELETE).map_err(db)?;
-            for id in &expired {
-                stmt.execute([id]).map_err(db)?;
-            }
-            Ok(expired.len())
+            conn.prepare_cached(EXPIRE)
+                .map_err(db)?
+                .execute(rusqlite::params![before, rooms, batch as i64])
+                .map_err(db)
+        })
+        .await
+    }
+
+    pub(crate) async fn archive_clear(&self, username: &str, batch: usize) -> Result<usize> {
+        let username = username.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(CLEAR)
+                .map_err(db)?
+                .execute(rusqlite::params![username, batch as i64])
+                .map_err(db)
         })
         .await
     }
@@ -227,13 +241,7 @@ impl SqliteBackend {
         self.read(move |conn| {
             conn.prepare_cached(PREFS_GET)
                 .map_err(db)?
-                .query_row([&username], |r| {
-                    Ok(ArchivePrefs {
-                        default_mode: r.get(0)?,
-                        always: split(&r.get::<_, String>(1)?),
-                        never: split(&r.get::<_, String>(2)?),
-                    })
-                })
+                .query_row([&username], prefs_row)
                 .optional()
                 .map_err(db)
         })
@@ -297,13 +305,7 @@ fn query(
     }
     let (sql, params) = page_sql(username, q, (lo, hi));
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok(Archived {
-            stanza_id: r.get(0)?,
-            stamp: r.get(1)?,
-            stanza_xml: r.get(2)?,
-        })
-    });
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), archived_row);
     let mut messages = rows
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(|e| {

@@ -10,6 +10,7 @@ mod accounts;
 mod archive;
 mod blocklist;
 mod fast;
+mod gdpr;
 mod muc;
 mod offline;
 mod private;
@@ -63,6 +64,7 @@ fn migrations() -> Migrations<'static> {
         )),
         M::up(include_str!("../../migrations/sqlite/019_uploads.sql")),
         M::up(include_str!("../../migrations/sqlite/020_admin.sql")),
+        M::up(include_str!("../../migrations/sqlite/021_gdpr.sql")),
     ])
 }
 

@@ -31,6 +31,19 @@ fn room_row(r: &rusqlite::Row) -> rusqlite::Result<StoredRoom> {
     })
 }
 
+/// An affiliation from its columns (jid, affiliation, reason, nick), starting at `first`.
+pub(super) fn affiliation_row(
+    r: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<StoredAffiliation> {
+    Ok(StoredAffiliation {
+        jid: r.get(first)?,
+        affiliation: r.get(first + 1)?,
+        reason: r.get(first + 2)?,
+        nick: r.get(first + 3)?,
+    })
+}
+
 impl SqliteBackend {
     pub(crate) async fn muc_room(
         &self,
@@ -49,14 +62,7 @@ impl SqliteBackend {
             };
             let mut stmt = conn.prepare_cached(AFFILIATIONS).map_err(db)?;
             let affiliations = stmt
-                .query_map([&jid], |r| {
-                    Ok(StoredAffiliation {
-                        jid: r.get(0)?,
-                        affiliation: r.get(1)?,
-                        reason: r.get(2)?,
-                        nick: r.get(3)?,
-                    })
-                })
+                .query_map([&jid], |r| affiliation_row(r, 0))
                 .map_err(db)?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(db)?;

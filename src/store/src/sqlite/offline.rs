@@ -9,8 +9,18 @@ pub(super) const LIST: &str =
     "SELECT id, stamp, stanza FROM offline WHERE username = ?1 ORDER BY id";
 pub(super) const REMOVE: &str = "DELETE FROM offline WHERE username = ?1 AND id <= ?2";
 
+/// A row of [`LIST`].
+pub(super) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OfflineMessage> {
+    let ms = u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0);
+    Ok(OfflineMessage {
+        id: r.get(0)?,
+        stamp: UNIX_EPOCH + Duration::from_millis(ms),
+        stanza_xml: r.get(2)?,
+    })
+}
+
 /// Stamps are milliseconds since the Unix epoch.
-fn millis(t: SystemTime) -> i64 {
+pub(super) fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -48,16 +58,7 @@ impl SqliteBackend {
         let username = username.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(LIST).map_err(db)?;
-            let rows = stmt
-                .query_map([&username], |r| {
-                    let ms = u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0);
-                    Ok(OfflineMessage {
-                        id: r.get(0)?,
-                        stamp: UNIX_EPOCH + Duration::from_millis(ms),
-                        stanza_xml: r.get(2)?,
-                    })
-                })
-                .map_err(db)?;
+            let rows = stmt.query_map([&username], message_row).map_err(db)?;
             rows.collect::<rusqlite::Result<_>>().map_err(db)
         })
         .await

@@ -12,6 +12,16 @@ pub(super) const DELETE_SERVICE: &str =
 pub(super) const LIST: &str =
     "SELECT service, node, resource, options FROM push_registrations WHERE username = ?1";
 
+/// A row of [`LIST`].
+pub(super) fn registration_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PushRegistration> {
+    Ok(PushRegistration {
+        service: r.get(0)?,
+        node: r.get(1)?,
+        resource: r.get(2)?,
+        options: r.get(3)?,
+    })
+}
+
 impl SqliteBackend {
     pub(crate) async fn push_enable(
         &self,
@@ -73,16 +83,7 @@ impl SqliteBackend {
         let username = username.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(LIST).map_err(db)?;
-            let rows = stmt
-                .query_map([&username], |r| {
-                    Ok(PushRegistration {
-                        service: r.get(0)?,
-                        node: r.get(1)?,
-                        resource: r.get(2)?,
-                        options: r.get(3)?,
-                    })
-                })
-                .map_err(db)?;
+            let rows = stmt.query_map([&username], registration_row).map_err(db)?;
             rows.collect::<rusqlite::Result<_>>().map_err(db)
         })
         .await

@@ -41,7 +41,7 @@ impl FromSql for Subscription {
     }
 }
 
-fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RosterItem> {
+pub(super) fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RosterItem> {
     let groups: String = r.get(5)?;
     Ok(RosterItem {
         contact: r.get(0)?,

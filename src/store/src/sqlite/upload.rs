@@ -9,21 +9,37 @@ const USAGE: &str = "SELECT coalesce(sum(size), 0), min(completed) FROM uploads 
 const INSERT: &str = "INSERT INTO uploads \
     (id, username, filename, size, content_type, created, put_deadline) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const GET: &str = "SELECT id, username, filename, size, content_type, created, put_deadline, \
-    completed FROM uploads WHERE id = ?1";
+pub(super) const GET: &str = "SELECT id, username, filename, size, content_type, created, \
+    put_deadline, completed FROM uploads WHERE id = ?1";
+pub(super) const OF_USER: &str = "SELECT id, username, filename, size, content_type, created, \
+    put_deadline, completed FROM uploads WHERE username = ?1";
 const COMPLETE: &str = "UPDATE uploads SET completed = ?2, content_type = ?3 \
     WHERE id = ?1 AND completed IS NULL";
 const EXPIRE: &str = "DELETE FROM uploads WHERE completed < ?1 \
     OR (completed IS NULL AND put_deadline < ?2) RETURNING id";
 const IDS: &str = "SELECT id FROM uploads";
 
-fn secs(t: SystemTime) -> i64 {
+pub(super) fn secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn time(secs: i64) -> SystemTime {
+pub(super) fn time(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// A row of [`GET`] or [`OF_USER`].
+pub(super) fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
+    Ok(Upload {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        filename: r.get(2)?,
+        size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+        content_type: r.get(4)?,
+        created: time(r.get(5)?),
+        put_deadline: time(r.get(6)?),
+        completed: r.get::<_, Option<i64>>(7)?.map(time),
+    })
 }
 
 impl SqliteBackend {
@@ -71,20 +87,7 @@ impl SqliteBackend {
         let id = id.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(GET).map_err(db)?;
-            let mut rows = stmt
-                .query_map([&id], |r| {
-                    Ok(Upload {
-                        id: r.get(0)?,
-                        username: r.get(1)?,
-                        filename: r.get(2)?,
-                        size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
-                        content_type: r.get(4)?,
-                        created: time(r.get(5)?),
-                        put_deadline: time(r.get(6)?),
-                        completed: r.get::<_, Option<i64>>(7)?.map(time),
-                    })
-                })
-                .map_err(db)?;
+            let mut rows = stmt.query_map([&id], upload_row).map_err(db)?;
             rows.next().transpose().map_err(db)
         })
         .await
