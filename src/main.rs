@@ -37,6 +37,12 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Invite people to register an account from their app (XEP-0401), without passwords
+    /// passing through you: works on the database directly, like `user`.
+    Invite {
+        #[command(subcommand)]
+        action: InviteAction,
+    },
     /// Check the configuration, the certificate and the DNS records.
     Check {
         /// Ask this DNS server (IP or IP:PORT) instead of the system's resolvers, e.g. a public
@@ -86,6 +92,32 @@ enum UserAction {
     Passwd { user: String },
     /// List accounts.
     List,
+}
+
+#[derive(Subcommand)]
+enum InviteAction {
+    /// Create an invitation and print its page's link, its xmpp: link and a QR code of it.
+    Create {
+        /// How many accounts it may create.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Days it stays valid (default: modules.invite.lifetime_secs).
+        #[arg(long)]
+        expires: Option<u64>,
+        /// The username the account gets; an existing account's sets a new password for it.
+        #[arg(long)]
+        user: Option<String>,
+        /// An account that becomes a mutual contact of each account created.
+        #[arg(long)]
+        contact: Option<String>,
+        /// A note for the list: for whom, why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// List the invitations not swept yet (expired ones go within the hour).
+    List,
+    /// Withdraw an invitation: it can no longer be used and its page says so.
+    Revoke { token: String },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             runtime.block_on(user(config, action))
         }
         Command::Admin { action } => runtime.block_on(admin(config, action)),
+        Command::Invite { action } => runtime.block_on(invite(config, action)),
         Command::Check { dns_server } => {
             let dns_server = dns_server
                 .map(|s| check::parse_dns_server(&s))
@@ -393,6 +426,121 @@ async fn export(
     let to = output.map_or("standard output".into(), |p| p.display().to_string());
     tracing::info!(target: hearth_modules::adhoc::AUDIT, by = CONSOLE, %account, %to, "account data exported");
     Ok(())
+}
+
+async fn invite(config: Config, action: InviteAction) -> anyhow::Result<bool> {
+    use hearth_modules::invite::{self, NewInvitation, Standing};
+    let Some(settings) = hearth_core::module::module_config::<invite::Invite>(&config)? else {
+        anyhow::bail!("invitations are disabled (modules.invite.enabled = false)");
+    };
+    anyhow::ensure!(
+        config.auth.ldap.is_none(),
+        "invitations are off with auth.ldap: accounts come from the directory"
+    );
+    let store = open_store(&config).await?;
+    let domain = config.domain.clone();
+    let result = match action {
+        InviteAction::Create {
+            uses,
+            expires,
+            user,
+            contact,
+            note,
+        } => {
+            let normalise = |name: Option<String>| {
+                name.map(|n| accounts::normalise_username(&domain, &n))
+                    .transpose()
+            };
+            let lifetime = match expires {
+                Some(days) => std::time::Duration::from_secs(days.saturating_mul(86_400)),
+                None => std::time::Duration::from_secs(settings.lifetime_secs),
+            };
+            let request = NewInvitation {
+                creator: "command line".into(),
+                inviter: normalise(contact)?,
+                username: normalise(user)?,
+                uses,
+                lifetime,
+                note,
+            };
+            match invite::create(&store, request).await {
+                Ok(invitation) => {
+                    print_invitation(&config, &settings, &invitation);
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!(e)),
+            }
+        }
+        InviteAction::List => {
+            let now = std::time::SystemTime::now();
+            for i in store.invitations().await? {
+                let expires = hearth_core::datetime::format(i.expires);
+                let standing = Standing::of(&i, now).describe();
+                let account = match (&i.username, i.reset) {
+                    (Some(user), true) => format!("{user} (password reset)"),
+                    (Some(user), false) => user.clone(),
+                    (None, _) => "any username".into(),
+                };
+                println!(
+                    "{}\t{standing}\t{}/{} uses left\tuntil {expires}\t{account}\tby {}{}{}",
+                    i.token,
+                    i.uses_left,
+                    i.max_uses,
+                    i.creator,
+                    i.inviter
+                        .map(|c| format!("\tcontact {c}"))
+                        .unwrap_or_default(),
+                    i.note.map(|n| format!("\t{n}")).unwrap_or_default(),
+                );
+            }
+            Ok(())
+        }
+        InviteAction::Revoke { token } => match store.invitation_revoke(&token).await? {
+            true => {
+                println!("revoked; its page now says it was withdrawn");
+                Ok(())
+            }
+            false => Err(anyhow::anyhow!("no such invitation: {token}")),
+        },
+    };
+    store.close().await;
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            Ok(false)
+        }
+    }
+}
+
+fn print_invitation(
+    config: &Config,
+    settings: &hearth_modules::invite::Config,
+    invitation: &hearth_store::Invitation,
+) {
+    use hearth_modules::invite;
+    let domain = &config.domain;
+    let uri = invite::uri(domain, invitation);
+    let whom = match (&invitation.username, invitation.reset) {
+        (Some(user), true) => format!("a new password for {user}@{domain}"),
+        (Some(user), false) => format!("the account {user}@{domain}"),
+        (None, _) => format!("an account on {domain}"),
+    };
+    println!(
+        "Invitation to {whom}: {} use(s), valid until {}",
+        invitation.max_uses,
+        hearth_core::datetime::format(invitation.expires)
+    );
+    if let Some(base) = invite::landing_base(config, settings) {
+        println!(
+            "Send this link:  {}",
+            invite::landing_url(&base, &invitation.token)
+        );
+    }
+    println!("XMPP link:       {uri}");
+    if let Some(qr) = invite::qr_terminal(&uri) {
+        println!("Or scan this with the app:\n{qr}");
+    }
 }
 
 /// Runs an administration command on the running server and prints what it answers.

@@ -79,9 +79,14 @@ enum Action {
     Bound(SessionQueue),
 }
 
+/// Numbers the client streams, for `Origin::Unauthenticated`.
+static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 struct Conn {
     server: Arc<Server>,
     peer: SocketAddr,
+    /// This stream's number among the server's client streams.
+    serial: u64,
     parser: StreamParser,
     out: Vec<u8>,
     header_sent: bool,
@@ -145,6 +150,7 @@ async fn run(server: Arc<Server>, io: Transport, peer: SocketAddr, secure: bool)
     let mut conn = Conn {
         server: server.clone(),
         peer,
+        serial: STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         parser: StreamParser::new(limits),
         out: Vec::new(),
         header_sent: false,
@@ -561,7 +567,7 @@ impl Conn {
         let Some(user) = self.user.clone() else {
             let cx = Context {
                 server: self.server.clone(),
-                origin: Origin::Server,
+                origin: Origin::Unauthenticated(self.serial),
             };
             let reply = match self
                 .server

@@ -235,19 +235,10 @@ impl<'a> Registrar<'a> {
     /// Loads module `M` if enabled: deserializes its section (unknown keys are errors) and runs
     /// `init`. Returns the module instance, or `None` when disabled.
     pub fn load<M: Module>(&mut self) -> anyhow::Result<Option<Arc<M>>> {
-        let mut table = self.config.module_section(M::NAME);
-        let enabled = match table.remove("enabled") {
-            None => M::ENABLED_BY_DEFAULT,
-            Some(toml::Value::Boolean(b)) => b,
-            Some(_) => anyhow::bail!("modules.{}.enabled must be true or false", M::NAME),
-        };
-        if !enabled {
+        let Some(cfg) = module_config::<M>(self.config)? else {
             tracing::debug!(module = M::NAME, "module disabled");
             return Ok(None);
-        }
-        let de = toml::Value::Table(table);
-        let cfg: M::Config = serde_path_to_error::deserialize(de)
-            .map_err(|e| anyhow::anyhow!("modules.{}.{}: {}", M::NAME, e.path(), e.inner()))?;
+        };
         let module = M::init(cfg, self)
             .map_err(|e| e.context(format!("module {} failed to start", M::NAME)))?;
         for spec in M::SPECS {
@@ -605,6 +596,24 @@ pub const CORE_SPECS: &[Spec] = &[
         note: "the server pings silent clients (c2s.ping_after_secs) and closes dead connections",
     },
 ];
+
+/// Module `M`'s section of the configuration, deserialized (unknown keys are errors); `None`
+/// when the module is disabled. Also for commands that work without the server running.
+pub fn module_config<M: Module>(config: &Config) -> anyhow::Result<Option<M::Config>> {
+    let mut table = config.module_section(M::NAME);
+    let enabled = match table.remove("enabled") {
+        None => M::ENABLED_BY_DEFAULT,
+        Some(toml::Value::Boolean(b)) => b,
+        Some(_) => anyhow::bail!("modules.{}.enabled must be true or false", M::NAME),
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let de = toml::Value::Table(table);
+    serde_path_to_error::deserialize(de)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("modules.{}.{}: {}", M::NAME, e.path(), e.inner()))
+}
 
 /// A DOAP description (the XSF's `xmpp:SupportedXep` vocabulary) of what `specs` implement,
 /// for `xeps/hearth.doap`. RFCs are listed as `implements` links.

@@ -87,6 +87,9 @@ pub enum Origin {
     /// Another server, over a stream authenticated for this domain, or an external component
     /// (XEP-0114) serving it.
     Remote(String),
+    /// A client stream before login (in-band registration), by a number unique while the server
+    /// runs: what a module accepts on a stream (an invitation token) holds for that stream only.
+    Unauthenticated(u64),
 }
 
 /// What hooks and IQ handlers get along with the stanza.
@@ -100,7 +103,15 @@ impl Context {
     pub fn session(&self) -> Option<&Arc<Session>> {
         match &self.origin {
             Origin::Client(s) => Some(s),
-            Origin::Server | Origin::Remote(_) => None,
+            Origin::Server | Origin::Remote(_) | Origin::Unauthenticated(_) => None,
+        }
+    }
+
+    /// The client stream an IQ before login came on.
+    pub fn unauthenticated_stream(&self) -> Option<u64> {
+        match self.origin {
+            Origin::Unauthenticated(stream) => Some(stream),
+            _ => None,
         }
     }
 

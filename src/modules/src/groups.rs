@@ -128,7 +128,7 @@ impl Groups {
         for ((user, contact), names) in &desired {
             let contact_jid = format!("{contact}@{domain}");
             let current = store.roster_item(user, &contact_jid).await?;
-            let Some(item) = updated_item(current.as_ref(), &contact_jid, names) else {
+            let Some(item) = mutual_item(current.as_ref(), &contact_jid, names) else {
                 continue;
             };
             let version = store.roster_put(user, &item).await?;
@@ -188,9 +188,10 @@ fn shared_items(
     items
 }
 
-/// The item to store for a shared contact, or `None` when `current` already has it: mutual
-/// subscription and the shared groups (beside any groups the user gave it).
-fn updated_item(
+/// The item to store for a contact made mutual by the server (a shared group, an invitation),
+/// or `None` when `current` already has it: mutual subscription and `groups` (beside any
+/// groups the user gave it).
+pub(crate) fn mutual_item(
     current: Option<&RosterItem>,
     contact: &str,
     groups: &BTreeSet<String>,
@@ -246,7 +247,7 @@ mod tests {
     #[test]
     fn items_get_mutual_subscription_and_keep_the_users_groups() {
         let sales: BTreeSet<String> = ["Sales".into()].into();
-        let new = updated_item(None, "bob@x", &sales).unwrap();
+        let new = mutual_item(None, "bob@x", &sales).unwrap();
         assert_eq!(new.subscription, Subscription::Both);
         assert_eq!(new.groups, ["Sales"]);
         let own = RosterItem {
@@ -255,11 +256,11 @@ mod tests {
             name: Some("Bobby".into()),
             ..new.clone()
         };
-        let merged = updated_item(Some(&own), "bob@x", &sales).unwrap();
+        let merged = mutual_item(Some(&own), "bob@x", &sales).unwrap();
         assert_eq!(merged.groups, ["Friends", "Sales"]);
         assert_eq!(merged.name.as_deref(), Some("Bobby"));
         assert_eq!(merged.subscription, Subscription::Both);
         // Nothing to write when it is already so.
-        assert_eq!(updated_item(Some(&merged), "bob@x", &sales), None);
+        assert_eq!(mutual_item(Some(&merged), "bob@x", &sales), None);
     }
 }

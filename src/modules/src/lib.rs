@@ -14,6 +14,7 @@ pub mod disco;
 pub mod extdisco;
 pub mod gdpr;
 pub mod groups;
+pub mod invite;
 pub mod mam;
 pub mod mdns;
 pub mod message;
@@ -43,6 +44,8 @@ pub fn load_all(reg: &mut Registrar) -> anyhow::Result<()> {
     reg.load::<contact::Contact>()?;
     reg.load::<version::Version>()?;
     reg.load::<ping::Ping>()?;
+    // Before register, which asks it about invitation tokens.
+    reg.load::<invite::Invite>()?;
     reg.load::<register::Register>()?;
     reg.load::<blocking::Blocking>()?;
     reg.load::<mam::Mam>()?;

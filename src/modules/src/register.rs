@@ -1,14 +1,16 @@
 //! XEP-0077: In-Band Registration. Creating accounts before login is off by default
 //! (`allow_registration`), as public sign-up invites spam; changing one's password and removing
-//! one's account after login are always available.
+//! one's account after login are always available. With the invite module, a client that
+//! presents a valid invitation token on its stream (XEP-0445) may register even when it is off.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hearth_core::accounts::{self, AccountError};
 use hearth_core::module::{
     DiscoScope, FeaturePhase, IqTarget, IqType, Module, Registrar, Spec, SupportStatus,
 };
 use hearth_core::router::{Context, Flow, IqResult};
+use hearth_core::server::Server;
 use hearth_core::stanza::{Condition, Stanza, StanzaError};
 use minidom::Element;
 use serde::Deserialize;
@@ -16,10 +18,49 @@ use serde::Deserialize;
 const NS: &str = "jabber:iq:register";
 const NS_FEATURE: &str = "http://jabber.org/features/iq-register";
 
+/// What registration asks of invitations (XEP-0401, XEP-0445), which the invite module
+/// provides through [`InvitationGate`].
+#[async_trait::async_trait]
+pub trait Invitations: Send + Sync + 'static {
+    /// Whether the client on this unauthenticated stream presented a valid invitation.
+    fn presented(&self, stream: u64) -> bool;
+    /// Before `user` is registered on `stream`: takes one use of the invitation the stream
+    /// presented, if any, or refuses a username that a pending invitation reserves.
+    async fn claim(
+        &self,
+        server: &Server,
+        stream: u64,
+        user: &str,
+    ) -> Result<Option<Redemption>, StanzaError>;
+    /// After the registration: welcomes the new account (its inviter as a contact) when it
+    /// `succeeded`, else gives the use back.
+    async fn settle(
+        &self,
+        server: &Arc<Server>,
+        stream: u64,
+        redemption: Redemption,
+        user: &str,
+        succeeded: bool,
+    );
+}
+
+/// One use of an invitation, taken for a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    pub token: String,
+    /// The invitation sets a new password for an existing account rather than creating it.
+    pub reset: bool,
+}
+
+/// Where the invite module puts its [`Invitations`] (`Registrar::shared`); it loads first.
+#[derive(Default)]
+pub struct InvitationGate(pub OnceLock<Arc<dyn Invitations>>);
+
 pub struct Register {
     /// Passwords live in an LDAP directory: they cannot be changed here.
     directory: bool,
     allow_registration: bool,
+    invitations: Option<Arc<dyn Invitations>>,
     min_password_length: usize,
     iterations: u32,
 }
@@ -49,7 +90,7 @@ impl Module for Register {
         id: "XEP-0077",
         version: "2.4",
         status: SupportStatus::Complete,
-        note: "registration off by default; password change and account removal always on; no data forms",
+        note: "registration off by default, and open to clients presenting an invitation (XEP-0445); password change and account removal always on; no data forms",
     }];
     type Config = Config;
 
@@ -59,13 +100,15 @@ impl Module for Register {
             !(directory && cfg.allow_registration),
             "allow_registration cannot be on with auth.ldap: accounts come from the directory"
         );
+        let invitations = reg.shared::<InvitationGate>().0.get().cloned();
         let this = Arc::new(Register {
             directory,
             allow_registration: cfg.allow_registration,
+            invitations,
             min_password_length: cfg.min_password_length,
             iterations: reg.config().auth.scram_iterations,
         });
-        if this.allow_registration {
+        if this.allow_registration || this.invitations.is_some() {
             reg.stream_feature(FeaturePhase::PreAuth, Element::bare("register", NS_FEATURE));
         }
         reg.feature(DiscoScope::Host, NS);
@@ -75,9 +118,9 @@ impl Module for Register {
             IqTarget::Unauthenticated,
             NS,
             "query",
-            move |_, _| {
+            move |cx, _| {
                 let m = m.clone();
-                async move { m.form() }
+                async move { m.form(&cx) }
             },
         );
         let m = this.clone();
@@ -140,8 +183,17 @@ fn disabled() -> StanzaError {
 }
 
 impl Register {
-    fn form(&self) -> IqResult {
-        if !self.allow_registration {
+    /// Registration is open, or this stream presented an invitation.
+    fn open_to(&self, cx: &Context) -> bool {
+        self.allow_registration
+            || cx
+                .unauthenticated_stream()
+                .zip(self.invitations.as_ref())
+                .is_some_and(|(stream, invitations)| invitations.presented(stream))
+    }
+
+    fn form(&self, cx: &Context) -> IqResult {
+        if !self.open_to(cx) {
             return Err(disabled());
         }
         let mut q = Element::bare("query", NS);
@@ -167,7 +219,7 @@ impl Register {
     }
 
     async fn register(&self, cx: &Context, iq: &Stanza) -> IqResult {
-        if !self.allow_registration {
+        if !self.open_to(cx) {
             return Err(disabled());
         }
         let (Some(user), Some(password)) = (field(iq, "username"), field(iq, "password")) else {
@@ -177,7 +229,29 @@ impl Register {
         let user = accounts::normalise_username(cx.server.domain(), &user)
             .map_err(|e| StanzaError::new(Condition::NotAcceptable).with_text(e.to_string()))?;
         self.check_password(&password)?;
-        match accounts::create(cx.store(), &user, &password, self.iterations).await {
+        let invitation = match (&self.invitations, cx.unauthenticated_stream()) {
+            (Some(invitations), Some(stream)) => invitations
+                .claim(&cx.server, stream, &user)
+                .await?
+                .map(|redemption| (invitations, stream, redemption)),
+            _ => None,
+        };
+        let reset = invitation.as_ref().is_some_and(|(_, _, r)| r.reset);
+        let outcome = if reset {
+            accounts::set_password(cx.store(), &user, &password, self.iterations).await
+        } else {
+            accounts::create(cx.store(), &user, &password, self.iterations).await
+        };
+        if let Some((invitations, stream, redemption)) = invitation {
+            invitations
+                .settle(&cx.server, stream, redemption, &user, outcome.is_ok())
+                .await;
+        }
+        match outcome {
+            Ok(()) if reset => {
+                tracing::info!(account = %user, "password set with an invitation");
+                Ok(None)
+            }
             Ok(()) => {
                 tracing::info!(account = %user, "account registered in-band");
                 Ok(None)

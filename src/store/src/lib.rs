@@ -22,6 +22,7 @@ mod archive;
 mod blocklist;
 mod fast;
 mod gdpr;
+mod invitations;
 mod muc;
 mod offline;
 mod private;
@@ -40,6 +41,7 @@ pub use archive::{
 };
 pub use fast::FastToken;
 pub use gdpr::{AccountData, MucMembership, PepNode};
+pub use invitations::Invitation;
 pub use muc::{StoredAffiliation, StoredRoom};
 pub use offline::OfflineMessage;
 pub use pubsub::PubsubItem;

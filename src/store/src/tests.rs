@@ -1,7 +1,7 @@
 //! Tests of the public API, on a temporary database. They go through `Store` only, so they can
 //! run against every backend.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
@@ -119,6 +119,74 @@ async fn server_settings() {
     );
     s.set_setting("motd", None).await.unwrap();
     assert_eq!(s.setting("motd").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn invitations_are_used_up_revoked_and_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_user(&dir, "alice").await;
+    let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let invitation = |token: &str, uses: u32| Invitation {
+        token: token.into(),
+        creator: "alice@example.org".into(),
+        inviter: Some("alice".into()),
+        username: None,
+        reset: false,
+        created: now,
+        expires: now + Duration::from_secs(3600),
+        max_uses: uses,
+        uses_left: uses,
+        revoked: false,
+        note: Some("for Bob".into()),
+    };
+    s.invitation_create(&invitation("two", 2)).await.unwrap();
+    assert!(matches!(
+        s.invitation_create(&Invitation {
+            inviter: Some("nobody".into()),
+            ..invitation("orphan", 1)
+        })
+        .await,
+        Err(StoreError::NoSuchAccount)
+    ));
+    assert_eq!(
+        s.invitation("two").await.unwrap().unwrap(),
+        invitation("two", 2)
+    );
+    assert!(s.invitation_take_use("two", now).await.unwrap());
+    assert!(s.invitation_take_use("two", now).await.unwrap());
+    assert!(!s.invitation_take_use("two", now).await.unwrap(), "used up");
+    s.invitation_give_back_use("two").await.unwrap();
+    s.invitation_give_back_use("two").await.unwrap();
+    s.invitation_give_back_use("two").await.unwrap();
+    assert_eq!(s.invitation("two").await.unwrap().unwrap().uses_left, 2);
+    let later = now + Duration::from_secs(3600);
+    assert!(
+        !s.invitation_take_use("two", later).await.unwrap(),
+        "expired"
+    );
+
+    let named = Invitation {
+        username: Some("bob".into()),
+        ..invitation("named", 1)
+    };
+    s.invitation_create(&named).await.unwrap();
+    assert_eq!(
+        s.invitation_reserving("bob", now).await.unwrap().as_deref(),
+        Some("named")
+    );
+    assert!(s.invitation_revoke("named").await.unwrap());
+    assert!(!s.invitation_revoke("missing").await.unwrap());
+    assert!(s.invitation("named").await.unwrap().unwrap().revoked);
+    assert_eq!(s.invitation_reserving("bob", now).await.unwrap(), None);
+    assert!(!s.invitation_take_use("named", now).await.unwrap());
+
+    assert_eq!(s.invitations().await.unwrap().len(), 2);
+    assert_eq!(s.invitations_expire(later).await.unwrap(), 2);
+    assert!(s.invitations().await.unwrap().is_empty());
+    // An inviter's invitations go with their account.
+    s.invitation_create(&invitation("gone", 1)).await.unwrap();
+    s.delete_account("alice").await.unwrap();
+    assert_eq!(s.invitation("gone").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -9,6 +9,9 @@ mod http;
 mod slot;
 mod sweep;
 
+/// URL-safe percent-encoding, also for invitation links.
+pub(crate) use slot::percent_encode;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

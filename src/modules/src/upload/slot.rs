@@ -228,7 +228,7 @@ pub(super) fn media_type(c: &str) -> String {
 
 /// Percent-encodes all but RFC 3986's unreserved characters: safe in a URL path segment and
 /// in an RFC 5987 `filename*` value alike.
-pub(super) fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -11,6 +11,7 @@ mod archive;
 mod blocklist;
 mod fast;
 mod gdpr;
+mod invitations;
 mod muc;
 mod offline;
 mod private;
@@ -65,6 +66,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/sqlite/019_uploads.sql")),
         M::up(include_str!("../../migrations/sqlite/020_admin.sql")),
         M::up(include_str!("../../migrations/sqlite/021_gdpr.sql")),
+        M::up(include_str!("../../migrations/sqlite/022_invitations.sql")),
     ])
 }
 
