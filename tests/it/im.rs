@@ -235,7 +235,8 @@ async fn disco_version_ping() {
 
 #[tokio::test]
 async fn in_band_registration_when_enabled() {
-    let closed = TestServer::start();
+    // Without invitations, nothing opens registration (with them, a token does: test_invite.py).
+    let closed = TestServer::start_with("[modules.invite]\nenabled = false\n");
     let mut c = Raw::connect(closed.addr).await;
     c.open().await;
     let features = c.starttls(&closed.tls_connector()).await;
