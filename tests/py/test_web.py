@@ -383,13 +383,22 @@ def test_websocket_offending_message_closes_only_its_session(server, offence, cl
             ws.send(b"<presence/>")
         else:
             size = MAX_STANZA + 1000 if offence == "stanza too large" else 2 * MAX_STANZA + 1000
-            ws.send(f"<message xmlns='{NS_CLIENT}' to='{other_jid}'><body>{'x' * size}</body></message>")
+            try:
+                ws.send(f"<message xmlns='{NS_CLIENT}' to='{other_jid}'><body>{'x' * size}</body></message>")
+            except ConnectionClosed:
+                # The server refused the message before it was all sent (see below).
+                assert offence == "message too large"
         if offence == "stanza too large":
             error = ws_recv(ws)
             assert error.find("{urn:ietf:params:xml:ns:xmpp-streams}policy-violation") is not None, ET.tostring(error)
             assert ws_recv(ws).tag == f"{{{NS_FRAMING}}}close"
         assert_closed(ws)
-        assert ws.close_code == close_code, f"close code {ws.close_code} {ws.close_reason!r}"
+        # A message refused while the client is still sending it leaves unread bytes on the
+        # server's socket, so closing it may reset the connection before the client reads the
+        # close frame (1006, abnormal closure: RFC 6455 §7.1.1 races with TCP); when the frame
+        # arrives, its code is right.
+        if not (offence == "message too large" and ws.close_code == 1006):
+            assert ws.close_code == close_code, f"close code {ws.close_code} {ws.close_reason!r}"
         ws_ping(other, "still-there")
 
 
