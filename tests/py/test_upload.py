@@ -20,6 +20,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 
 import pytest
+import slixmpp
 from slixmpp.exceptions import IqError
 
 from conftest import Server
@@ -29,6 +30,9 @@ NS = "urn:xmpp:http:upload:0"
 MAX_SIZE = 8_000_000
 QUOTA = 12_000_000
 MAIN_HOST = "127.0.0.60"
+GATEWAY_HOST = "127.0.0.63"
+GATEWAY = "gateway.localhost"
+GATEWAY_SECRET = "gateway-secret"
 SHORT_HOST = "127.0.0.61"
 
 
@@ -363,10 +367,42 @@ def test_metrics(hearth):
     assert values["hearth_upload_stored_bytes"] > 0
 
 
-@pytest.mark.skip(reason="needs a second, federated server; only bound sessions of this server's "
-                         "users get slots (the request's Context has no local session otherwise)")
-def test_remote_users_get_no_slot():
-    pass
+@pytest.fixture
+def with_gateway(hearth_server):
+    """A server with a gateway (an external component): its users are not this server's."""
+    srv, workdir = upload_server(hearth_server.binary, GATEWAY_HOST,
+                                 f'[components.hosts."{GATEWAY}"]\nsecret = "{GATEWAY_SECRET}"\n')
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_others_than_this_servers_users_get_no_slot(with_gateway):
+    """Addresses from elsewhere (here a gateway's user, as a remote server's would be) are
+    refused: the server's storage is for its own users."""
+    hearth = with_gateway
+
+    async def scenario():
+        gateway = slixmpp.ComponentXMPP(GATEWAY, GATEWAY_SECRET, hearth.host, hearth.component_port)
+        started = asyncio.get_event_loop().create_future()
+        gateway.add_event_handler("session_start", lambda _: started.done() or started.set_result(True))
+        gateway.connect()
+        await asyncio.wait_for(started, 15)
+        try:
+            iq = gateway.Iq(stype="get", sto=f"upload.{hearth.domain}", sfrom=f"someone@{GATEWAY}/x")
+            iq.append(ET.fromstring(f"<request xmlns='{NS}' filename='a.txt' size='10' content-type='text/plain'/>"))
+            with pytest.raises(IqError) as refused:
+                await iq.send(timeout=15)
+            # Read from the XML: slixmpp's error interface expects jabber:client, and on a
+            # component stream the error element is in the stream's namespace.
+            error = next(e for e in refused.value.iq.xml if e.tag.endswith("}error"))
+            return [c.tag.split("}")[1] for c in error]
+        finally:
+            await asyncio.wait_for(gateway.disconnect(wait=2.0), 5)
+
+    assert run(scenario()) == ["forbidden", "text"]
 
 
 def test_expired_slot_and_expired_file(short):
