@@ -565,10 +565,7 @@ impl Conn {
             _ => return Ok(Action::Continue),
         };
         let Some(user) = self.user.clone() else {
-            let cx = Context {
-                server: self.server.clone(),
-                origin: Origin::Unauthenticated(self.serial),
-            };
+            let cx = Context::new(self.server.clone(), Origin::Unauthenticated(self.serial));
             let reply = match self
                 .server
                 .call_iq(cx, iq_type, IqTarget::Unauthenticated, &stanza)

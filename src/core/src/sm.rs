@@ -344,10 +344,7 @@ impl Server {
             };
             match (stanza.kind(), stanza.stanza_type()) {
                 (Kind::Message, "chat" | "normal") if !is_copy(stanza.element()) => {
-                    let cx = Context {
-                        server: self.clone(),
-                        origin: Origin::Server,
-                    };
+                    let cx = Context::new(self.clone(), Origin::Server);
                     let has_body = stanza.body().is_some();
                     match self.fire(OFFLINE_EVENT, cx, stanza).await {
                         Flow::Stop => stored += 1,

@@ -1,7 +1,7 @@
 //! Message Archive Management (XEP-0313): per-account archives with paging, filters and
 //! full-text search, and archiving preferences.
 
-use crate::{Result, Store};
+use crate::{PendingWrites, Result, Store};
 
 /// A message to archive.
 #[derive(Debug, Clone)]
@@ -80,6 +80,28 @@ impl Store {
     /// unless it does not exist; returns whether it did.
     pub async fn archive_append(&self, username: &str, message: NewArchived) -> Result<bool> {
         dispatch!(self.archive_append(username, message))
+    }
+
+    /// [`Self::archive_append`] in one transaction with the writes `pending` holds, which
+    /// commit with it or fail with it.
+    pub async fn archive_append_with(
+        &self,
+        pending: &PendingWrites,
+        username: &str,
+        message: NewArchived,
+    ) -> Result<bool> {
+        dispatch!(self.archive_append_with(pending, username, message))
+    }
+
+    /// Archives a message with the next write made through `pending`, or when it is committed
+    /// (a failure is logged then).
+    pub async fn archive_append_later(
+        &self,
+        pending: &PendingWrites,
+        username: &str,
+        message: NewArchived,
+    ) {
+        dispatch!(self.archive_append_later(pending, username, message))
     }
 
     pub async fn archive_query(

@@ -728,6 +728,51 @@ fn ids(page: &ArchivePage) -> Vec<String> {
     page.messages.iter().map(|m| m.stanza_id.clone()).collect()
 }
 
+/// A deferred archive copy commits with the next archive write made through the same
+/// `PendingWrites`, or when it is committed; afterwards, deferring writes at once.
+#[tokio::test]
+async fn deferred_archive_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_user(&dir, "alice").await;
+    store.create_account("bob", &keys(2)).await.unwrap();
+    let count = |user: &'static str| {
+        let store = store.clone();
+        async move {
+            let q = ArchiveQuery {
+                max: 50,
+                ..Default::default()
+            };
+            store.archive_query(user, q).await.unwrap().messages.len()
+        }
+    };
+    let pending = PendingWrites::new();
+    store
+        .archive_append_later(&pending, "alice", archived(1, "bob@x", "hi"))
+        .await;
+    assert_eq!(count("alice").await, 0, "deferred");
+    assert!(
+        store
+            .archive_append_with(&pending, "bob", archived(2, "alice@x", "hi"))
+            .await
+            .unwrap()
+    );
+    assert_eq!((count("alice").await, count("bob").await), (1, 1));
+    store
+        .archive_append_later(&pending, "alice", archived(3, "carol@x", "hi"))
+        .await;
+    store.commit_pending(&pending).await;
+    assert_eq!(count("alice").await, 2);
+    store
+        .archive_append_later(&pending, "alice", archived(4, "carol@x", "hi"))
+        .await;
+    assert_eq!(count("alice").await, 3, "written at once after the commit");
+    let immediate = PendingWrites::immediate();
+    store
+        .archive_append_later(&immediate, "bob", archived(5, "carol@x", "hi"))
+        .await;
+    assert_eq!(count("bob").await, 2);
+}
+
 #[tokio::test]
 async fn archive_paging_filters_and_search() {
     let dir = tempfile::tempdir().unwrap();

@@ -147,10 +147,7 @@ impl Conn {
         let handlers = self.server.regs.bind2_inline.clone();
         for child in bind.children() {
             if let Some((_, f)) = handlers.iter().find(|(ns, _)| child.ns() == *ns) {
-                let cx = Context {
-                    server: self.server.clone(),
-                    origin: Origin::Client(session.clone()),
-                };
+                let cx = Context::new(self.server.clone(), Origin::Client(session.clone()));
                 if let Some(answer) = f(cx, child.clone()).await {
                     let mut out = Vec::new();
                     hearth_xml::write_element(&answer, ns::CLIENT, &mut out);

@@ -171,7 +171,12 @@ impl Mam {
             return Flow::Continue(st);
         };
         if self.wants(&cx.server, user, to).await {
-            self.append(&cx.server, user, &st, to, true).await;
+            // Committed with the recipient's copy when there is one (one transaction for
+            // both), else when the router is done with the message; either way before the
+            // sender's client hears it was handled.
+            cx.store()
+                .archive_append_later(&cx.pending, user, entry(&st, to, true))
+                .await;
         }
         Flow::Continue(st)
     }
@@ -194,7 +199,7 @@ impl Mam {
         if !archivable(&st) || !self.wants(&cx.server, user, &from).await {
             return Flow::Continue(st);
         }
-        if let Some(id) = self.append(&cx.server, user, &st, &from, false).await {
+        if let Some(id) = append(&cx, user, &st, &from).await {
             st.element_mut().append_child(
                 Element::builder("stanza-id", NS_SID)
                     .attr(ncname("by"), by)
@@ -203,36 +208,6 @@ impl Mam {
             );
         }
         Flow::Continue(st)
-    }
-
-    /// Archives `st` for `user`; waits for the commit, so what is delivered is archived
-    /// even if the server crashes next. Returns the archive id.
-    async fn append(
-        &self,
-        server: &Server,
-        user: &str,
-        st: &Stanza,
-        with: &Jid,
-        outgoing: bool,
-    ) -> Option<String> {
-        let id = new_id();
-        let entry = NewArchived {
-            stanza_id: id.clone(),
-            stamp: now_millis(),
-            with_bare: with.to_bare().to_string(),
-            with_resource: with.resource().map(str::to_string),
-            outgoing,
-            body: st.body(),
-            stanza_xml: st.to_storage_xml(),
-        };
-        match server.store.archive_append(user, entry).await {
-            Ok(true) => Some(id),
-            Ok(false) => None,
-            Err(e) => {
-                tracing::error!(error = %e, account = %user, "cannot archive a message; it is delivered but not archived");
-                None
-            }
-        }
     }
 
     /// Whether `user`'s preferences archive messages with `with` (XEP-0313 §6).
@@ -268,6 +243,39 @@ impl Mam {
             .expect("prefs lock")
             .insert(user.to_string(), loaded.clone());
         loaded
+    }
+}
+
+/// The archive entry for `st`, exchanged with `with`, under a new archive id.
+fn entry(st: &Stanza, with: &Jid, outgoing: bool) -> NewArchived {
+    NewArchived {
+        stanza_id: new_id(),
+        stamp: now_millis(),
+        with_bare: with.to_bare().to_string(),
+        with_resource: with.resource().map(str::to_string),
+        outgoing,
+        body: st.body(),
+        stanza_xml: st.to_storage_xml(),
+    }
+}
+
+/// Archives an incoming `st` for `user` (with what the handling deferred, the sender's copy);
+/// waits for the commit, so what is delivered is archived even if the server crashes next.
+/// Returns the archive id.
+async fn append(cx: &Context, user: &str, st: &Stanza, with: &Jid) -> Option<String> {
+    let entry = entry(st, with, false);
+    let id = entry.stanza_id.clone();
+    match cx
+        .store()
+        .archive_append_with(&cx.pending, user, entry)
+        .await
+    {
+        Ok(true) => Some(id),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::error!(error = %e, account = %user, "cannot archive a message; it is delivered but not archived");
+            None
+        }
     }
 }
 

@@ -195,10 +195,7 @@ impl Muc {
     /// Tells every occupant the service is shutting down (status 332), so clients know to
     /// enter again once it is back rather than wonder why the room went quiet.
     async fn shutting_down(&self, server: Arc<hearth_core::server::Server>) {
-        let cx = Context {
-            server,
-            origin: hearth_core::router::Origin::Server,
-        };
+        let cx = Context::new(server, hearth_core::router::Origin::Server);
         let rooms: Vec<_> = self.active_rooms();
         tracing::info!(
             rooms = rooms.len(),

@@ -265,10 +265,7 @@ impl Pep {
                     .filter_map(|j| j.node().map(str::to_string)),
             );
         }
-        let cx = Context {
-            server: server.clone(),
-            origin: hearth_core::router::Origin::Server,
-        };
+        let cx = Context::new(server.clone(), hearth_core::router::Origin::Server);
         for owner in owners {
             let Ok(nodes) = server.store.pubsub_nodes(&owner).await else {
                 continue;

@@ -2,6 +2,7 @@ use rusqlite::OptionalExtension;
 use rusqlite::types::Value;
 
 use super::{SqliteBackend, db};
+use crate::PendingWrites;
 use crate::archive::ArchiveQueryError;
 use crate::{
     ArchiveOwners, ArchivePage, ArchivePrefs, ArchiveQuery, Archived, NewArchived, Result,
@@ -123,23 +124,33 @@ pub(super) fn page_sql(
 impl SqliteBackend {
     pub(crate) async fn archive_append(&self, username: &str, m: NewArchived) -> Result<bool> {
         let username = username.to_owned();
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached(APPEND)
-                .map_err(db)?
-                .execute(rusqlite::params![
-                    username,
-                    m.stanza_id,
-                    m.stamp,
-                    m.with_bare,
-                    m.with_resource,
-                    m.outgoing,
-                    m.body,
-                    m.stanza_xml
-                ])
-                .map_err(db)?;
-            Ok(n == 1)
-        })
+        self.write(move |conn| append(conn, &username, m)).await
+    }
+
+    pub(crate) async fn archive_append_with(
+        &self,
+        pending: &PendingWrites,
+        username: &str,
+        m: NewArchived,
+    ) -> Result<bool> {
+        let username = username.to_owned();
+        self.write_with(pending, move |conn| append(conn, &username, m))
+            .await
+    }
+
+    pub(crate) async fn archive_append_later(
+        &self,
+        pending: &PendingWrites,
+        username: &str,
+        m: NewArchived,
+    ) {
+        let owner = username.to_owned();
+        self.defer(
+            pending,
+            "an archive copy of a message",
+            username,
+            move |conn| append(conn, &owner, m).map(drop),
+        )
         .await
     }
 
@@ -321,4 +332,23 @@ fn query(
         messages.reverse();
     }
     Ok(ArchivePage { messages, complete })
+}
+
+/// Archives `m` for `owner` unless it does not exist; returns whether it did.
+fn append(conn: &rusqlite::Connection, owner: &str, m: NewArchived) -> Result<bool> {
+    let n = conn
+        .prepare_cached(APPEND)
+        .map_err(db)?
+        .execute(rusqlite::params![
+            owner,
+            m.stanza_id,
+            m.stamp,
+            m.with_bare,
+            m.with_resource,
+            m.outgoing,
+            m.body,
+            m.stanza_xml
+        ])
+        .map_err(db)?;
+    Ok(n == 1)
 }

@@ -3,8 +3,10 @@
 //! Writes go to one writer thread that owns the write connection. It takes every request
 //! waiting in its queue and runs them in one transaction (group commit: one WAL append and, with
 //! `synchronous=FULL`, one fsync for the lot), each request in its own savepoint so a failing
-//! one is rolled back alone; then it answers each caller. Reads run on a small pool of
-//! read-only connections in blocking tasks; WAL lets them proceed while the writer writes.
+//! one is rolled back alone; then it answers each caller. A request may carry several writes
+//! (those a stanza's handling deferred, [`crate::PendingWrites`], with the one it waits for):
+//! they commit together or not at all. Reads run on a small pool of read-only connections in
+//! blocking tasks; WAL lets them proceed while the writer writes.
 
 mod accounts;
 mod archive;
@@ -34,6 +36,7 @@ use rusqlite::{Connection, ErrorCode, ffi};
 use rusqlite_migration::{M, MigrationDefinitionError, Migrations};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use crate::pending::{Deferred, PendingWrites};
 use crate::{Result, StoreError, StoreOptions};
 
 /// The schema, one step per file; `user_version` records how far a database got.
@@ -75,14 +78,14 @@ const QUEUE: usize = 4096;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// Runs a write inside the batch's transaction: in a savepoint of its own when it shares the
-/// batch (`alone` false), so that its failure undoes only its own writes. Returns whether it
-/// succeeded, and how to answer its caller once the batch committed (`Ok`) or failed.
-type Job = Box<dyn FnOnce(&Connection, bool) -> (bool, Reply) + Send>;
+/// Runs a write inside the batch's transaction. Returns whether it succeeded, and how to
+/// answer its caller once the batch committed (`Ok`) or failed.
+pub(crate) type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 type Reply = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 
 enum Request {
-    Write(Job),
+    /// Writes that commit together: when one fails, all of them are undone.
+    Write(Vec<Job>),
     /// Commit what came before, then stop.
     Close,
 }
@@ -147,10 +150,30 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.write_together(Vec::new(), f).await
+    }
+
+    /// Runs `f` in one transaction with the writes `pending` holds, which commit with it or
+    /// fail with it; resolves once that committed.
+    async fn write_with<T, F>(&self, pending: &PendingWrites, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.write_together(pending.take_queued(), f).await
+    }
+
+    /// Runs `jobs` and then `f` as one request; resolves once it committed.
+    async fn write_together<T, F>(&self, mut jobs: Vec<Job>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let started = std::time::Instant::now();
         let (job, answer) = job(f);
+        jobs.push(job);
         self.writer
-            .send(Request::Write(job))
+            .send(Request::Write(jobs))
             .await
             .map_err(|_| other("the database is closed"))?;
         let result = answer
@@ -158,6 +181,39 @@ impl SqliteBackend {
             .map_err(|_| other("the database closed, or its writer failed (see the log), before this write committed"))?;
         self.latency.write.record(started.elapsed());
         result
+    }
+
+    /// Leaves `f` in `pending`, to commit with the next write made through it or at
+    /// [`Self::commit_pending`]; once `pending` was committed, writes `f` at once.
+    async fn defer<F>(&self, pending: &PendingWrites, what: &'static str, account: &str, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<()> + Send + 'static,
+    {
+        let (job, answer) = job(f);
+        let deferred = Deferred::new(what, account, answer);
+        if let Err((job, deferred)) = pending.queue(job, deferred) {
+            self.send_deferred(vec![job]).await;
+            deferred.wait().await;
+        }
+    }
+
+    /// Commits what `pending` still holds and waits until everything deferred in it committed;
+    /// failures are logged. Later writes through `pending` are written at once.
+    pub(crate) async fn commit_pending(&self, pending: &PendingWrites) {
+        let (jobs, deferred) = pending.close();
+        if !jobs.is_empty() {
+            self.send_deferred(jobs).await;
+        }
+        for d in deferred {
+            d.wait().await;
+        }
+    }
+
+    /// Sends deferred writes; a closed database answers them with an error, which their
+    /// [`Deferred`] logs.
+    async fn send_deferred(&self, jobs: Vec<Job>) {
+        // The request comes back when the queue is closed; dropping it fails its writes.
+        let _ = self.writer.send(Request::Write(jobs)).await;
     }
 
     /// Runs `f` on a read connection in a blocking task.
@@ -273,12 +329,8 @@ where
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(move |conn, alone| {
-        let result = if alone {
-            f(conn)
-        } else {
-            in_savepoint(conn, f)
-        };
+    let job: Job = Box::new(move |conn| {
+        let result = f(conn);
         let succeeded = result.is_ok();
         let reply: Reply = Box::new(move |batch| {
             let answer = match batch {
@@ -293,16 +345,55 @@ where
     (job, rx)
 }
 
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT request").map_err(db)?;
-    let result = f(conn);
-    let end = if result.is_ok() {
-        "RELEASE request"
-    } else {
-        "ROLLBACK TO request; RELEASE request"
-    };
-    conn.execute_batch(end).map_err(db)?;
-    result
+/// What a write that succeeded is told when another write of its request failed.
+const UNDONE: &str = "undone, as a write made together with it failed";
+
+/// What a write's reply is given besides the commit's outcome: `Err` when it was undone for
+/// another write of its request.
+type Told = std::result::Result<(), &'static str>;
+
+/// Runs a request's writes; when one fails, undoes them all (to the savepoint, or the whole
+/// transaction when the request is alone in it). Returns whether they all succeeded, and the
+/// replies with what each is told if they did not.
+fn run_request(conn: &Connection, jobs: Vec<Job>, savepoint: bool) -> (bool, Vec<(Reply, Told)>) {
+    if savepoint && let Err(e) = statement(conn, "SAVEPOINT request") {
+        tracing::error!(error = %e, "cannot start a savepoint; the write fails");
+        // Dropping the jobs answers their callers with an error.
+        return (false, Vec::new());
+    }
+    let results: Vec<(bool, Reply)> = jobs.into_iter().map(|job| job(conn)).collect();
+    let all = results.iter().all(|(succeeded, _)| *succeeded);
+    if savepoint {
+        let end = if all {
+            statement(conn, "RELEASE request")
+        } else {
+            statement(conn, "ROLLBACK TO request").and_then(|()| statement(conn, "RELEASE request"))
+        };
+        if let Err(e) = end {
+            tracing::error!(error = %e, "cannot end a savepoint");
+        }
+    }
+    let replies = results
+        .into_iter()
+        // A failed write reports its own error (`Ok` hands it through); the others, why they
+        // were undone.
+        .map(|(succeeded, reply)| {
+            (
+                reply,
+                if all || !succeeded {
+                    Ok(())
+                } else {
+                    Err(UNDONE)
+                },
+            )
+        })
+        .collect();
+    (all, replies)
+}
+
+/// Runs a statement the writer runs for every transaction, prepared once.
+fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// What the writer did, for the log.
@@ -317,45 +408,51 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Request>) -> WriterStat
     let mut queued = Vec::with_capacity(MAX_BATCH);
     let mut open = true;
     while open && rx.blocking_recv_many(&mut queued, MAX_BATCH) > 0 {
-        let mut jobs = Vec::with_capacity(queued.len());
+        let mut requests = Vec::with_capacity(queued.len());
         for request in queued.drain(..) {
             match request {
-                Request::Write(job) => jobs.push(job),
+                Request::Write(jobs) => requests.push(jobs),
                 Request::Close => open = false,
             }
         }
-        if jobs.is_empty() {
+        if requests.is_empty() {
             continue;
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = statement(conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs answers their callers with an error.
-            tracing::error!(error = %e, writes = jobs.len(), "cannot start a database transaction; the writes fail");
+            tracing::error!(error = %e, requests = requests.len(), "cannot start a database transaction; the writes fail");
             continue;
         }
-        // Most batches under a steady load hold one write; it needs no savepoint (which costs
-        // a copy of every page it touches), as a failure can undo the whole transaction.
-        let alone = jobs.len() == 1;
-        let (succeeded, replies): (Vec<bool>, Vec<Reply>) =
-            jobs.into_iter().map(|job| job(conn, alone)).unzip();
-        if alone && !succeeded[0] {
-            let _ = conn.execute_batch("ROLLBACK");
-            // Nothing else to commit: the caller gets its own error.
-            for reply in replies {
-                reply(Ok(()));
+        // Most batches under a steady load hold one request; it needs no savepoint (which
+        // costs a copy of every page it touches), as a failure can undo the whole transaction.
+        let alone = requests.len() == 1;
+        let mut writes = 0;
+        let mut replies = Vec::new();
+        let mut any_succeeded = false;
+        for jobs in requests {
+            writes += jobs.len() as u64;
+            let (succeeded, answers) = run_request(conn, jobs, !alone);
+            any_succeeded |= succeeded;
+            replies.extend(answers);
+        }
+        if !any_succeeded {
+            let _ = statement(conn, "ROLLBACK");
+            for (reply, told) in replies {
+                reply(told);
             }
             continue;
         }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| {
-            tracing::error!(error = %e, writes = replies.len(), "database commit failed; the writes fail");
-            let _ = conn.execute_batch("ROLLBACK");
+        let committed = statement(conn, "COMMIT").map_err(|e| {
+            tracing::error!(error = %e, requests = replies.len(), "database commit failed; the writes fail");
+            let _ = statement(conn, "ROLLBACK");
             e.to_string()
         });
         if committed.is_ok() {
-            stats.writes += replies.len() as u64;
+            stats.writes += writes;
             stats.transactions += 1;
         }
-        for reply in replies {
-            reply(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        for (reply, told) in replies {
+            reply(told.and(committed.as_ref().map(|_| ()).map_err(String::as_str)));
         }
     }
     stats

@@ -33,7 +33,7 @@ fn one_transaction_per_batch_and_failures_are_isolated() {
                 }
                 Ok(i)
             });
-            tx.try_send(Request::Write(job)).ok().unwrap();
+            tx.try_send(Request::Write(vec![job])).ok().unwrap();
             answer
         })
         .collect();
@@ -68,7 +68,7 @@ fn a_failing_write_alone_is_rolled_back() {
         c.execute("INSERT INTO t VALUES (1)", []).map_err(db)?;
         c.execute("INSERT INTO t VALUES (0)", []).map_err(db)
     });
-    tx.try_send(Request::Write(failing)).ok().unwrap();
+    tx.try_send(Request::Write(vec![failing])).ok().unwrap();
     drop(tx);
     let stats = writer_loop(&conn, rx);
     assert_eq!(stats.transactions, 0);
@@ -79,13 +79,118 @@ fn a_failing_write_alone_is_rolled_back() {
     assert_eq!(rows, 1);
 }
 
+/// The writes of one request commit together; when one fails, the others are undone too,
+/// and told why, while another request of the same batch commits.
+#[test]
+fn a_request_commits_or_fails_as_a_whole() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (0)")
+        .unwrap();
+    let insert =
+        |k: i64| job(move |c: &Connection| c.execute("INSERT INTO t VALUES (?1)", [k]).map_err(db));
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (first, mut first_answer) = insert(1);
+    let (duplicate, mut duplicate_answer) = insert(0);
+    let (other, mut other_answer) = insert(2);
+    tx.try_send(Request::Write(vec![first, duplicate]))
+        .ok()
+        .unwrap();
+    tx.try_send(Request::Write(vec![other])).ok().unwrap();
+    drop(tx);
+    assert_eq!(
+        writer_loop(&conn, rx),
+        WriterStats {
+            writes: 3,
+            transactions: 1
+        }
+    );
+    let undone = first_answer.try_recv().unwrap().unwrap_err().to_string();
+    assert!(undone.contains("undone"), "{undone}");
+    let failed = duplicate_answer
+        .try_recv()
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(failed.contains("UNIQUE"), "{failed}");
+    other_answer.try_recv().unwrap().unwrap();
+    let keys: Vec<i64> = conn
+        .prepare("SELECT k FROM t ORDER BY k")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect();
+    assert_eq!(keys, [0, 2]);
+
+    // Alone in its batch (no savepoint), a failing request is rolled back whole.
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (first, mut first_answer) = insert(3);
+    let (duplicate, _) = insert(0);
+    tx.try_send(Request::Write(vec![first, duplicate]))
+        .ok()
+        .unwrap();
+    drop(tx);
+    assert_eq!(writer_loop(&conn, rx).transactions, 0);
+    assert!(first_answer.try_recv().unwrap().is_err());
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
+}
+
+/// Writes deferred in a `PendingWrites` travel with the next write made through it: one
+/// request, one transaction. Once committed, it keeps nothing back.
+#[test]
+fn deferred_writes_join_the_next_write() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        .unwrap();
+    let insert = |k: i64| {
+        job(move |c: &Connection| {
+            c.execute("INSERT INTO t VALUES (?1)", [k])
+                .map(drop)
+                .map_err(db)
+        })
+    };
+    let pending = PendingWrites::new();
+    let (sender_copy, answer) = insert(1);
+    pending
+        .queue(sender_copy, Deferred::new("a test row", "alice", answer))
+        .ok()
+        .unwrap();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let mut jobs = pending.take_queued();
+    let (recipient_copy, mut recipient_answer) = insert(2);
+    jobs.push(recipient_copy);
+    tx.try_send(Request::Write(jobs)).ok().unwrap();
+    drop(tx);
+    assert_eq!(
+        writer_loop(&conn, rx),
+        WriterStats {
+            writes: 2,
+            transactions: 1
+        }
+    );
+    recipient_answer.try_recv().unwrap().unwrap();
+    let (left, deferred) = pending.close();
+    assert!(left.is_empty());
+    assert_eq!(deferred.len(), 1);
+    let (late, answer) = insert(3);
+    assert!(
+        pending
+            .queue(late, Deferred::new("a test row", "alice", answer))
+            .is_err(),
+        "a committed PendingWrites hands writes back to be made at once"
+    );
+}
+
 #[test]
 fn close_commits_what_came_before_it() {
     let conn = Connection::open_in_memory().unwrap();
     let (tx, rx) = mpsc::channel(QUEUE);
     let (before, mut committed) =
         job(|c: &Connection| c.execute_batch("CREATE TABLE t (k)").map_err(db));
-    tx.try_send(Request::Write(before)).ok().unwrap();
+    tx.try_send(Request::Write(vec![before])).ok().unwrap();
     tx.try_send(Request::Close).ok().unwrap();
     // The writer stops although the queue is still open.
     let stats = writer_loop(&conn, rx);
