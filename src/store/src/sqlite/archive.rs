@@ -8,14 +8,17 @@ use crate::{
     ArchiveOwners, ArchivePage, ArchivePrefs, ArchiveQuery, Archived, NewArchived, Result,
 };
 
-/// New ids stay above the indexed ones even when the newest rows were deleted, so every row
-/// past `indexed_up_to` is one the full-text index has yet to take.
+/// The id for a new row of `owner`'s archive, if `owner` exists. New ids stay above the indexed
+/// ones even when the newest rows were deleted, so every row past `indexed_up_to` is one the
+/// full-text index has yet to take. Apart from the insert: an `INSERT … SELECT` that reads its
+/// own table makes SQLite fill a temporary table first, a page cache per message.
+pub(super) const NEXT_ID: &str = "SELECT max((SELECT coalesce(max(id), 0) FROM archive), \
+    (SELECT indexed_up_to FROM archive_fts_progress)) + 1 \
+    WHERE EXISTS (SELECT 1 FROM accounts WHERE username = ?1) \
+    OR EXISTS (SELECT 1 FROM muc_rooms WHERE jid = ?1)";
 pub(super) const APPEND: &str = "INSERT INTO archive \
     (id, username, stanza_id, stamp, with_bare, with_resource, outgoing, body, stanza) \
-    SELECT max((SELECT coalesce(max(id), 0) FROM archive), \
-        (SELECT indexed_up_to FROM archive_fts_progress)) + 1, \
-    ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = ?1) \
-    OR EXISTS (SELECT 1 FROM muc_rooms WHERE jid = ?1)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 pub(super) const FTS_CATCH_UP: &str = "INSERT INTO archive_fts (rowid, body) \
     SELECT id, body FROM archive \
     WHERE id > (SELECT indexed_up_to FROM archive_fts_progress) AND body IS NOT NULL";
@@ -336,10 +339,19 @@ fn query(
 
 /// Archives `m` for `owner` unless it does not exist; returns whether it did.
 fn append(conn: &rusqlite::Connection, owner: &str, m: NewArchived) -> Result<bool> {
-    let n = conn
-        .prepare_cached(APPEND)
+    let id: Option<i64> = conn
+        .prepare_cached(NEXT_ID)
+        .map_err(db)?
+        .query_row([owner], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    let Some(id) = id else {
+        return Ok(false);
+    };
+    conn.prepare_cached(APPEND)
         .map_err(db)?
         .execute(rusqlite::params![
+            id,
             owner,
             m.stanza_id,
             m.stamp,
@@ -350,5 +362,5 @@ fn append(conn: &rusqlite::Connection, owner: &str, m: NewArchived) -> Result<bo
             m.stanza_xml
         ])
         .map_err(db)?;
-    Ok(n == 1)
+    Ok(true)
 }

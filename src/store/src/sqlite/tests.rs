@@ -283,6 +283,7 @@ fn queries_use_indexes() {
         muc::PUT_AFFILIATION,
         muc::DELETE_AFFILIATION,
         muc::DELETE_ROOM,
+        archive::NEXT_ID,
         archive::APPEND,
         archive::REPLACE,
         archive::FTS_CATCH_UP,
