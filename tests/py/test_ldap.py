@@ -1,6 +1,7 @@
 """Logins against a real OpenLDAP (Debian's slapd, started here with a small directory): users
 bind with their directory password (search-then-bind with a service account, or a DN template),
-a group filter decides who may log in, the directory going down fails new logins with
+a group filter decides who may log in, many logins at once share a few pooled connections that
+outlive a directory restart, the directory going down fails new logins with
 temporary-auth-failure while sessions stay up, and directory groups become shared roster
 groups; vCards carry the directory's name, mail, phone and photo."""
 
@@ -10,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -25,6 +27,7 @@ SERVICE_DN = f"cn=hearth,{BASE}"
 SERVICE_PW = "service-secret"
 # The smallest valid JPEG is not needed: the directory stores bytes, the vCard carries them.
 PHOTO = bytes(range(256)) * 4
+POOL_SIZE = 4
 
 pytestmark = pytest.mark.skipif(shutil.which("slapd") is None or not os.path.exists("/usr/sbin/slapd"),
                                 reason="needs Debian's slapd and ldap-utils (tests/py/install-deps.sh installs them)")
@@ -140,6 +143,7 @@ bind_password = "{password}"
 base_dn = "ou=people,{base}"
 user_filter = "(&(objectClass=inetOrgPerson)(uid={{user}})(memberOf=cn=xmpp,ou=groups,{base}))"
 timeout_secs = 2
+pool_size = {pool_size}
 [auth.ldap.groups]
 base_dn = "ou=groups,{base}"
 filter = "(&(objectClass=groupOfNames)(!(cn=xmpp)))"
@@ -156,7 +160,8 @@ def ldap(hearth_server):
     slapd.start()
     slapd.change(DIRECTORY, tool="ldapadd")
     os.mkdir(f"{workdir}/hearth")
-    extra = LDAP_SECTION.format(url=slapd.url, service=SERVICE_DN, password=SERVICE_PW, base=BASE)
+    extra = LDAP_SECTION.format(url=slapd.url, service=SERVICE_DN, password=SERVICE_PW, base=BASE,
+                                pool_size=POOL_SIZE)
     hearth = Server(hearth_server.binary, f"{workdir}/hearth", host=HEARTH_HOST, extra=extra,
                     registration=False)
     try:
@@ -193,6 +198,62 @@ def test_directory_passwords_and_the_group_filter(ldap):
             await c.close()
 
     run(scenario())
+
+
+def connections_to(slapd):
+    """Connections established to slapd's plain LDAP port, counted at the connecting end."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{LDAP_HOST}:{slapd.port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
+async def login_burst(hearth, count, resource):
+    """`count` logins at once, every fifth with a wrong password; returns their outcomes."""
+    users = [("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw")]
+    clients = []
+    for i in range(count):
+        user, password = users[i % len(users)]
+        wrong = i % 5 == 4
+        clients.append((Client(hearth, f"{user}@{hearth.domain}", "wrong" if wrong else password,
+                               resource=f"{resource}{i}"), wrong))
+    results = await asyncio.gather(*(c.login(presence=False, roster=False) for c, _ in clients))
+    for c, _ in clients:
+        await c.close()
+    return [(ok, wrong, [str(f) for f in c.auth_failures]) for (c, wrong), ok in zip(clients, results)]
+
+
+def test_concurrent_logins_share_pooled_connections_that_outlive_a_restart(ldap):
+    """20 logins at once, wrong passwords among them, bind on at most pool_size connections (plus
+    the service account's search connection); after slapd restarts, the pooled connections it
+    closed are replaced without a login failing."""
+    slapd, hearth = ldap
+
+    def check(outcomes):
+        for ok, wrong, failures in outcomes:
+            assert ok != wrong, (outcomes, hearth.log_tail())
+            if wrong:
+                assert "not-authorized" in failures[0], failures
+
+    peak = 0
+    watching = threading.Event()
+
+    def watch():
+        nonlocal peak
+        while not watching.wait(0.005):
+            peak = max(peak, connections_to(slapd))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        check(run(login_burst(hearth, 20, "burst")))
+    finally:
+        watching.set()
+        watcher.join()
+    assert 0 < peak <= POOL_SIZE + 1, peak
+    slapd.stop()
+    slapd.start()
+    check(run(login_burst(hearth, 10, "restarted")))
+    assert connections_to(slapd) <= POOL_SIZE + 1
 
 
 def test_a_directory_outage_fails_logins_but_not_sessions(ldap):

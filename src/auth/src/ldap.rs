@@ -1,19 +1,22 @@
 //! Logins against an LDAP directory (OpenLDAP, Active Directory) with `ldap3`, and what else
 //! the directory knows: users, groups (shared rosters) and vCard fields.
 //!
-//! A login binds as the user on a fresh connection: directly with a DN template
-//! (`uid={user},ou=people,…`, or `{user}@corp.example.org` for Active Directory), or after
-//! finding the user's entry with `user_filter` (search-then-bind). The filter also decides who
-//! may log in (a group, say). Searches run on one shared connection bound as the service account
-//! (or anonymously), reopened when it fails. SCRAM needs keys derived from the password, which
-//! a directory does not give out, so with LDAP the server offers PLAIN (inside TLS only).
+//! A login binds as the user: directly with a DN template (`uid={user},ou=people,…`, or
+//! `{user}@corp.example.org` for Active Directory), or after finding the user's entry with
+//! `user_filter` (search-then-bind). The filter also decides who may log in (a group, say).
+//! Binds run on a pool of at most `pool_size` connections kept open between logins, so a login
+//! seldom costs TCP and TLS handshakes with the directory; a pooled connection serves logins
+//! only (the bind, and with a DN template the user's read of their own entry). Searches run on
+//! one shared connection bound as the service account (or anonymously), reopened when it fails. SCRAM needs keys derived from the password, which a
+//! directory does not give out, so with LDAP the server offers PLAIN (inside TLS only).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
 use serde::Deserialize;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// `[auth.ldap]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +51,10 @@ pub struct LdapConfig {
     /// `temporary-auth-failure`.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Connections for user binds, kept open between logins: at most this many at once; a
+    /// login waits (within `timeout_secs`) for a free one. The search connection comes on top.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// Directory attributes shown in users' vCards; an empty name leaves that field out.
     #[serde(default)]
     pub vcard: VcardAttributes,
@@ -66,6 +73,10 @@ fn default_login_attribute() -> String {
 
 fn default_timeout() -> u64 {
     5
+}
+
+fn default_pool_size() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +150,73 @@ pub struct Directory {
     /// The shared search connection, bound as the service account; `None` until first used or
     /// after it failed.
     service: tokio::sync::Mutex<Option<Ldap>>,
+    /// The connections user binds run on.
+    binds: BindPool,
+}
+
+/// How long a bind connection may sit idle and still be reused: well under what directories
+/// and firewalls allow (Active Directory closes idle connections after 15 minutes), so a
+/// login seldom meets a connection closed behind hearth's back.
+const MAX_IDLE: Duration = Duration::from_secs(60);
+
+/// Connections for user binds: at most `pool_size` open, kept between logins.
+struct BindPool {
+    /// One permit for each connection that may be open (in use or idle).
+    slots: Semaphore,
+    /// Connections given back after a bind, the most recently used last.
+    idle: std::sync::Mutex<Vec<IdleConnection>>,
+}
+
+struct IdleConnection {
+    ldap: Ldap,
+    since: Instant,
+}
+
+impl BindPool {
+    fn new(size: usize) -> Self {
+        Self {
+            slots: Semaphore::new(size.min(Semaphore::MAX_PERMITS)),
+            idle: Default::default(),
+        }
+    }
+
+    /// The most recently used idle connection, if one is still open; connections the
+    /// directory closed or that sat idle too long are closed and left out.
+    fn take_idle(&self) -> Option<Ldap> {
+        let mut idle = self.idle.lock().expect("LDAP bind pool lock");
+        idle.retain_mut(|c| c.since.elapsed() < MAX_IDLE && !c.ldap.is_closed());
+        idle.pop().map(|c| c.ldap)
+    }
+}
+
+/// A bind connection in use. Dropping it closes the connection and frees its slot (after an
+/// error, or when a timed-out login is abandoned); `give_back` keeps it for the next login.
+struct Lease<'a> {
+    ldap: Ldap,
+    /// Taken from the idle ones rather than opened for this login.
+    reused: bool,
+    pool: &'a BindPool,
+    _slot: SemaphorePermit<'a>,
+}
+
+impl Lease<'_> {
+    fn give_back(self) {
+        let Lease { ldap, pool, .. } = self;
+        pool.idle
+            .lock()
+            .expect("LDAP bind pool lock")
+            .push(IdleConnection {
+                ldap,
+                since: Instant::now(),
+            });
+    }
+}
+
+/// Whether an operation failed because its connection, opened before, had been closed by the
+/// directory meanwhile (a restart, an idle limit): then it is worth one more try on a new
+/// connection. A directory that does not answer in time is not asked twice.
+fn closed_meanwhile(reused: bool, e: &LdapError) -> bool {
+    reused && !matches!(e, LdapError::Timeout { .. })
 }
 
 impl Directory {
@@ -174,8 +252,10 @@ impl Directory {
             cfg.bind_dn.is_some() == cfg.bind_password.is_some(),
             "auth.ldap.bind_dn and auth.ldap.bind_password must be set together"
         );
+        anyhow::ensure!(cfg.pool_size > 0, "auth.ldap.pool_size must be above 0");
         let tls = Arc::new(client_tls(cfg.ca_file.as_deref())?);
         Ok(Self {
+            binds: BindPool::new(cfg.pool_size),
             cfg,
             tls,
             service: Default::default(),
@@ -209,13 +289,13 @@ impl Directory {
         Ok(ldap)
     }
 
-    /// The search connection, opened and bound on first use.
-    async fn service(&self) -> Result<Ldap, DirectoryError> {
+    /// The search connection, opened and bound on first use, and whether it was open before.
+    async fn service(&self) -> Result<(Ldap, bool), DirectoryError> {
         let mut service = self.service.lock().await;
         if let Some(ldap) = service.as_mut()
             && !ldap.is_closed()
         {
-            return Ok(ldap.clone());
+            return Ok((ldap.clone(), true));
         }
         let mut ldap = self.connect().await?;
         if let (Some(dn), Some(password)) = (&self.cfg.bind_dn, &self.cfg.bind_password) {
@@ -233,10 +313,11 @@ impl Directory {
             }
         }
         *service = Some(ldap.clone());
-        Ok(ldap)
+        Ok((ldap, false))
     }
 
-    /// Runs a search on the shared connection; a failed connection is reopened next time.
+    /// Runs a search on the shared connection; a failed connection is reopened next time, or
+    /// at once if the directory had closed it.
     async fn search(
         &self,
         base: &str,
@@ -244,11 +325,22 @@ impl Directory {
         filter: &str,
         attrs: Vec<&str>,
     ) -> Result<Vec<SearchEntry>, DirectoryError> {
-        let mut ldap = self.service().await?;
-        let searched = ldap
+        let (mut ldap, reused) = self.service().await?;
+        let mut searched = ldap
             .with_timeout(self.timeout())
-            .search(base, scope, filter, attrs)
+            .search(base, scope, filter, attrs.clone())
             .await;
+        if let Err(e) = &searched
+            && closed_meanwhile(reused, e)
+        {
+            tracing::debug!(error = %e, "the LDAP search connection was closed; reconnecting");
+            self.service.lock().await.take();
+            (ldap, _) = self.service().await?;
+            searched = ldap
+                .with_timeout(self.timeout())
+                .search(base, scope, filter, attrs)
+                .await;
+        }
         match searched {
             Ok(result) => match result.success() {
                 Ok((entries, _)) => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
@@ -309,17 +401,25 @@ impl Directory {
                 }
             }
         };
-        let mut ldap = self.connect().await?;
-        let bound = ldap
-            .simple_bind(&dn, password)
-            .await
-            .map_err(|e| self.error(format!("bind failed: {e}")))?;
+        let mut lease = self.bind_connection().await?;
+        let bound = match lease.ldap.simple_bind(&dn, password).await {
+            Err(e) if closed_meanwhile(lease.reused, &e) => {
+                tracing::debug!(error = %e, "a pooled LDAP connection was closed; binding on a new one");
+                lease.ldap = self.connect().await?;
+                lease.ldap.simple_bind(&dn, password).await
+            }
+            bound => bound,
+        }
+        .map_err(|e| self.error(format!("bind failed: {e}")))?;
         let allowed = match bound.rc {
             0 if self.cfg.user_dn.is_some() => {
                 // Bound by template: the filter still decides who may log in, read as the
                 // user on their own entry.
                 let filter = self.user_filter(username);
-                let own = ldap.search(&dn, Scope::Base, &filter, vec!["1.1"]).await;
+                let own = lease
+                    .ldap
+                    .search(&dn, Scope::Base, &filter, vec!["1.1"])
+                    .await;
                 match own.map(|r| r.success()) {
                     Ok(Ok((entries, _))) => !entries.is_empty(),
                     Ok(Err(_)) => false,
@@ -334,8 +434,30 @@ impl Directory {
                 false
             }
         };
-        let _ = ldap.unbind().await;
+        // Whoever the connection is now bound as, the next login's bind replaces it.
+        lease.give_back();
         Ok(allowed)
+    }
+
+    /// A connection for a user bind: an idle one, else a new one while fewer than `pool_size`
+    /// are open, else the first one given back (the caller's timeout bounds the wait).
+    async fn bind_connection(&self) -> Result<Lease<'_>, DirectoryError> {
+        let slot = self
+            .binds
+            .slots
+            .acquire()
+            .await
+            .expect("the bind pool's semaphore is never closed");
+        let (ldap, reused) = match self.binds.take_idle() {
+            Some(ldap) => (ldap, true),
+            None => (self.connect().await?, false),
+        };
+        Ok(Lease {
+            ldap,
+            reused,
+            pool: &self.binds,
+            _slot: slot,
+        })
     }
 
     /// Usernames of everyone allowed to log in.
@@ -460,4 +582,163 @@ fn client_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::Clien
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// LDAPResult success, after the protocolOp's tag.
+    const SUCCESS: [u8; 8] = [0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00];
+
+    /// A directory on loopback that lets everyone bind and finds every entry searched for; with
+    /// `first_dies`, it closes its first connection when that one gets its second bind (as a
+    /// restarted directory's connection turns out dead on its next use). Counts connections.
+    async fn fake_directory(first_dies: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ldap://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(serve(stream, first_dies && first));
+            }
+        });
+        (url, accepted)
+    }
+
+    async fn serve(mut stream: TcpStream, dies_at_second_bind: bool) {
+        let mut binds = 0;
+        while let Some(message) = read_message(&mut stream).await {
+            let (_, contents, _) = split_tlv(&message);
+            let (id, _, rest) = split_tlv(contents);
+            let (op, body, _) = split_tlv(rest);
+            let replies = match op[0] {
+                // BindRequest
+                0x60 => {
+                    binds += 1;
+                    if dies_at_second_bind && binds == 2 {
+                        return;
+                    }
+                    vec![[&[0x61][..], &SUCCESS].concat()]
+                }
+                // SearchRequest: its base DN (the first field) is the entry found.
+                0x63 => {
+                    let (_, dn, _) = split_tlv(body);
+                    let entry = [
+                        &[0x64, 4 + dn.len() as u8, 0x04, dn.len() as u8],
+                        dn,
+                        &[0x30, 0],
+                    ];
+                    vec![entry.concat(), [&[0x65][..], &SUCCESS].concat()]
+                }
+                _ => return,
+            };
+            for op in replies {
+                let len = (id.len() + op.len()) as u8;
+                let message = [&[0x30, len][..], id, &op].concat();
+                stream.write_all(&message).await.unwrap();
+            }
+        }
+    }
+
+    /// The next LDAPMessage, whole.
+    async fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut message = vec![0u8; 2];
+        stream.read_exact(&mut message).await.ok()?;
+        let length_bytes = usize::from(message[1]).saturating_sub(0x80);
+        message.resize(2 + length_bytes, 0);
+        stream.read_exact(&mut message[2..]).await.ok()?;
+        let (start, len) = header(&message);
+        message.resize(start + len, 0);
+        stream.read_exact(&mut message[start..]).await.ok()?;
+        Some(message)
+    }
+
+    /// (where the contents of the BER element at the start of `ber` begin, their length).
+    fn header(ber: &[u8]) -> (usize, usize) {
+        match ber[1] {
+            short @ 0..0x80 => (2, usize::from(short)),
+            long => {
+                let start = 2 + usize::from(long - 0x80);
+                let len = ber[2..start]
+                    .iter()
+                    .fold(0, |n, b| n << 8 | usize::from(*b));
+                (start, len)
+            }
+        }
+    }
+
+    /// (the BER element at the start of `ber`, its contents, what follows it).
+    fn split_tlv(ber: &[u8]) -> (&[u8], &[u8], &[u8]) {
+        let (start, len) = header(ber);
+        (
+            &ber[..start + len],
+            &ber[start..start + len],
+            &ber[start + len..],
+        )
+    }
+
+    fn directory(url: String, pool_size: usize) -> Directory {
+        Directory::new(LdapConfig {
+            url,
+            starttls: false,
+            ca_file: None,
+            user_dn: Some("uid={user},ou=people,dc=example,dc=org".into()),
+            bind_dn: None,
+            bind_password: None,
+            base_dn: "ou=people,dc=example,dc=org".into(),
+            user_filter: default_user_filter(),
+            login_attribute: default_login_attribute(),
+            timeout_secs: 5,
+            pool_size,
+            vcard: VcardAttributes::default(),
+            groups: None,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_directory_closed_is_replaced_within_the_login() {
+        let (url, accepted) = fake_directory(true).await;
+        let directory = directory(url, 1);
+        assert!(directory.login("alice", "secret").await.unwrap());
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // The pooled connection dies at this bind: the login goes on on a new one.
+        assert!(directory.login("bob", "secret").await.unwrap());
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert!(directory.login("carol", "secret").await.unwrap());
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_logins_share_at_most_pool_size_connections() {
+        let (url, accepted) = fake_directory(false).await;
+        let directory = Arc::new(directory(url, 2));
+        let mut logins = tokio::task::JoinSet::new();
+        for i in 0..10 {
+            let directory = directory.clone();
+            logins.spawn(async move { directory.login(&format!("user{i}"), "secret").await });
+        }
+        while let Some(allowed) = logins.join_next().await {
+            assert!(allowed.unwrap().unwrap());
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn pool_size_must_be_above_zero() {
+        let cfg = LdapConfig {
+            pool_size: 0,
+            ..directory("ldap://127.0.0.1".into(), 1).cfg
+        };
+        let refused = Directory::new(cfg).err().unwrap();
+        assert_eq!(refused.to_string(), "auth.ldap.pool_size must be above 0");
+    }
 }
