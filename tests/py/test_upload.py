@@ -1,7 +1,7 @@
 """HTTP File Upload (XEP-0363) as clients use it: slixmpp finds the service through disco and
 asks for slots (by hand: its xep_0363 plugin needs aiohttp, which the test venv does not have), the files go up and come back over HTTPS (Python's http.client and the real
 `curl`), checked byte for byte; refusals leave nothing on disk; expiry, deleted accounts and
-broken uploads are swept.
+broken uploads are swept; upload URLs outlive a restart.
 
 Slot URLs name the server's domain (localhost) while it listens on its own loopback address,
 so connections go to that address with the TLS name `localhost` (curl: `--resolve`)."""
@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import ssl
+import stat
 import subprocess
 import tempfile
 import time
@@ -34,6 +35,7 @@ GATEWAY_HOST = "127.0.0.63"
 GATEWAY = "gateway.localhost"
 GATEWAY_SECRET = "gateway-secret"
 SHORT_HOST = "127.0.0.61"
+RESTART_HOST = "127.0.0.64"
 
 
 def upload_server(binary, host, config):
@@ -430,3 +432,26 @@ def test_expired_slot_and_expired_file(short):
     while files_of(short, put_url) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert files_of(short, put_url) == []
+
+
+def test_upload_urls_outlive_a_restart_and_a_damaged_key_stops_the_start(hearth_server):
+    """The key signing upload URLs is kept in data_dir (mode 0600): a slot handed out just before
+    a restart takes its upload after it. A key file that is not one stops the start, saying
+    which file and what to do."""
+    srv, workdir = upload_server(hearth_server.binary, RESTART_HOST, "")
+    try:
+        data = os.urandom(10_000)
+        put_url, get_url = get_slot(srv, "across.bin", len(data))
+        key_file = srv.dir / "data" / "upload-signing.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        srv.restart()
+        assert put(srv, put_url, data) == 201
+        assert request(srv, "GET", get_url)[2] == data
+        key_file.write_text("not a key\n")
+        with pytest.raises(RuntimeError) as refused:
+            srv.restart()
+        assert f"{key_file} is not an upload signing key" in str(refused.value), refused.value
+        assert "delete it" in str(refused.value)
+    finally:
+        srv.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

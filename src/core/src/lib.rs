@@ -9,6 +9,7 @@ pub mod config;
 pub mod csi;
 pub mod datetime;
 pub mod dns;
+pub mod files;
 pub mod http;
 pub mod jid;
 pub mod module;

@@ -142,6 +142,7 @@ pub(crate) type StateImportFn = Arc<dyn Fn(&crate::session::Session, &str) + Sen
 pub(crate) type ShutdownFn = Arc<dyn Fn(Arc<Server>) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type ServiceFn = Arc<dyn Fn(Context, Stanza) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type WorkerFn = Box<dyn FnOnce(Arc<Server>) -> BoxFuture<anyhow::Result<()>> + Send>;
+pub(crate) type StartFn = Box<dyn FnOnce(&Config) -> anyhow::Result<()> + Send + Sync>;
 pub(crate) type ListenerFn =
     Box<dyn FnOnce(Arc<Server>, Vec<tokio::net::TcpListener>) -> BoxFuture<()> + Send>;
 
@@ -178,6 +179,7 @@ pub struct Registrations {
     /// Service domains (such as a MUC service) and who takes every stanza addressed to them.
     pub(crate) services: std::collections::HashMap<String, ServiceFn>,
     pub(crate) workers: std::sync::Mutex<Vec<(&'static str, WorkerFn)>>,
+    pub(crate) on_start: Vec<StartFn>,
     pub(crate) listeners: std::sync::Mutex<Vec<ModuleListener>>,
     pub(crate) on_shutdown: Vec<ShutdownFn>,
     pub features: Vec<(DiscoScope, String)>,
@@ -327,6 +329,16 @@ impl<'a> Registrar<'a> {
             .lock()
             .expect("workers lock")
             .push((name, Box::new(move |s| Box::pin(f(s)))));
+    }
+
+    /// Runs once as the server starts, before it serves (not when a command such as `hearth
+    /// xeps` only loads the modules): for what a module keeps in `data_dir`. An error stops
+    /// the start.
+    pub fn on_start<F>(&mut self, f: F)
+    where
+        F: FnOnce(&Config) -> anyhow::Result<()> + Send + Sync + 'static,
+    {
+        self.regs.on_start.push(Box::new(f));
     }
 
     /// TCP listeners on `addrs`, bound at startup with the server's own (an address in use

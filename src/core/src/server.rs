@@ -39,6 +39,9 @@ impl Server {
         tls: Tls,
         mut regs: Registrations,
     ) -> anyhow::Result<Arc<Self>> {
+        for start in std::mem::take(&mut regs.on_start) {
+            start(&config)?;
+        }
         crate::component::register(&config.components, &mut regs)?;
         let auth = &config.auth;
         let throttle = hearth_auth::Throttle::new(

@@ -437,26 +437,11 @@ fn generate_self_signed(domain: &str, cert: &Path, key: &Path) -> anyhow::Result
         .context("cannot sign the self-signed certificate")?;
     // The key first: a crash before the certificate is written leaves no certificate, so the
     // next start generates both again.
-    write_private(key, signing_key.serialize_pem().as_bytes())?;
+    crate::files::write_private(key, signing_key.serialize_pem().as_bytes())?;
     std::fs::write(cert, generated.pem())
         .with_context(|| format!("cannot write {}", cert.display()))?;
     tracing::warn!(certificate = %cert.display(), "generated a self-signed certificate for {domain}");
     Ok(())
-}
-
-/// Writes a file readable by its owner only (created with mode 0600, never world-readable).
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// RFC 5929 §4.1: SHA-256, unless the certificate is signed with SHA-384 or SHA-512 (then that

@@ -123,7 +123,7 @@ impl FileUpload {
             Ok(_) => return Err(Refusal::new(StatusCode::NOT_FOUND, "no such upload slot")),
             Err(e) => return Err(internal("cannot read the upload slot", e)),
         };
-        if !token_valid(&self.key, &slot, token) {
+        if !token_valid(self.signing_key(), &slot, token) {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "the upload URL is not valid",

@@ -6,6 +6,7 @@
 //! whose row is gone (deleted accounts) and partial uploads left behind.
 
 mod http;
+mod signing_key;
 mod slot;
 mod sweep;
 
@@ -15,7 +16,7 @@ pub(crate) use slot::percent_encode;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use hearth_core::http::metrics::GaugeFn;
 use hearth_core::jid::Jid;
@@ -88,9 +89,9 @@ pub struct FileUpload {
     dir: PathBuf,
     /// `{http base URL}/upload`, where slot URLs point.
     url_prefix: String,
-    /// Signs PUT URLs. New at each start: a slot still open at a restart cannot be used, and
-    /// its client asks for another.
-    key: [u8; 32],
+    /// Signs PUT URLs; read from `data_dir` when the server starts (made there on first
+    /// start), so a slot handed out before a restart can be used after it.
+    key: OnceLock<signing_key::SigningKey>,
     /// Slots whose PUT is under way, so a second PUT at the same time is refused.
     receiving: Mutex<HashSet<String>>,
     files_received: Counter,
@@ -164,13 +165,19 @@ impl Module for FileUpload {
             cfg,
             dir,
             url_prefix,
-            key: rand::random(),
+            key: OnceLock::new(),
             receiving: Mutex::default(),
             files_received: Counter::default(),
             bytes_received: Counter::default(),
             bytes_stored: Arc::default(),
         });
         this.register_metrics(reg);
+        let keeper = this.clone();
+        reg.on_start(move |config| {
+            let key = signing_key::load_or_create(&config.data_dir)?;
+            keeper.key.get_or_init(|| key);
+            Ok(())
+        });
         let service = this.clone();
         reg.service(&domain, move |cx, st| {
             let service = service.clone();
@@ -210,6 +217,12 @@ pub fn file_url(config: &hearth_core::config::Config, id: &str, filename: &str) 
 }
 
 impl FileUpload {
+    fn signing_key(&self) -> &signing_key::SigningKey {
+        self.key
+            .get()
+            .expect("the upload signing key is read before the server serves")
+    }
+
     fn register_metrics(&self, reg: &mut Registrar) {
         let metrics = reg.metrics();
         metrics.register(

@@ -85,7 +85,7 @@ impl FileUpload {
             slot.id,
             percent_encode(&slot.filename)
         );
-        let put = format!("{get}?token={}", token(&self.key, &slot));
+        let put = format!("{get}?token={}", token(self.signing_key(), &slot));
         let url =
             |name: &str, url: String| Element::builder(name, NS).attr(ncname("url"), url).build();
         Ok(Element::builder("slot", NS)
