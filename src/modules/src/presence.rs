@@ -6,10 +6,12 @@
 //! side (`presence/{bare,full}`, for a local account) are handled independently, so the same code
 //! serves a contact on this server and, once federation exists, on another one. The subscription
 //! rules are two pure functions, [`outbound_transition`] and [`inbound_transition`]; the hooks
-//! load the state, apply the effects and store the result. Fires [`INITIAL_EVENT`].
+//! load the state, apply the effects and store the result. A request may come approved in
+//! advance by a token the user handed out (XEP-0379), which a [`SubscriptionApprover`] checks.
+//! Fires [`INITIAL_EVENT`].
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hearth_core::jid::Jid;
 use hearth_core::module::{Module, Registrar, SessionEvent, Spec, SupportStatus};
@@ -29,7 +31,34 @@ use crate::roster;
 /// messages.
 pub const INITIAL_EVENT: &str = "presence/initial";
 
-pub struct Presence;
+pub struct Presence {
+    approval: Arc<SubscriptionApproval>,
+}
+
+/// Approves subscription requests on the user's behalf when they carry what the user handed
+/// out for it (an invitation token, XEP-0379); the invite module provides one through
+/// [`SubscriptionApproval`].
+#[async_trait::async_trait]
+pub trait SubscriptionApprover: Send + Sync + 'static {
+    /// Whether `request`, a subscription request from `contact` that `user` has neither
+    /// granted nor pre-approved, is approved on their behalf. Approving may use up what the
+    /// request carried.
+    async fn approves(&self, server: &Server, user: &str, contact: &Jid, request: &Stanza) -> bool;
+}
+
+/// Where a module puts its [`SubscriptionApprover`] (`Registrar::shared`); read for each
+/// request, so it may load after this module.
+#[derive(Default)]
+pub struct SubscriptionApproval(pub OnceLock<Arc<dyn SubscriptionApprover>>);
+
+impl SubscriptionApproval {
+    async fn approves(&self, server: &Server, user: &str, contact: &Jid, request: &Stanza) -> bool {
+        match self.0.get() {
+            Some(approver) => approver.approves(server, user, contact, request).await,
+            None => false,
+        }
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,8 +82,13 @@ impl Module for Presence {
         ] {
             reg.hook(event, 0, |cx, st| async move { outbound(cx, st).await });
         }
+        let this = Arc::new(Presence {
+            approval: reg.shared::<SubscriptionApproval>(),
+        });
         for event in ["presence/bare", "presence/full"] {
-            reg.hook(event, 0, |cx, st| async move { inbound(cx, st).await });
+            reg.hook_with(event, 0, &this, |presence, cx, st| async move {
+                inbound(cx, st, &presence.approval).await
+            });
         }
         reg.on_session(|server, event| async move {
             if let SessionEvent::Closed {
@@ -66,7 +100,7 @@ impl Module for Presence {
                 session_closed(&server, &session, was_available).await;
             }
         });
-        Ok(Arc::new(Presence))
+        Ok(this)
     }
 }
 
@@ -127,6 +161,9 @@ pub struct Effects {
     /// Send unavailable presence from the user's resources to the contact, who may no longer
     /// see it.
     pub send_unavailable: bool,
+    /// Send the contact a subscription request from the user (XEP-0379 §3.5: an invitation
+    /// makes the subscription mutual).
+    pub ask_back: bool,
 }
 
 fn with_to(s: Subscription, on: bool) -> Subscription {
@@ -250,6 +287,19 @@ pub fn inbound_transition(state: State, type_: SubscriptionType) -> (State, Effe
         }
         Unsubscribed => {}
     }
+    (next, fx)
+}
+
+/// XEP-0379 §3.5: a request approved on the user's behalf is granted as if pre-approved, and
+/// the user asks for the contact's presence in return unless they have it or asked already.
+pub fn approved_on_behalf_transition(state: State) -> (State, Effects) {
+    let pre_approved = State {
+        approved: true,
+        ..state
+    };
+    let (mut next, mut fx) = inbound_transition(pre_approved, SubscriptionType::Subscribe);
+    fx.ask_back = !has_to(next.subscription) && !next.ask;
+    next.ask |= fx.ask_back;
     (next, fx)
 }
 
@@ -659,7 +709,7 @@ async fn session_closed(server: &Arc<Server>, session: &Arc<Session>, was_availa
 }
 
 /// Presence for a local account (the recipient's side).
-async fn inbound(cx: Context, st: Stanza) -> Flow {
+async fn inbound(cx: Context, st: Stanza, approval: &SubscriptionApproval) -> Flow {
     let (Some(to), Some(from)) = (st.to().cloned(), st.from().cloned()) else {
         tracing::debug!("not delivering presence: it lacks 'to' or 'from'");
         return Flow::Stop;
@@ -673,7 +723,8 @@ async fn inbound(cx: Context, st: Stanza) -> Flow {
         Some(t) => {
             if let Some(type_) = SubscriptionType::parse(t) {
                 // A subscription stanza to a full JID counts as sent to the bare JID (§3.1.3).
-                subscription_in(&cx, &user, &to.to_bare(), &from.to_bare(), type_, st).await;
+                let (account, contact) = (to.to_bare(), from.to_bare());
+                subscription_in(&cx, approval, &user, &account, &contact, type_, st).await;
             }
         }
     }
@@ -724,6 +775,7 @@ async fn probe(cx: &Context, user: &str, account: &Jid, from: &Jid) {
 
 async fn subscription_in(
     cx: &Context,
+    approval: &SubscriptionApproval,
     user: &str,
     account: &Jid,
     contact: &Jid,
@@ -755,7 +807,15 @@ async fn subscription_in(
     let Some((item, before)) = load(cx, user, &key).await else {
         return;
     };
-    let (next, fx) = inbound_transition(before, type_);
+    let mut answer = inbound_transition(before, type_);
+    // Only a request that would wait for the user is worth a look for a token.
+    if type_ == SubscriptionType::Subscribe
+        && !answer.1.auto_approve
+        && approval.approves(&cx.server, user, contact, &st).await
+    {
+        answer = approved_on_behalf_transition(before);
+    }
+    let (next, fx) = answer;
     st.set_from(Some(contact.clone()));
     st.set_to(Some(account.clone()));
     if next.pending_in && !before.pending_in {
@@ -800,6 +860,15 @@ async fn subscription_in(
     }
     if fx.send_presence {
         send_current_presence(&cx.server, account, contact, false).await;
+    }
+    if fx.ask_back {
+        cx.server
+            .route(presence(
+                Some("subscribe"),
+                account.clone(),
+                contact.clone(),
+            ))
+            .await;
     }
     if fx.send_unavailable {
         send_unavailable_from_all(&cx.server, account, contact).await;
@@ -961,7 +1030,8 @@ mod tests {
                     forward: false,
                     auto_approve: true,
                     send_presence: true,
-                    send_unavailable: false
+                    send_unavailable: false,
+                    ask_back: false,
                 },
                 "{s}"
             );
@@ -1001,6 +1071,34 @@ mod tests {
         // Approving an actual request clears a stale pre-approval too.
         let (next, _) = outbound_transition(approved("None+In"), Subscribed);
         assert_eq!(next, state("From"));
+    }
+
+    /// XEP-0379: a request approved with a token is granted, waiting or not, and the user asks
+    /// back only without a subscription to the contact or a request of their own.
+    #[test]
+    fn approval_on_the_users_behalf_asks_back() {
+        for (before, after, ask_back) in [
+            ("None", "From+Out", true),
+            ("None+In", "From+Out", true),
+            ("None+Out", "From+Out", false),
+            ("None+Out+In", "From+Out", false),
+            ("To", "Both", false),
+            ("To+In", "Both", false),
+        ] {
+            let (next, fx) = approved_on_behalf_transition(state(before));
+            assert_eq!(next, state(after), "{before}");
+            assert_eq!(
+                fx,
+                Effects {
+                    forward: false,
+                    auto_approve: true,
+                    send_presence: true,
+                    send_unavailable: false,
+                    ask_back,
+                },
+                "{before}"
+            );
+        }
     }
 
     #[test]
