@@ -98,7 +98,8 @@ enum UserAction {
 enum InviteAction {
     /// Create an invitation and print its page's link, its xmpp: link and a QR code of it.
     Create {
-        /// How many accounts it may create.
+        /// How many accounts it may create (with --contact, a subscription request that
+        /// carries it counts as one).
         #[arg(long, default_value_t = 1)]
         uses: u32,
         /// Days it stays valid (default: modules.invite.lifetime_secs).
@@ -107,7 +108,8 @@ enum InviteAction {
         /// The username the account gets; an existing account's sets a new password for it.
         #[arg(long)]
         user: Option<String>,
-        /// An account that becomes a mutual contact of each account created.
+        /// An account that becomes a mutual contact of each account created; without --user,
+        /// also of an existing account that sends the token with a subscription request.
         #[arg(long)]
         contact: Option<String>,
         /// A note for the list: for whom, why.

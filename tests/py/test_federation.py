@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from dnslib import QTYPE, RCODE, RR, SRV, A
 from dnslib.server import BaseResolver, DNSServer
 
 from conftest import Server, free_ports, terminate
+from test_invite import is_from, pushed, subscribe_with_token
 from test_slixmpp import Client, next_item, run
 
 DNS_HOST = "127.0.0.40"
@@ -457,6 +459,31 @@ def test_presence_subscription_across_servers(federation):
                         what="alice's new status at the peer")
 
     with_users(federation, "sub", scenario)
+
+
+def test_invitation_token_from_the_peer_approves_the_subscription(federation):
+    """XEP-0379: bob, with an account on the peer, opens alice's contact invitation; his
+    request reaches hearth over s2s and is approved for alice, who asks back."""
+    hearth, _ = federation
+
+    async def scenario(u):
+        alice, bob, alice_jid, bob_jid = u.alice, u.bob, u.alice_jid, u.bob_jid
+        r = hearth.cli("invite", "create", "--contact", alice_jid.split("@")[0])
+        assert r.returncode == 0, r.stderr
+        token = re.search(r"preauth=([A-Za-z0-9]+)", r.stdout).group(1)
+        subscribe_with_token(bob, alice_jid, token)
+        await next_item(bob.subscriptions, is_from("subscribed", alice_jid),
+                        what="the approval from hearth")
+        await next_item(bob.subscriptions, is_from("subscribe", alice_jid),
+                        what="alice's request back")
+        push = await next_item(alice.roster_pushes, pushed(bob_jid), what="alice's roster push")
+        assert push["roster"]["items"][bob_jid]["subscription"] == "from"
+        bob.send_presence(pto=alice_jid, ptype="subscribed")
+        await next_item(alice.subscriptions, is_from("subscribed", bob_jid), what="bob's approval")
+        assert (await alice.roster_from_server())[bob_jid]["subscription"] == "both"
+        assert (await bob.roster_from_server())[alice_jid]["subscription"] == "both"
+
+    with_users(federation, "preauth", scenario)
 
 
 def test_rooms_on_each_server_with_occupants_from_both(federation):

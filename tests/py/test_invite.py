@@ -3,7 +3,9 @@ creates them, the landing page is fetched over HTTPS, and a client registers on 
 the way Conversations does — `<preauth xmlns='urn:xmpp:pars:0'/>`, then the XEP-0077 form —
 spoken as raw XML over direct TLS, since slixmpp has no preauth support. In-band registration
 is off on this server: only a token opens it. Contact invitations come from the ad-hoc
-command `urn:xmpp:invite#invite`, driven with slixmpp's xep_0050."""
+command `urn:xmpp:invite#invite`, driven with slixmpp's xep_0050. Someone who already has an
+account sends the token with a subscription request instead (XEP-0379), which the server
+approves for the inviter."""
 
 import re
 import shutil
@@ -14,6 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from slixmpp.exceptions import IqError
+from slixmpp.xmlstream import ET as SliET
 
 from conftest import Server
 from test_admin import client, run_command
@@ -27,6 +30,7 @@ NS_CLIENT = "jabber:client"
 NS_REGISTER = "jabber:iq:register"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_DATA = "jabber:x:data"
+NS_PARS = "urn:xmpp:pars:0"
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +325,131 @@ def test_create_account_is_for_administrators(srv):
     assert registered.get("type") == "result", ET.tostring(registered)
     assert run(logs_in(srv, name))
     assert "invitation created" in srv.log() and "account registered with an invitation" in srv.log()
+
+
+def subscribe_with_token(c, to, token):
+    """A subscription request carrying an invitation token, as Conversations sends it when it
+    opens a `?roster;preauth=` link with an existing account (XEP-0379 §3.4)."""
+    request = c.make_presence(pto=to, ptype="subscribe")
+    request.append(SliET.fromstring(f"<preauth xmlns='{NS_PARS}' token='{token}'/>"))
+    request.send()
+
+
+def is_from(kind, jid):
+    return lambda p: p["type"] == kind and p["from"].bare == jid
+
+
+def pushed(jid):
+    return lambda iq: jid in [str(j) for j in iq["roster"]["items"]]
+
+
+async def contact_invitation(c):
+    """The token of a new contact invitation from `c` (the ad-hoc command: one use)."""
+    cmd = await run_command(c, "urn:xmpp:invite#invite")
+    return re.search(r"preauth=([A-Za-z0-9]+)", result_fields(cmd)["uri"]).group(1)
+
+
+async def logged_in(srv, prefix):
+    jid, password = srv.new_account(prefix)
+    c = client(srv, jid, password)
+    assert await c.login()
+    return jid, c
+
+
+async def waits_for_the_user(inviter, inviter_jid, requester, requester_jid, token):
+    """`requester` sends `token` with a request that the inviter gets to answer as usual."""
+    subscribe_with_token(requester, inviter_jid, token)
+    await next_item(inviter.subscriptions, is_from("subscribe", requester_jid),
+                    what="the request at the inviter's client")
+    await requester.ping()
+    assert requester.subscriptions.empty(), "nobody answered for the inviter"
+    item = (await inviter.roster_from_server()).get(requester_jid)
+    assert item is None or item["subscription"] == "none", item
+
+
+def test_subscription_request_with_the_token_is_approved_for_the_inviter(srv):
+    async def scenario():
+        alice, a = await logged_in(srv, "inviter")
+        bob, b = await logged_in(srv, "scanner")
+        token = await contact_invitation(a)
+
+        subscribe_with_token(b, alice, token)
+        await next_item(b.subscriptions, is_from("subscribed", alice), what="the approval")
+        await next_item(b.presences, lambda p: p["from"].bare == alice, what="alice's presence")
+        await next_item(b.subscriptions, is_from("subscribe", alice), what="alice's request back")
+        push = await next_item(a.roster_pushes, pushed(bob), what="the roster push of the new contact")
+        item = push["roster"]["items"][bob]
+        assert (item["subscription"], item["ask"]) == ("from", "subscribe")
+        assert item["name"] == "", "no name the requester could have chosen"
+        await a.ping()
+        assert a.subscriptions.empty(), "alice was not asked"
+
+        # Bob accepts alice's request: mutual contacts.
+        b.send_presence(pto=alice, ptype="subscribed")
+        await next_item(a.subscriptions, is_from("subscribed", bob), what="bob's approval")
+        await a.ping()
+        await b.ping()
+        assert (await a.roster_from_server())[bob]["subscription"] == "both"
+        assert (await b.roster_from_server())[alice]["subscription"] == "both"
+
+        # The invitation had one use: the next one asks alice.
+        carol, c = await logged_in(srv, "latecomer")
+        await waits_for_the_user(a, alice, c, carol, token)
+        for x in (a, b, c):
+            await x.close()
+        return token
+
+    token = run(scenario())
+    assert "subscription approved with an invitation" in srv.log()
+    listed = next(line for line in srv.cli("invite", "list").stdout.splitlines() if line.startswith(token))
+    assert "used up" in listed
+
+
+def test_a_token_that_is_not_valid_leaves_the_request_to_the_user(srv):
+    async def scenario():
+        alice, a = await logged_in(srv, "inviter")
+        user = alice.split("@")[0]
+        expired, _, _, _ = create(srv, "--contact", user, "--expires", "0")
+        revoked, _, _, _ = create(srv, "--contact", user)
+        assert srv.cli("invite", "revoke", revoked).returncode == 0
+        for token in ("x" * 24, "not a token", expired, revoked):
+            requester, r = await logged_in(srv, "stranger")
+            await waits_for_the_user(a, alice, r, requester, token)
+            await r.close()
+        await a.close()
+
+    run(scenario())
+
+
+def test_a_token_approves_requests_to_its_inviter_only(srv):
+    async def scenario():
+        alice, a = await logged_in(srv, "inviter")
+        dave, d = await logged_in(srv, "other")
+        bob, b = await logged_in(srv, "scanner")
+        token = await contact_invitation(a)
+        # Sent to dave, alice's token is nothing special, and it is not used up.
+        await waits_for_the_user(d, dave, b, bob, token)
+        subscribe_with_token(b, alice, token)
+        await next_item(b.subscriptions, is_from("subscribed", alice), what="alice's approval")
+        for x in (a, b, d):
+            await x.close()
+
+    run(scenario())
+
+
+def test_multi_use_contact_invitation_approves_that_many_requests(srv):
+    async def scenario():
+        alice, a = await logged_in(srv, "inviter")
+        token, _, uri, _ = create(srv, "--contact", alice.split("@")[0], "--uses", "2")
+        assert uri == f"xmpp:{alice}?roster;preauth={token};ibr=y"
+        for _ in range(2):
+            requester, r = await logged_in(srv, "team")
+            subscribe_with_token(r, alice, token)
+            await next_item(r.subscriptions, is_from("subscribed", alice), what="the approval")
+            await r.close()
+        requester, r = await logged_in(srv, "team")
+        await waits_for_the_user(a, alice, r, requester, token)
+        await r.close()
+        await a.close()
+
+    run(scenario())

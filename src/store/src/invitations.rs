@@ -11,7 +11,9 @@ pub struct Invitation {
     pub token: String,
     /// Who created it, for the list and the audit log: an account or the console.
     pub creator: String,
-    /// The local account that becomes a mutual contact of each account registered with it.
+    /// The local account that becomes a mutual contact of each account registered with it
+    /// (and, without `username`, of each account that sends its token with a subscription
+    /// request).
     pub inviter: Option<String>,
     /// The username the registration must use; reserved until the invitation expires.
     pub username: Option<String>,

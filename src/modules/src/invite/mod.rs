@@ -5,7 +5,9 @@
 //! on the web server) tells the invitee which app to install and offers the `xmpp:` link and a
 //! QR code of it; the app connects, presents the token (`<preauth xmlns='urn:xmpp:pars:0'/>`)
 //! and registers (XEP-0077), even with `allow_registration` off. An invitation from a user
-//! makes them and the new account mutual contacts.
+//! makes them and the new account mutual contacts; someone who already has an account, here or
+//! elsewhere, sends the token with a subscription request instead, which is approved on the
+//! inviter's behalf (XEP-0379).
 
 mod page;
 
@@ -26,12 +28,14 @@ use serde::Deserialize;
 
 use crate::adhoc::form::{DataForm, Field, FormKind, Submitted};
 use crate::adhoc::{AUDIT, Command, Commands, Requester, Step};
+use crate::presence::{SubscriptionApproval, SubscriptionApprover};
 use crate::register::{InvitationGate, Invitations, Redemption};
 use crate::roster::{Change, push};
 
 pub use page::{qr_svg, qr_terminal};
 
-/// The token the client presents before registering (XEP-0379's element, XEP-0445's use).
+/// The token a client presents before registering (XEP-0445) or sends with a subscription
+/// request (XEP-0379).
 const NS_PARS: &str = "urn:xmpp:pars:0";
 /// XEP-0445's stream feature, and the one clients looked for before it (Conversations).
 const NS_IBR_TOKEN: &str = "urn:xmpp:ibr-token:0";
@@ -85,13 +89,13 @@ impl Module for Invite {
             id: "XEP-0401",
             version: "0.6.0",
             status: SupportStatus::Partial,
-            note: "invite (for users unless modules.invite.allow_users is off; one use, ibr=y) and create-account (administrators; username, roster-subscription, uses, note) commands with uri, landing-url and expire results; a named invitation reserves its username; mutual subscription and roster push to the inviter on registration; landing page with client suggestions and a QR code, not chosen by the visitor's system; also `hearth invite`",
+            note: "invite (for users unless modules.invite.allow_users is off; one use, ibr=y) and create-account (administrators; username, roster-subscription, uses, note) commands with uri, landing-url and expire results; a named invitation reserves its username; mutual subscription and roster push to the inviter on registration, or on an existing account's subscription request with the token (XEP-0379); landing page with client suggestions and a QR code, not chosen by the visitor's system; also `hearth invite`",
         },
         Spec {
             id: "XEP-0379",
             version: "0.3.3",
             status: SupportStatus::Partial,
-            note: "the preauth URI parameter and the server-hosted landing page; the urn:xmpp:pars:0 token serves registration (XEP-0445) only: a subscription request carrying a token is not approved automatically",
+            note: "done by the server for the inviter (as XEP-0401 has it): the preauth URI parameter (no name parameter) and the server-hosted landing page; a subscription request carrying a valid token of the recipient's own contact invitation is approved for them and takes one use of it: roster push, subscribed, then a subscription request back (as Prosody does); an unknown, expired, used-up, revoked or someone else's token is ignored and the request waits for the user",
         },
         Spec {
             id: "XEP-0445",
@@ -124,6 +128,15 @@ impl Module for Invite {
         // Loaded before the register module, which reads the gate when it starts.
         if reg.shared::<InvitationGate>().0.set(gate).is_err() {
             anyhow::bail!("another module already provides invitations");
+        }
+        let approver: Arc<dyn SubscriptionApprover> = invite.clone();
+        if reg
+            .shared::<SubscriptionApproval>()
+            .0
+            .set(approver)
+            .is_err()
+        {
+            anyhow::bail!("another module already approves subscription requests");
         }
         for ns in [NS_IBR_TOKEN, NS_INVITE_LEGACY] {
             reg.stream_feature(FeaturePhase::PreAuth, Element::bare("register", ns));
@@ -209,23 +222,40 @@ impl Standing {
     }
 }
 
+/// The inviter of a contact invitation: one from a user that names no account, whose link
+/// asks to add the inviter as a contact.
+fn contact_inviter(invitation: &Invitation) -> Option<&str> {
+    match (&invitation.inviter, &invitation.username) {
+        (Some(inviter), None) => Some(inviter),
+        _ => None,
+    }
+}
+
 /// The `xmpp:` URI of an invitation (XEP-0401 §4.1, §4.5): a contact invitation names the
 /// inviter (`?roster;preauth=…;ibr=y`), an account invitation the fixed username if any
 /// (`?register;preauth=…`).
 pub fn uri(domain: &str, invitation: &Invitation) -> String {
     let node = |user: &str| format!("{}@", crate::upload::percent_encode(user));
-    match (&invitation.inviter, &invitation.username) {
-        (Some(inviter), None) => format!(
+    match contact_inviter(invitation) {
+        Some(inviter) => format!(
             "xmpp:{}{domain}?roster;preauth={};ibr=y",
             node(inviter),
             invitation.token
         ),
-        (_, username) => format!(
+        None => format!(
             "xmpp:{}{domain}?register;preauth={}",
-            username.as_deref().map(node).unwrap_or_default(),
+            invitation.username.as_deref().map(node).unwrap_or_default(),
             invitation.token
         ),
     }
+}
+
+/// The token a subscription request carries (XEP-0379 §3.4), if it can be one of ours.
+fn subscription_token(request: &Element) -> Option<&str> {
+    request
+        .get_child("preauth", NS_PARS)
+        .and_then(|p| p.attr("token"))
+        .filter(|t| plausible_token(t))
 }
 
 /// The landing page of a token under the web server's base URL.
@@ -494,6 +524,51 @@ impl Invitations for Invite {
     }
 }
 
+#[async_trait::async_trait]
+impl SubscriptionApprover for Invite {
+    /// XEP-0379 §3.5: a token of the user's own contact invitation approves the request, and
+    /// takes one of its uses, as a registration would.
+    async fn approves(&self, server: &Server, user: &str, contact: &Jid, request: &Stanza) -> bool {
+        let Some(token) = subscription_token(request.element()) else {
+            return false;
+        };
+        // An inviter who opens their own link has nobody to befriend.
+        if contact.node() == Some(user) && contact.domain() == server.domain() {
+            return false;
+        }
+        let store = &server.store;
+        let invitation = match store.invitation(token).await {
+            Ok(invitation) => invitation,
+            Err(e) => {
+                tracing::error!(error = %e, "invitations: the database failed; the subscription request waits for the user");
+                return false;
+            }
+        };
+        let account = format!("{user}@{}", server.domain());
+        let id = token_id(token);
+        // A token of someone else's invitation gets the request no further than none would.
+        let Some(invitation) = invitation.filter(|i| contact_inviter(i) == Some(user)) else {
+            tracing::debug!(%account, %contact, invitation = id, "a subscription request carried a token of no contact invitation of its recipient");
+            return false;
+        };
+        let now = SystemTime::now();
+        match store.invitation_take_use(token, now).await {
+            Ok(true) => {
+                tracing::info!(target: AUDIT, %account, %contact, invitation = id, "subscription approved with an invitation");
+                true
+            }
+            Ok(false) => {
+                tracing::info!(%account, %contact, invitation = id, standing = Standing::of(&invitation, now).describe(), "a subscription request carried an invitation that is not valid; it waits for the user");
+                false
+            }
+            Err(e) => {
+                tracing::error!(%account, invitation = id, error = %e, "a use of an invitation could not be taken; the subscription request waits for the user");
+                false
+            }
+        }
+    }
+}
+
 /// Removes expired invitations every hour.
 async fn sweep(server: Arc<Server>) -> anyhow::Result<()> {
     let mut every = tokio::time::interval(SWEEP_EVERY);
@@ -717,6 +792,39 @@ mod tests {
             landing_url("https://example.org", "T0k3n"),
             "https://example.org/invite/T0k3n"
         );
+    }
+
+    #[test]
+    fn subscription_requests_carry_a_token_in_preauth() {
+        let token = new_token();
+        let request = |child: &str| {
+            format!("<presence xmlns='jabber:client' type='subscribe'>{child}</presence>")
+                .parse::<Element>()
+                .unwrap()
+        };
+        let with = request(&format!("<preauth xmlns='{NS_PARS}' token='{token}'/>"));
+        assert_eq!(subscription_token(&with), Some(token.as_str()));
+        for without in [
+            String::new(),
+            format!("<preauth xmlns='urn:example' token='{token}'/>"),
+            format!("<preauth xmlns='{NS_PARS}'/>"),
+            format!("<preauth xmlns='{NS_PARS}' token='not a token'/>"),
+        ] {
+            assert_eq!(subscription_token(&request(&without)), None, "{without}");
+        }
+    }
+
+    #[test]
+    fn only_a_contact_invitation_has_an_inviter_to_subscribe_to() {
+        assert_eq!(
+            contact_inviter(&invitation(Some("romeo"), None)),
+            Some("romeo")
+        );
+        assert_eq!(
+            contact_inviter(&invitation(Some("romeo"), Some("juliet"))),
+            None
+        );
+        assert_eq!(contact_inviter(&invitation(None, None)), None);
     }
 
     #[test]
