@@ -1,16 +1,19 @@
 """Multi-User Chat (XEP-0045) with slixmpp's MUC plugin and Gajim's nbxmpp: creating and
-configuring a room, entering with history and subject, groupchat, and a nick conflict."""
+configuring a room, entering with history and subject, groupchat, a nick conflict, and the
+server's administrators as owners of every room."""
 
 import asyncio
 
 import pytest
-from slixmpp.exceptions import PresenceError
+from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream import ET
 
+from conftest import serving
 from test_nbxmpp import Gajim, pump
 from test_slixmpp import TIMEOUT, Client, next_item, run
 
 SERVICE = "conference.localhost"
+ROOT, ROOT_PASSWORD = "mucroot", "mucroot-secret-pw"
 
 
 def muc_client(server, jid, pw, resource="py"):
@@ -486,6 +489,104 @@ def test_slixmpp_nick_change_private_messages_self_ping_and_taking_messages_back
                   async for m in b.plugin["xep_0313"].iterate(jid=room)]
         assert "oops" not in bodies and "off topic" not in bodies and bodies[:3] == ["one", "two", "three"]
         for c in (a, b):
+            await c.close()
+
+    run(scenario())
+
+
+@pytest.fixture(scope="module")
+def admin_server():
+    """A server of its own whose administrator is mucroot@localhost."""
+    with serving(admins=[f"{ROOT}@localhost"]) as srv:
+        r = srv.cli("user", "add", "--stdin", stdin=f"{ROOT} {ROOT_PASSWORD}\n")
+        assert r.returncode == 0, r.stderr
+        yield srv
+
+
+def test_server_admin_manages_a_room_whose_owner_was_erased(admin_server):
+    """A members-only room loses its only owner to account erasure: another user can neither
+    enter, configure nor destroy it; the server's administrator enters as its owner,
+    configures it without becoming a stored owner, and destroys it."""
+    srv = admin_server
+    a_jid, a_pw = srv.new_account("orphaner")
+    n_jid, n_pw = srv.new_account("bystander")
+    root_jid = f"{ROOT}@{srv.domain}"
+    room = f"orphan@{SERVICE}"
+
+    async def create():
+        a = muc_client(srv, a_jid, a_pw)
+        assert await a.login()
+        await create_room(a.plugin["xep_0045"], room, "Alice", {
+            "muc#roomconfig_persistentroom": True,
+            "muc#roomconfig_membersonly": True,
+        })
+        await a.close()
+
+    async def rescue():
+        n, root = muc_client(srv, n_jid, n_pw), muc_client(srv, root_jid, ROOT_PASSWORD)
+        for c in (n, root):
+            assert await c.login()
+        muc_n, muc_root = n.plugin["xep_0045"], root.plugin["xep_0045"]
+        with pytest.raises(PresenceError) as refused:
+            await muc_n.join_muc_wait(room, "Nosy", timeout=TIMEOUT)
+        assert refused.value.condition == "registration-required"
+        for attempt in (muc_n.get_room_config, muc_n.destroy):
+            with pytest.raises(IqError) as denied:
+                await attempt(room, timeout=TIMEOUT)
+            assert denied.value.condition == "forbidden"
+
+        own, _, _, _ = await muc_root.join_muc_wait(room, "Root", maxstanzas=0, timeout=TIMEOUT)
+        assert (own["muc"]["affiliation"], own["muc"]["role"]) == ("owner", "moderator")
+        form = await muc_root.get_room_config(room, timeout=TIMEOUT)
+        form.get_fields()["muc#roomconfig_roomname"]["value"] = "Rescued"
+        await muc_root.set_room_config(room, form, timeout=TIMEOUT)
+        info = await root.plugin["xep_0030"].get_info(jid=room, timeout=TIMEOUT)
+        assert [i[3] for i in info["disco_info"]["identities"]] == ["Rescued"]
+        # Owner by the server's configuration, not by the room's list.
+        assert await muc_root.get_affiliation_list(room, "owner", timeout=TIMEOUT) == []
+        await muc_root.destroy(room, reason="its owner is gone", timeout=TIMEOUT)
+        with pytest.raises(IqError) as gone:
+            await root.plugin["xep_0030"].get_info(jid=room, timeout=TIMEOUT)
+        assert gone.value.condition == "item-not-found"
+        for c in (n, root):
+            await c.close()
+
+    run(create())
+    r = srv.cli("user", "delete", a_jid)
+    assert r.returncode == 0, r.stderr
+    run(rescue())
+
+
+def test_nobody_bans_kicks_or_demotes_a_server_admin(admin_server):
+    """The server's administrator is shown as an owner, and a room's own owner gets
+    not-allowed trying to ban, demote or kick them."""
+    from slixmpp import JID
+
+    srv = admin_server
+    b_jid, b_pw = srv.new_account("roomowner")
+    root_jid = f"{ROOT}@{srv.domain}"
+    room = f"kingdom@{SERVICE}"
+
+    async def scenario():
+        b, root = muc_client(srv, b_jid, b_pw), muc_client(srv, root_jid, ROOT_PASSWORD, resource="watch")
+        for c in (b, root):
+            assert await c.login()
+        muc_b = b.plugin["xep_0045"]
+        seen = asyncio.Queue()
+        b.add_event_handler(f"muc::{room}::presence", seen.put_nowait)
+        await create_room(muc_b, room, "Bob", {})
+        await root.plugin["xep_0045"].join_muc_wait(room, "Root", maxstanzas=0, timeout=TIMEOUT)
+        shown = await next_item(seen, lambda p: p["from"] == JID(f"{room}/Root"), "root's presence")
+        assert (shown["muc"]["affiliation"], shown["muc"]["role"]) == ("owner", "moderator")
+        for affiliation in ("outcast", "member", "none"):
+            with pytest.raises(IqError) as refused:
+                await muc_b.set_affiliation(room, affiliation, jid=root_jid, timeout=TIMEOUT)
+            assert refused.value.condition == "not-allowed", affiliation
+        with pytest.raises(IqError) as refused:
+            await muc_b.set_role(room, "Root", "none", timeout=TIMEOUT)
+        assert refused.value.condition == "not-allowed"
+        assert await muc_b.get_affiliation_list(room, "outcast", timeout=TIMEOUT) == []
+        for c in (b, root):
             await c.close()
 
     run(scenario())

@@ -115,6 +115,12 @@ impl Muc {
             return Err(StanzaError::new(Condition::NotAllowed)
                 .with_text("an admin may not change the affiliation of an admin or owner"));
         }
+        // A server administrator's ownership follows the server's configuration: a lower
+        // stored affiliation would have no effect, and the lists would tell otherwise.
+        if room.is_server_admin(target) && new != Affiliation::Owner {
+            return Err(StanzaError::new(Condition::NotAllowed)
+                .with_text("server administrators are owners of every room"));
+        }
         let owners = room
             .affiliations
             .values()
@@ -217,6 +223,7 @@ async fn set_role(
 }
 
 /// §8.5, §9.5, §10.5: the lists by affiliation (admins and owners) or role (moderators).
+/// The affiliation lists are the stored ones, without the server administrators.
 fn list(
     room: &Room,
     item: &Element,

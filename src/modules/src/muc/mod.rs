@@ -14,7 +14,7 @@ mod register;
 mod relay;
 mod room;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::mam::NS_MAM;
@@ -55,6 +55,9 @@ pub struct Config {
     pub occupant_messages_per_second: f64,
     /// Messages a whole room relays per second on average (bursts of twice that).
     pub room_messages_per_second: f64,
+    /// Whether the server's `admins` are owners of every room, as Prosody's
+    /// `component_admins_as_room_owners`: a room whose owners are gone stays manageable.
+    pub admins_are_owners: bool,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             mam_max_page_size: 250,
             occupant_messages_per_second: 5.0,
             room_messages_per_second: 100.0,
+            admins_are_owners: true,
         }
     }
 }
@@ -75,6 +79,9 @@ impl Default for Config {
 pub struct Muc {
     cfg: Config,
     domain: String,
+    /// The server's administrators if they own every room (`admins_are_owners`), else empty;
+    /// shared by every room.
+    server_admins: Arc<HashSet<Jid>>,
     /// Rooms by local part. Each room is locked on its own, so rooms do not wait for each other.
     rooms: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Room>>>>,
 }
@@ -86,7 +93,7 @@ impl Module for Muc {
             id: "XEP-0045",
             version: "1.35.5",
             status: SupportStatus::Partial,
-            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists), nick registration, mediated invitations and declines, voice requests, IQs to occupant JIDs relayed without revealing real JIDs (vCard requests to the occupant's account, for avatars), settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts and, while nobody is in them, out of memory. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below); occupants are told at shutdown (332).",
+            note: "entering (locked new rooms, passwords, members-only, bans, registered nicks checked; PRECIS nicknames), leaving, nick and status changes, groupchat and private messages, subject, history on join, the configuration form, destroying, the directory and room disco, the admin use cases (kick, voice, moderator, member, admin, owner, ban, lists); the server's admins are owners of every room (admins_are_owners, on by default; not stored nor listed, and whoever bans, kicks or demotes them gets not-allowed); nick registration, mediated invitations and declines, voice requests, IQs to occupant JIDs relayed without revealing real JIDs (vCard requests to the occupant's account, for avatars), settings for who may change the subject, send private messages and invite; persistent rooms kept across restarts and, while nobody is in them, out of memory. Persistent rooms are archived (below). Flood limits per occupant and per room; moderation and retraction (below). Room avatars (below); occupants are told at shutdown (332).",
         },
         Spec {
             id: "XEP-0313",
@@ -141,9 +148,19 @@ impl Module for Muc {
         Jid::domain_jid(&domain).map_err(|e| {
             anyhow::anyhow!("modules.muc.domain {domain:?} is not a valid domain: {e}")
         })?;
+        let server_admins = if cfg.admins_are_owners {
+            reg.config()
+                .admins
+                .iter()
+                .map(|admin| Jid::parse(admin))
+                .collect::<Result<_, _>>()?
+        } else {
+            HashSet::new()
+        };
         let this = Arc::new(Muc {
             cfg,
             domain: domain.clone(),
+            server_admins: Arc::new(server_admins),
             rooms: Mutex::default(),
         });
         let muc = this.clone();
@@ -240,6 +257,7 @@ impl Muc {
         let mut room = Room::new(
             room_jid,
             RoomConfig::from_lines(&stored.config, self.defaults()),
+            self.server_admins.clone(),
         );
         room.subject = stored.subject;
         room.avatar_hash = stored
@@ -344,7 +362,7 @@ impl Muc {
             let jids: std::collections::BTreeSet<&Jid> =
                 room.affiliations.keys().chain(room.nicks.keys()).collect();
             for jid in jids {
-                self.save_affiliation(cx, room, jid, room.affiliation(jid), None)
+                self.save_affiliation(cx, room, jid, room.stored_affiliation(jid), None)
                     .await?;
             }
         }
@@ -396,7 +414,7 @@ impl Muc {
             return Err(StanzaError::new(Condition::NotAllowed)
                 .with_text("rooms are created by the administrator on this service"));
         }
-        let mut new = Room::new(room.to_bare(), self.defaults());
+        let mut new = Room::new(room.to_bare(), self.defaults(), self.server_admins.clone());
         new.locked = true;
         new.affiliations.insert(owner.to_bare(), Affiliation::Owner);
         let new = Arc::new(tokio::sync::Mutex::new(new));

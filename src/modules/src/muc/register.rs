@@ -28,12 +28,13 @@ impl Muc {
         query: &Element,
     ) -> Result<Element, StanzaError> {
         let bare = from.to_bare();
-        let affiliation = room.affiliation(&bare);
-        if affiliation == Affiliation::Outcast {
+        if room.affiliation(&bare) == Affiliation::Outcast {
             return Err(
                 StanzaError::new(Condition::Forbidden).with_text("you are banned from this room")
             );
         }
+        // Saved with the nick: a server administrator's ownership is not stored.
+        let affiliation = room.stored_affiliation(&bare);
         let mut reply = Element::bare("query", NS_REGISTER);
         if get {
             match room.nicks.get(&bare) {

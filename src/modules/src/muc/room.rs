@@ -1,7 +1,8 @@
 //! A room's state and the XEP-0045 rules that depend only on it: affiliations and the roles
 //! they give, who may see real JIDs, the `muc#user` items of presence, join checks.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use hearth_core::jid::Jid;
 use hearth_core::stanza::{Condition, StanzaError, ncname};
@@ -307,7 +308,11 @@ pub struct Room {
     pub config: RoomConfig,
     /// A new room stays locked until its owner configures it (XEP-0045 §10.1.2).
     pub locked: bool,
+    /// The stored affiliations (what is saved and what the lists show).
     pub affiliations: HashMap<Jid, Affiliation>,
+    /// The server's administrators when they own every room (`admins_are_owners`), else
+    /// empty. Their ownership follows the server's configuration, so it is never stored.
+    pub server_admins: Arc<HashSet<Jid>>,
     /// Registered nicknames (§7.10), reserved for their owners, by bare JID.
     pub nicks: HashMap<Jid, String>,
     pub occupants: Occupants,
@@ -328,12 +333,13 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(jid: Jid, config: RoomConfig) -> Self {
+    pub fn new(jid: Jid, config: RoomConfig, server_admins: Arc<HashSet<Jid>>) -> Self {
         Room {
             jid,
             config,
             locked: false,
             affiliations: HashMap::new(),
+            server_admins,
             nicks: HashMap::new(),
             occupants: Occupants::default(),
             subject: None,
@@ -348,7 +354,23 @@ impl Room {
         }
     }
 
+    /// The affiliation `bare` acts with and is shown with: owner for a server administrator
+    /// (whatever is stored), else the stored one. Every rule of the room goes by this one.
     pub fn affiliation(&self, bare: &Jid) -> Affiliation {
+        if self.is_server_admin(bare) {
+            Affiliation::Owner
+        } else {
+            self.stored_affiliation(bare)
+        }
+    }
+
+    /// Whether `bare` owns the room as a server administrator.
+    pub fn is_server_admin(&self, bare: &Jid) -> bool {
+        self.server_admins.contains(bare)
+    }
+
+    /// The affiliation the room stores for `bare`, which is what is saved.
+    pub fn stored_affiliation(&self, bare: &Jid) -> Affiliation {
         self.affiliations
             .get(bare)
             .copied()
@@ -396,6 +418,8 @@ impl Room {
             return Err(StanzaError::new(Condition::RegistrationRequired)
                 .with_text("this room is for members only"));
         }
+        // Admins and owners, server administrators among them, need no password: they may
+        // read and change it in the configuration form, and the owner who knew it may be gone.
         if let Some(expected) = &self.config.password
             && affiliation < Affiliation::Admin
             && password != Some(expected.as_str())
@@ -522,7 +546,12 @@ mod tests {
     }
 
     fn room() -> Room {
-        let mut r = Room::new(jid("room@conference.localhost"), RoomConfig::new(2, 20));
+        let server_admins = Arc::new(HashSet::from([jid("root@localhost")]));
+        let mut r = Room::new(
+            jid("room@conference.localhost"),
+            RoomConfig::new(2, 20),
+            server_admins,
+        );
         r.affiliations
             .insert(jid("owner@localhost"), Affiliation::Owner);
         r.occupants.insert(Occupant {
@@ -600,6 +629,35 @@ mod tests {
         );
         // Admins and owners get in even when it is full.
         assert!(r.may_enter(&jid("owner@localhost"), "boss", None).is_ok());
+    }
+
+    #[test]
+    fn server_admins_own_every_room_without_being_stored() {
+        let mut r = room();
+        let root = jid("root@localhost");
+        assert_eq!(r.affiliation(&root), Affiliation::Owner);
+        assert_eq!(r.stored_affiliation(&root), Affiliation::None);
+        // Whatever the room stored for them before they became an administrator.
+        r.affiliations.insert(root.clone(), Affiliation::Outcast);
+        assert_eq!(r.affiliation(&root), Affiliation::Owner);
+        assert_eq!(r.stored_affiliation(&root), Affiliation::Outcast);
+        r.locked = true;
+        r.config.members_only = true;
+        r.config.password = Some("secret".into());
+        assert!(r.may_enter(&root, "root", None).is_ok());
+        let seen = Occupant {
+            nick: "root".into(),
+            bare: root.clone(),
+            sessions: vec![],
+            role: r.default_role(r.affiliation(&root)),
+        };
+        assert_eq!(seen.role, Role::Moderator);
+        let x = r.user_x(&seen, None, &[]);
+        let item = x.get_child("item", NS_USER).unwrap();
+        assert_eq!(item.attr("affiliation"), Some("owner"));
+        // Without the option, the set is empty and the stored affiliation holds.
+        r.server_admins = Arc::default();
+        assert_eq!(r.affiliation(&root), Affiliation::Outcast);
     }
 
     #[test]
