@@ -83,6 +83,10 @@ impl Default for PendingWrites {
     }
 }
 
+/// Why a write has no answer: its writer went away first.
+pub(crate) const UNCOMMITTED: &str =
+    "the database closed, or its writer failed (see the log), before this write committed";
+
 /// A deferred write's answer, and what to tell the administrator if it failed (no one waits
 /// for it who could report it).
 pub(crate) struct Deferred {
@@ -109,9 +113,7 @@ impl Deferred {
         let failure = match self.answer.await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e,
-            Err(_) => StoreError::Other(anyhow::anyhow!(
-                "the database closed, or its writer failed, before this write committed"
-            )),
+            Err(_) => StoreError::Other(anyhow::anyhow!(UNCOMMITTED)),
         };
         tracing::error!(error = %failure, account = %self.account, "cannot store {}", self.what);
     }

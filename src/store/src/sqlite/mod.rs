@@ -36,7 +36,7 @@ use rusqlite::{Connection, ErrorCode, ffi};
 use rusqlite_migration::{M, MigrationDefinitionError, Migrations};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::pending::{Deferred, PendingWrites};
+use crate::pending::{Deferred, PendingWrites, UNCOMMITTED};
 use crate::{Result, StoreError, StoreOptions};
 
 /// The schema, one step per file; `user_version` records how far a database got.
@@ -176,9 +176,7 @@ impl SqliteBackend {
             .send(Request::Write(jobs))
             .await
             .map_err(|_| other("the database is closed"))?;
-        let result = answer
-            .await
-            .map_err(|_| other("the database closed, or its writer failed (see the log), before this write committed"))?;
+        let result = answer.await.map_err(|_| other(UNCOMMITTED))?;
         self.latency.write.record(started.elapsed());
         result
     }
@@ -443,7 +441,7 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Request>) -> WriterStat
             continue;
         }
         let committed = statement(conn, "COMMIT").map_err(|e| {
-            tracing::error!(error = %e, requests = replies.len(), "database commit failed; the writes fail");
+            tracing::error!(error = %e, writes = replies.len(), "database commit failed; the writes fail");
             let _ = statement(conn, "ROLLBACK");
             e.to_string()
         });
